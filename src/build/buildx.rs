@@ -1,0 +1,238 @@
+//! `Buildx`: the one type through which mbx runs the real `docker buildx` CLI.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::process::{Command, Stdio};
+
+use crate::build::progress::Progress;
+use crate::error::{tail, CommandError, Error, Result};
+use crate::process::{display_command, os_args, run_captured};
+
+#[derive(Debug, Clone)]
+pub struct Buildx {
+    /// The docker CLI (`MBX_DOCKER`, default `docker` on PATH).
+    pub docker: String,
+}
+
+/// What `docker buildx inspect` says of a builder.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BuilderInfo {
+    pub name: String,
+    pub driver: String,
+    pub status: Option<String>,
+    pub buildkit_version: Option<String>,
+    pub platforms: Vec<String>,
+    pub driver_options: Vec<String>,
+}
+
+/// The outcome of one `docker buildx build`.
+#[derive(Debug)]
+pub struct BuildOutcome {
+    pub success: bool,
+    pub status: Option<i32>,
+    pub command: String,
+    pub progress: Progress,
+    pub metadata: Option<serde_json::Value>,
+    pub stderr_text_tail: Vec<String>,
+}
+
+impl Default for Buildx {
+    fn default() -> Self {
+        Buildx {
+            docker: std::env::var("MBX_DOCKER")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "docker".into()),
+        }
+    }
+}
+
+impl Buildx {
+    fn run(&self, args: Vec<OsString>) -> Result<String, CommandError> {
+        let out = run_captured(&self.docker, &args)?;
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `docker buildx version` → e.g. `v0.13.1`.
+    pub fn version(&self) -> Result<String> {
+        let out = self.run(os_args(["buildx", "version"])).map_err(|e| {
+            Error::env(
+                format!("docker buildx is not available: {e}"),
+                "install the buildx plugin ≥ 0.13 (Debian: docker-buildx; elsewhere docker/setup-buildx-action)",
+            )
+        })?;
+        // "github.com/docker/buildx 0.13.1+ds1-3 …" or "… v0.13.1 abcdef"
+        let v = out.split_whitespace().nth(1).unwrap_or("").to_string();
+        Ok(if v.starts_with('v') {
+            v
+        } else {
+            format!("v{v}")
+        })
+    }
+
+    /// None when no builder of that name exists.
+    pub fn inspect(&self, name: &str, bootstrap: bool) -> Result<Option<BuilderInfo>> {
+        let mut args = os_args(["buildx", "inspect"]);
+        if bootstrap {
+            args.push("--bootstrap".into());
+        }
+        args.push(name.into());
+        match self.run(args) {
+            Ok(out) => Ok(Some(parse_inspect(&out))),
+            Err(e) if e.stderr_tail.contains("no builder") && e.stderr_tail.contains("found") => Ok(None),
+            Err(e) => Err(Error::env(
+                format!("builder `{name}` did not start: {e}"),
+                format!("check the BuildKit image can be pulled and the daemon runs; `docker buildx rm {name}` and retry, or pass --buildkit-image"),
+            )),
+        }
+    }
+
+    pub fn create(&self, args: Vec<OsString>) -> Result<()> {
+        let mut a = os_args(["buildx", "create"]);
+        a.extend(args);
+        self.run(a).map(|_| ()).map_err(Error::from)
+    }
+
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.run(os_args(["buildx", "rm", name]))
+            .map(|_| ())
+            .map_err(Error::from)
+    }
+
+    /// Run `docker buildx build ARGS` with `--progress=rawjson`, parsing the
+    /// progress stream from stderr as it arrives. `metadata_file` is read
+    /// after the build.
+    pub fn build(
+        &self,
+        args: Vec<OsString>,
+        metadata_file: &std::path::Path,
+        secrets: &[String],
+    ) -> Result<BuildOutcome> {
+        let mut a = os_args(["buildx", "build"]);
+        a.extend(args);
+        let command = display_command(&self.docker, &a, secrets);
+        tracing::debug!(%command, "build");
+        let mut child = Command::new(&self.docker)
+            .args(&a)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                Error::env(
+                    format!("could not start `{}`: {e}", self.docker),
+                    "install the docker CLI or set MBX_DOCKER",
+                )
+            })?;
+        let mut stdout = child.stdout.take().expect("piped");
+        let out_thread = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = stdout.read_to_end(&mut s);
+            s
+        });
+        let mut progress = Progress::new();
+        let stderr = child.stderr.take().expect("piped");
+        progress
+            .read_from(stderr)
+            .map_err(|e| Error::env(format!("reading buildx progress failed: {e}"), ""))?;
+        let status = child
+            .wait()
+            .map_err(|e| Error::env(format!("waiting for buildx failed: {e}"), ""))?;
+        let stdout = out_thread.join().unwrap_or_default();
+        let metadata = std::fs::read(metadata_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let mut text_tail = progress.text_tail();
+        let so = String::from_utf8_lossy(&stdout);
+        if !so.trim().is_empty() {
+            text_tail.extend(tail(&so, 10, 4096).lines().map(str::to_string));
+        }
+        Ok(BuildOutcome {
+            success: status.success(),
+            status: status.code(),
+            command,
+            progress,
+            metadata,
+            stderr_text_tail: text_tail,
+        })
+    }
+
+    /// `docker buildx imagetools create`: with `dry_run` prints the index it
+    /// would push; returns stdout.
+    pub fn imagetools_create(
+        &self,
+        builder: &str,
+        tags: &[String],
+        sources: &[String],
+        dry_run: bool,
+    ) -> Result<String> {
+        let mut a = os_args(["buildx", "imagetools", "create", "--builder", builder]);
+        if dry_run {
+            a.push("--dry-run".into());
+        }
+        for t in tags {
+            a.push("--tag".into());
+            a.push(t.into());
+        }
+        for s in sources {
+            a.push(s.into());
+        }
+        self.run(a).map_err(Error::from)
+    }
+}
+
+/// Parse the text of `docker buildx inspect`.
+pub fn parse_inspect(text: &str) -> BuilderInfo {
+    let mut info = BuilderInfo::default();
+    let mut in_nodes = false;
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let (k, v) = (k.trim(), v.trim());
+        match k {
+            "Nodes" => in_nodes = true,
+            "Name" if !in_nodes => info.name = v.to_string(),
+            "Driver" if !in_nodes => info.driver = v.to_string(),
+            "Status" => info.status = Some(v.to_string()),
+            "BuildKit version" | "Buildkit" | "BuildKit" => {
+                info.buildkit_version = Some(v.to_string())
+            }
+            "Platforms" => {
+                info.platforms = v
+                    .split(',')
+                    .map(|p| p.trim().trim_end_matches('*').to_string())
+                    .filter(|p| !p.is_empty())
+                    .collect()
+            }
+            "Driver Options" => {
+                info.driver_options = v
+                    .split_whitespace()
+                    .map(|s| s.trim_matches('"').to_string())
+                    .collect()
+            }
+            _ => {}
+        }
+    }
+    info
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_inspect_output() {
+        // Captured from `docker buildx inspect --bootstrap default` on dockerd 26 (shared/samples).
+        let text = "Name:          default\nDriver:        docker\nLast Activity: 2026-11-23 18:28:00 +0000 UTC\n\nNodes:\nName:             default\nEndpoint:         default\nStatus:           running\nBuildKit version: v0.0.0+unknown\nPlatforms:        linux/amd64, linux/amd64/v2, linux/arm64*\nLabels:\n org.mobyproject.buildkit.worker.network:              host\n";
+        let i = parse_inspect(text);
+        assert_eq!(i.name, "default");
+        assert_eq!(i.driver, "docker");
+        assert_eq!(i.status.as_deref(), Some("running"));
+        assert_eq!(i.buildkit_version.as_deref(), Some("v0.0.0+unknown"));
+        assert_eq!(
+            i.platforms,
+            vec!["linux/amd64", "linux/amd64/v2", "linux/arm64"]
+        );
+    }
+}

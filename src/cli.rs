@@ -1,0 +1,214 @@
+//! Command-line definitions (clap derive) and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mbx",
+    version,
+    about = "Multi-architecture container builds: fast, verified, explained",
+    long_about = "mbx builds a container image for several platforms (linux/amd64, linux/arm64, …), \
+each platform as its own build with its own cache, joins them into one multi-platform index, \
+reads the result back to prove every platform is there, and reports what each platform cost \
+(QEMU emulation included).\n\nThe pipeline: setup → build → verify → report.",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole pipeline: setup, build every platform, verify, report.
+    #[command(
+        long_about = "Run the whole pipeline: register/check QEMU binfmt handlers, create or \
+reuse the buildx builder, build each platform separately (in parallel), merge them into one \
+multi-platform index (an OCI layout on disk, or pushed to a registry), read it back and check \
+every platform, then print the report.\n\nExamples:\n  mbx ci --local --context examples/hello\n  \
+mbx ci --local --context examples/hello --registry 127.0.0.1:5000\n  \
+mbx ci --image ghcr.io/acme/app --tag v1.2.0 --push"
+    )]
+    Ci(CiArgs),
+    /// Check the machine can build every platform: binfmt handlers, Docker, the buildx builder.
+    #[command(
+        long_about = "Prepare and check the machine: the Docker daemon answers, a QEMU binfmt \
+handler (enabled, F flag) exists for every platform that is not native, the buildx builder exists \
+(created if absent: docker-container driver, network=host) and its BuildKit workers list every \
+requested platform."
+    )]
+    Setup(SetupArgs),
+    /// Build each platform on an existing builder and merge the results (no setup, no verify).
+    Build(BuildOnlyArgs),
+    /// Read an image index back (registry or OCI layout) and check its platforms.
+    #[command(
+        long_about = "Read a pushed image (REF = registry reference, tag or digest) or an OCI \
+image layout directory back and check: it is an index, every required platform is present, each \
+platform's manifest can be fetched and its config names the same os/architecture.\n\nExit status: \
+0 all checks pass, 1 a check failed, 2 bad input.\n\nExamples:\n  mbx verify 127.0.0.1:5000/hello:latest \
+--platforms linux/amd64,linux/arm64\n  mbx verify mbx-out --platforms linux/amd64,linux/arm64"
+    )]
+    Verify(VerifyArgs),
+    /// Render a saved run record (the JSON written by `--json`) as the terminal report.
+    Report(ReportArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheKind {
+    /// GitHub Actions cache (needs ACTIONS_RUNTIME_TOKEN and ACTIONS_CACHE_URL or ACTIONS_RESULTS_URL).
+    Gha,
+    /// A directory per platform under --cache-dir.
+    Local,
+    /// IMAGE:buildcache-<os>-<arch> in the registry (needs a pushed image).
+    Registry,
+    /// No cache import or export.
+    None,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlatformArgs {
+    /// Platforms to build, comma- or newline-separated.
+    #[arg(long, env = "MBX_PLATFORMS", default_value = "linux/amd64,linux/arm64")]
+    pub platforms: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuilderArgs {
+    /// Name of the buildx builder to create or reuse.
+    #[arg(long, default_value = "ci-builder")]
+    pub builder: String,
+    /// buildx driver for a new builder (docker-container, docker, kubernetes, remote).
+    #[arg(long, default_value = "docker-container")]
+    pub driver: String,
+    /// Driver options for a new builder, repeatable (default network=host).
+    #[arg(long = "driver-opt", value_name = "KEY=VALUE")]
+    pub driver_opts: Vec<String>,
+    /// BuildKit image for the docker-container driver [env: MBX_BUILDKIT_IMAGE, or
+    /// `[builder] buildkit-image` in the config file].
+    #[arg(long, env = "MBX_BUILDKIT_IMAGE", value_name = "IMAGE")]
+    pub buildkit_image: Option<String>,
+    /// buildkitd.toml for a new builder (e.g. http registries) [env: MBX_BUILDKITD_CONFIG, or
+    /// `[builder] buildkitd-config` in the config file].
+    #[arg(long, env = "MBX_BUILDKITD_CONFIG", value_name = "FILE")]
+    pub buildkitd_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// Build context directory.
+    #[arg(long, default_value = ".")]
+    pub context: PathBuf,
+    /// Dockerfile (default: <context>/Dockerfile).
+    #[arg(long, short = 'f')]
+    pub file: Option<PathBuf>,
+    /// Target stage to build.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Build-time variables KEY=VALUE, repeatable.
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+    /// Image labels KEY=VALUE, repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Image name, e.g. 127.0.0.1:5000/team/app or ghcr.io/acme/app:1.0 (default: the context
+    /// directory's name under --registry).
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Registry to push to (e.g. 127.0.0.1:5000); implies --push.
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Tags, repeatable or comma/newline-separated (default: latest).
+    #[arg(long = "tag", short = 't')]
+    pub tags: Vec<String>,
+    /// Push each platform by digest and the merged index with its tags.
+    #[arg(long)]
+    pub push: bool,
+    /// Where the OCI image layout goes when nothing is pushed.
+    #[arg(long, default_value = "mbx-out")]
+    pub output: PathBuf,
+    /// Cache backend, one scope per image × platform (default: local with --local, gha otherwise).
+    #[arg(long, value_enum)]
+    pub cache: Option<CacheKind>,
+    /// Directory of the local cache (one subdirectory per scope).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Prefix of the cache scopes: <prefix>-<os>-<arch>[-<variant>] (default: the image name).
+    #[arg(long)]
+    pub cache_scope_prefix: Option<String>,
+    /// Provenance attestation, passed to buildx (e.g. false, mode=max).
+    #[arg(long)]
+    pub provenance: Option<String>,
+    /// Do not use cache when building.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Always attempt to pull a newer version of the base images.
+    #[arg(long)]
+    pub pull: bool,
+    /// Builds running at once (default: all platforms).
+    #[arg(long, value_name = "N")]
+    pub max_parallel: Option<usize>,
+    /// Write the run record as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CiArgs {
+    /// Run on a laptop or a plain machine: local cache directory, report in the terminal.
+    #[arg(long)]
+    pub local: bool,
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+    #[command(flatten)]
+    pub builder: BuilderArgs,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SetupArgs {
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+    #[command(flatten)]
+    pub builder: BuilderArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BuildOnlyArgs {
+    /// Run with local defaults (local cache directory).
+    #[arg(long)]
+    pub local: bool,
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+    /// Name of an existing buildx builder (see `mbx setup`).
+    #[arg(long, default_value = "ci-builder")]
+    pub builder: String,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Image reference (tag or digest) or an OCI image layout directory.
+    pub reference: String,
+    #[command(flatten)]
+    pub platforms: PlatformArgs,
+    /// Fail when the index holds platforms that were not required.
+    #[arg(long)]
+    pub exact: bool,
+    /// Use plain http for this registry host (loopback hosts always use http).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Print the verification as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run record written by `mbx ci --json FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub record: PathBuf,
+}

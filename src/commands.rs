@@ -1,0 +1,284 @@
+//! The subcommands: each builds a Plan and runs the stages it needs.
+
+use std::time::Duration;
+
+use crate::build::buildx::Buildx;
+use crate::cli::{BuildOnlyArgs, CiArgs, ReportArgs, SetupArgs, VerifyArgs};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::plan::{self, BuildPlan, Output, Plan};
+use crate::platform::Platform;
+use crate::report::{self, terminal::Printer};
+use crate::run::{now, Check, RunRecord};
+use crate::verify::registry::is_loopback_host;
+use crate::{build, setup, verify};
+
+/// What a command leaves behind: the exit status.
+pub type ExitStatus = i32;
+
+pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
+    let config = Config::load()?;
+    let plan = Plan {
+        platforms: plan::platforms(&args.platforms)?,
+        host: Platform::host(),
+        builder: plan::builder(&args.builder, &config)?,
+        build: Some(plan::build(&args.build, args.local)?),
+        local: args.local,
+    };
+    let build_plan = plan.build.clone().expect("ci has a build");
+    let printer = Printer::new(false);
+    let buildx = Buildx::default();
+    let mut record = RunRecord::new(plan.host.clone());
+
+    preflight_registry(&build_plan).await?;
+    printer.status(&format!(
+        "setup: checking {} on {}",
+        join(&plan.platforms),
+        plan.host
+    ));
+    let setup = setup::run(&plan, &buildx).await?;
+    if let Some(b) = &setup.builder {
+        printer.status(&format!(
+            "setup: builder `{}` {} ({}, BuildKit {}), platforms: {}",
+            b.name,
+            b.action,
+            b.driver,
+            b.buildkit_version.as_deref().unwrap_or("?"),
+            b.platforms.join(", ")
+        ));
+    }
+    record.setup = Some(setup);
+    finish(&plan, &build_plan, &buildx, &printer, record).await
+}
+
+pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
+    let plan = Plan {
+        platforms: plan::platforms(&args.platforms)?,
+        host: Platform::host(),
+        builder: plan::BuilderPlan {
+            name: args.builder.clone(),
+            driver: String::new(),
+            driver_opts: Vec::new(),
+            buildkit_image: None,
+            buildkitd_config: None,
+        },
+        build: Some(plan::build(&args.build, args.local)?),
+        local: args.local,
+    };
+    let build_plan = plan.build.clone().expect("build has a build");
+    let buildx = Buildx::default();
+    if buildx.inspect(&plan.builder.name, false)?.is_none() {
+        return Err(Error::env(
+            format!("builder `{}` does not exist", plan.builder.name),
+            "run `mbx setup` first, or `mbx ci` which sets up and builds",
+        ));
+    }
+    preflight_registry(&build_plan).await?;
+    let printer = Printer::new(false);
+    let mut record = RunRecord::new(plan.host.clone());
+    let result = tokio::task::block_in_place(|| {
+        build::run(&plan, &build_plan, &buildx, &printer, &mut record)
+    });
+    record.wall_seconds = now() - record.started_at;
+    print!("{}", report::terminal::render(&record));
+    if let Some(p) = &build_plan.json {
+        report::write_json(&record, p)?;
+    }
+    result.map(|_| 0)
+}
+
+/// Build, verify, report; the common tail of `ci`.
+async fn finish(
+    plan: &Plan,
+    build_plan: &BuildPlan,
+    buildx: &Buildx,
+    printer: &Printer,
+    mut record: RunRecord,
+) -> Result<ExitStatus> {
+    let built =
+        tokio::task::block_in_place(|| build::run(plan, build_plan, buildx, printer, &mut record));
+    if built.is_ok() {
+        printer.status("verify: reading the result back");
+        let reference = match &build_plan.output {
+            Output::Layout { dir, .. } => dir.display().to_string(),
+            Output::Registry { repository, tags } => format!("{repository}:{}", tags[0]),
+        };
+        match verify::run(&reference, &plan.platforms, false, &[]).await {
+            Ok(v) => {
+                let mut checks = v.checks;
+                if let (Some(read), Some(merged)) = (&v.index_digest, &record.index_digest) {
+                    checks.push(Check {
+                        name: "index digest".into(),
+                        passed: read == merged,
+                        detail: if read == merged {
+                            format!("{reference} resolves to the merged index")
+                        } else {
+                            format!("{reference} resolves to {read}, not the merged {merged}")
+                        },
+                    });
+                }
+                record.verified = !checks.is_empty() && checks.iter().all(|c| c.passed);
+                record.checks = checks;
+            }
+            Err(e) => {
+                record.checks.push(Check {
+                    name: "read back".into(),
+                    passed: false,
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+    record.wall_seconds = now() - record.started_at;
+    print!("{}", report::terminal::render(&record));
+    if let Some(p) = &build_plan.json {
+        report::write_json(&record, p)?;
+    }
+    built?;
+    if record.verified {
+        Ok(0)
+    } else {
+        Err(Error::verify(
+            "verification failed: the result does not hold what was asked (see the checks above)",
+            "",
+        ))
+    }
+}
+
+pub async fn setup(args: SetupArgs) -> Result<ExitStatus> {
+    let config = Config::load()?;
+    let plan = Plan {
+        platforms: plan::platforms(&args.platforms)?,
+        host: Platform::host(),
+        builder: plan::builder(&args.builder, &config)?,
+        build: None,
+        local: true,
+    };
+    let buildx = Buildx::default();
+    let s = setup::run(&plan, &buildx).await?;
+    println!("docker   {}", s.docker_version.as_deref().unwrap_or("?"));
+    println!("buildx   {}", s.buildx_version.as_deref().unwrap_or("?"));
+    for b in &s.binfmt {
+        println!(
+            "qemu     {}: handler {} ({}, flags {})",
+            b.platform,
+            b.handler.as_deref().unwrap_or("-"),
+            b.interpreter.as_deref().unwrap_or("-"),
+            b.flags
+        );
+    }
+    for p in plan.platforms.iter().filter(|p| p.is_native_on(&plan.host)) {
+        println!("native   {p}");
+    }
+    if let Some(b) = &s.builder {
+        println!(
+            "builder  {} {} (driver {}, BuildKit {})\n         platforms: {}",
+            b.name,
+            b.action,
+            b.driver,
+            b.buildkit_version.as_deref().unwrap_or("?"),
+            b.platforms.join(", ")
+        );
+    }
+    Ok(0)
+}
+
+pub async fn verify(args: VerifyArgs) -> Result<ExitStatus> {
+    let platforms = plan::platforms(&args.platforms)?;
+    let v = verify::run(
+        &args.reference,
+        &platforms,
+        args.exact,
+        &args.insecure_registries,
+    )
+    .await?;
+    if args.json {
+        let platforms: Vec<serde_json::Value> = v
+            .platforms
+            .iter()
+            .map(|(p, d)| serde_json::json!({"platform": p, "digest": d}))
+            .collect();
+        let out = serde_json::json!({
+            "reference": args.reference,
+            "index_digest": v.index_digest,
+            "verified": v.passed(),
+            "platforms": platforms,
+            "checks": v.checks,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+    } else {
+        if let Some(d) = &v.index_digest {
+            println!("index {d}");
+        }
+        for c in &v.checks {
+            println!(
+                "{} {}: {}",
+                if c.passed { "✓" } else { "✗" },
+                c.name,
+                c.detail
+            );
+        }
+        println!(
+            "{}",
+            if v.passed() {
+                "verified"
+            } else {
+                "verification FAILED"
+            }
+        );
+    }
+    Ok(if v.passed() { 0 } else { 1 })
+}
+
+pub async fn report(args: ReportArgs) -> Result<ExitStatus> {
+    let record = report::read_json(&args.record)?;
+    print!("{}", report::terminal::render(&record));
+    Ok(0)
+}
+
+fn join(ps: &[Platform]) -> String {
+    ps.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Fail in a second, not after a long build, when the registry is not there.
+async fn preflight_registry(build: &BuildPlan) -> Result<()> {
+    let Output::Registry { repository, .. } = &build.output else {
+        return Ok(());
+    };
+    let host = plan::ImageRef::parse(repository)
+        .map(|r| r.registry().to_string())
+        .unwrap_or_default();
+    let api = if host == "docker.io" {
+        "registry-1.docker.io".to_string()
+    } else {
+        host.clone()
+    };
+    let scheme = if is_loopback_host(&host) {
+        "http"
+    } else {
+        "https"
+    };
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| Error::env(format!("cannot make an HTTP client: {e}"), ""))?;
+    match client.get(format!("{scheme}://{api}/v2/")).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let mut why = e.to_string();
+            let mut src = std::error::Error::source(&e);
+            while let Some(s) = src {
+                why = format!("{why}: {s}");
+                src = s.source();
+            }
+            Err(Error::env(
+                format!("cannot reach the registry {host}: {why}"),
+                "start the registry or fix --registry/--image (for mbx's test chain: scripts/chain-up serves 127.0.0.1:5000); nothing was built or pushed",
+            ))
+        }
+    }
+}

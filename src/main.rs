@@ -1,0 +1,52 @@
+use std::io::Write;
+
+use clap::Parser;
+
+use mbx::cli::{Cli, Command};
+use mbx::commands;
+
+fn main() {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| "mbx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // TLS through rustls with ring only, so the static binary needs no C toolchain.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Ci(a) => commands::ci(a).await,
+            Command::Setup(a) => commands::setup(a).await,
+            Command::Build(a) => commands::build_only(a).await,
+            Command::Verify(a) => commands::verify(a).await,
+            Command::Report(a) => commands::report(a).await,
+        }
+    });
+    let _ = std::io::stdout().flush();
+    let code = match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "error: {e}");
+            if let Some(help) = e.help() {
+                let _ = writeln!(err, "help: {help}");
+            }
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,483 @@
+//! CLI flags + config file → one validated `Plan`. Everything the user can
+//! get wrong is caught here, before a builder starts, with exit status 2.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::{BuildArgs, BuilderArgs, CacheKind, PlatformArgs};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::platform::Platform;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub platforms: Vec<Platform>,
+    /// The machine's own platform: builds for it run natively.
+    pub host: Platform,
+    pub builder: BuilderPlan,
+    pub build: Option<BuildPlan>,
+    /// `--local`: a run on a plain machine rather than in GitHub Actions.
+    pub local: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuilderPlan {
+    pub name: String,
+    pub driver: String,
+    pub driver_opts: Vec<String>,
+    pub buildkit_image: Option<String>,
+    pub buildkitd_config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    pub context: PathBuf,
+    pub dockerfile: PathBuf,
+    pub target: Option<String>,
+    pub build_args: Vec<String>,
+    pub labels: Vec<String>,
+    pub output: Output,
+    pub cache: Cache,
+    pub provenance: Option<String>,
+    pub no_cache: bool,
+    pub pull: bool,
+    pub max_parallel: usize,
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// An OCI image layout directory holding one multi-platform index.
+    Layout { dir: PathBuf, ref_name: String },
+    /// Push each platform by digest, then the index under every tag.
+    Registry {
+        repository: String,
+        tags: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cache {
+    None,
+    Local { dir: PathBuf, prefix: String },
+    Gha { prefix: String },
+    Registry { repository: String },
+}
+
+impl Cache {
+    /// The cache scope of one platform: `<prefix>-<os>-<arch>[-<variant>]`.
+    pub fn scope(prefix: &str, platform: &Platform) -> String {
+        format!("{prefix}-{}", platform.slug())
+    }
+}
+
+/// A parsed image reference: `[registry/]path[:tag][@digest]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRef {
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    pub fn parse(s: &str) -> std::result::Result<ImageRef, String> {
+        let s = s.trim();
+        let (rest, digest) = match s.split_once('@') {
+            Some((r, d)) => {
+                let hex = d
+                    .strip_prefix("sha256:")
+                    .ok_or("a digest must start with sha256:")?;
+                if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                    return Err("a sha256 digest has 64 hex characters".into());
+                }
+                (r, Some(d.to_string()))
+            }
+            None => (s, None),
+        };
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+        let (repository, tag) = match rest[last_slash..].rfind(':') {
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(rest[last_slash + i + 1..].to_string()),
+            ),
+            None => (rest, None),
+        };
+        if repository.is_empty() {
+            return Err("the image name is empty".into());
+        }
+        let mut parts = repository.split('/').collect::<Vec<_>>();
+        let has_host = parts.len() > 1
+            && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost");
+        if has_host {
+            parts.remove(0);
+        }
+        for p in &parts {
+            let ok = !p.is_empty()
+                && p.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c))
+                && p.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric());
+            if !ok {
+                return Err(format!(
+                    "`{p}` is not a valid repository path component (lowercase letters, digits, . _ -)"
+                ));
+            }
+        }
+        if let Some(t) = &tag {
+            validate_tag(t)?;
+        }
+        Ok(ImageRef {
+            repository: repository.to_string(),
+            tag,
+            digest,
+        })
+    }
+
+    /// The registry host, `docker.io` when the reference names none.
+    pub fn registry(&self) -> &str {
+        match self.repository.split_once('/') {
+            Some((h, _)) if h.contains('.') || h.contains(':') || h == "localhost" => h,
+            _ => "docker.io",
+        }
+    }
+
+    /// The last path component, used to name cache scopes.
+    pub fn short_name(&self) -> &str {
+        self.repository
+            .rsplit('/')
+            .next()
+            .unwrap_or(&self.repository)
+    }
+}
+
+fn validate_tag(t: &str) -> std::result::Result<(), String> {
+    let ok = !t.is_empty()
+        && t.len() <= 128
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+        && !t.starts_with(['.', '-']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{t}` is not a valid tag (letters, digits, . _ -, at most 128, not starting with . or -)"))
+    }
+}
+
+/// A name safe for image paths and cache scopes, from a directory name.
+fn sanitize_name(s: &str) -> String {
+    let mut out: String = s
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    out = out
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string();
+    if out.is_empty() {
+        "image".into()
+    } else {
+        out
+    }
+}
+
+pub fn platforms(args: &PlatformArgs) -> Result<Vec<Platform>> {
+    Platform::parse_list(&args.platforms).map_err(|e| {
+        Error::input(
+            e.to_string(),
+            "pass --platforms as a comma-separated list, e.g. --platforms linux/amd64,linux/arm64",
+        )
+    })
+}
+
+pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
+    let drivers = ["docker-container", "docker", "kubernetes", "remote"];
+    if !drivers.contains(&args.driver.as_str()) {
+        return Err(Error::input(
+            format!("unknown buildx driver `{}`", args.driver),
+            format!("pass --driver as one of {}", drivers.join(", ")),
+        ));
+    }
+    let mut driver_opts = if args.driver_opts.is_empty() {
+        config.builder.driver_opts.clone()
+    } else {
+        args.driver_opts.clone()
+    };
+    for o in &driver_opts {
+        if !o.contains('=') {
+            return Err(Error::input(
+                format!("driver option `{o}` is not KEY=VALUE"),
+                "pass --driver-opt KEY=VALUE, e.g. --driver-opt network=host",
+            ));
+        }
+    }
+    if args.driver == "docker-container" && !driver_opts.iter().any(|o| o.starts_with("network=")) {
+        driver_opts.push("network=host".into());
+    }
+    let buildkitd_config = args
+        .buildkitd_config
+        .clone()
+        .or_else(|| config.builder.buildkitd_config.clone());
+    if let Some(p) = &buildkitd_config {
+        if !p.is_file() {
+            return Err(Error::input(
+                format!("buildkitd config `{}` does not exist", p.display()),
+                "pass --buildkitd-config FILE (or MBX_BUILDKITD_CONFIG) naming an existing buildkitd.toml",
+            ));
+        }
+    }
+    Ok(BuilderPlan {
+        name: args.builder.clone(),
+        driver: args.driver.clone(),
+        driver_opts,
+        buildkit_image: args
+            .buildkit_image
+            .clone()
+            .or_else(|| config.builder.buildkit_image.clone()),
+        buildkitd_config,
+    })
+}
+
+pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
+    let context = &args.context;
+    if !context.is_dir() {
+        return Err(Error::input(
+            format!("build context `{}` is not a directory", context.display()),
+            "pass --context DIR pointing at the folder that holds your Dockerfile",
+        ));
+    }
+    let dockerfile = args
+        .file
+        .clone()
+        .unwrap_or_else(|| context.join("Dockerfile"));
+    if !dockerfile.is_file() {
+        return Err(Error::input(
+            format!("Dockerfile `{}` not found", dockerfile.display()),
+            "add a Dockerfile to the context or pass --file PATH",
+        ));
+    }
+    let context_name = std::fs::canonicalize(context)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .map(|n| sanitize_name(&n))
+        .unwrap_or_else(|| "image".into());
+
+    let mut tags: Vec<String> = Vec::new();
+    for t in args
+        .tags
+        .iter()
+        .flat_map(|t| t.split([',', '\n']))
+        .map(str::trim)
+    {
+        if t.is_empty() {
+            continue;
+        }
+        validate_tag(t).map_err(|e| Error::input(e, "pass --tag NAME, e.g. --tag v1.2.0"))?;
+        if !tags.iter().any(|x| x == t) {
+            tags.push(t.to_string());
+        }
+    }
+
+    let bad_image = |e: String| {
+        Error::input(
+            format!("invalid --image: {e}"),
+            "pass --image like registry.example/team/app[:tag]",
+        )
+    };
+    let image = match (&args.image, &args.registry) {
+        (Some(i), registry) => {
+            let mut r = ImageRef::parse(i).map_err(bad_image)?;
+            if r.digest.is_some() {
+                return Err(Error::input(
+                    format!("--image `{i}` names a digest; a build makes a new one"),
+                    "pass --image without @sha256:…",
+                ));
+            }
+            if let Some(reg) = registry {
+                if r.registry() == "docker.io" && !i.starts_with("docker.io/") {
+                    r.repository = format!("{}/{}", reg.trim_end_matches('/'), r.repository);
+                }
+            }
+            Some(r)
+        }
+        (None, Some(reg)) => {
+            let reg = reg.trim_end_matches('/');
+            if reg.is_empty() || reg.contains('/') && !reg.contains('.') && !reg.contains(':') {
+                return Err(Error::input(
+                    format!("--registry `{reg}` is not a registry host"),
+                    "pass --registry HOST[:PORT], e.g. --registry 127.0.0.1:5000",
+                ));
+            }
+            Some(ImageRef::parse(&format!("{reg}/{context_name}")).map_err(bad_image)?)
+        }
+        (None, None) => None,
+    };
+    if let Some(t) = image.as_ref().and_then(|i| i.tag.clone()) {
+        if !tags.contains(&t) {
+            tags.insert(0, t);
+        }
+    }
+    if tags.is_empty() {
+        tags.push("latest".into());
+    }
+
+    let push = args.push || args.registry.is_some();
+    let output = match (&image, push) {
+        (Some(img), true) => Output::Registry {
+            repository: img.repository.clone(),
+            tags: tags.clone(),
+        },
+        (None, true) => {
+            return Err(Error::input(
+                "--push needs an image name",
+                "pass --image registry.example/team/app or --registry HOST",
+            ))
+        }
+        (img, false) => {
+            let dir = args.output.clone();
+            if dir.exists() && !dir.is_dir() {
+                return Err(Error::input(
+                    format!("output `{}` exists and is not a directory", dir.display()),
+                    "pass --output DIR naming a new or empty directory (or an earlier mbx output)",
+                ));
+            }
+            if dir.is_dir()
+                && !dir.join("oci-layout").exists()
+                && dir
+                    .read_dir()
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(false)
+            {
+                return Err(Error::input(
+                    format!("output `{}` is a non-empty directory that is not an OCI layout", dir.display()),
+                    "pass --output DIR naming a new or empty directory; mbx replaces only its own output",
+                ));
+            }
+            let name = img
+                .as_ref()
+                .map(|i| i.repository.clone())
+                .unwrap_or_else(|| context_name.clone());
+            Output::Layout {
+                dir,
+                ref_name: format!("{name}:{}", tags[0]),
+            }
+        }
+    };
+
+    let prefix = match &args.cache_scope_prefix {
+        Some(p) => sanitize_name(p),
+        None => image
+            .as_ref()
+            .map(|i| sanitize_name(i.short_name()))
+            .unwrap_or(context_name),
+    };
+    let kind = args.cache.unwrap_or(if local {
+        CacheKind::Local
+    } else {
+        CacheKind::Gha
+    });
+    let cache = match kind {
+        CacheKind::None => Cache::None,
+        CacheKind::Local => Cache::Local {
+            dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            prefix,
+        },
+        CacheKind::Gha => {
+            let has = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+            if !has("ACTIONS_RUNTIME_TOKEN")
+                || !(has("ACTIONS_CACHE_URL") || has("ACTIONS_RESULTS_URL"))
+            {
+                return Err(Error::input(
+                    "the gha cache needs ACTIONS_RUNTIME_TOKEN and ACTIONS_CACHE_URL or ACTIONS_RESULTS_URL, which only GitHub Actions sets",
+                    "run inside GitHub Actions (the mbx action hands these over), or pass --local or --cache local|registry|none",
+                ));
+            }
+            Cache::Gha { prefix }
+        }
+        CacheKind::Registry => match &output {
+            Output::Registry { repository, .. } => Cache::Registry {
+                repository: repository.clone(),
+            },
+            Output::Layout { .. } => {
+                return Err(Error::input(
+                    "--cache registry needs a registry to push to",
+                    "pass --registry HOST or --image REF --push, or use --cache local",
+                ))
+            }
+        },
+    };
+    if args.max_parallel == Some(0) {
+        return Err(Error::input(
+            "--max-parallel must be at least 1",
+            "pass --max-parallel N with N ≥ 1",
+        ));
+    }
+    for a in args.build_args.iter().chain(&args.labels) {
+        if !a.contains('=') || a.starts_with('=') {
+            return Err(Error::input(
+                format!("`{a}` is not KEY=VALUE"),
+                "pass --build-arg / --label as KEY=VALUE",
+            ));
+        }
+    }
+    Ok(BuildPlan {
+        context: context.clone(),
+        dockerfile,
+        target: args.target.clone(),
+        build_args: args.build_args.clone(),
+        labels: args.labels.clone(),
+        output,
+        cache,
+        provenance: args.provenance.clone(),
+        no_cache: args.no_cache,
+        pull: args.pull,
+        max_parallel: args.max_parallel.unwrap_or(usize::MAX),
+        json: args.json.clone(),
+    })
+}
+
+fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| Path::new(".mbx-cache").to_path_buf())
+        .join("mbx")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refs() {
+        let r = ImageRef::parse("127.0.0.1:5000/team/app:v1").unwrap();
+        assert_eq!(r.repository, "127.0.0.1:5000/team/app");
+        assert_eq!(r.tag.as_deref(), Some("v1"));
+        assert_eq!(r.registry(), "127.0.0.1:5000");
+        assert_eq!(r.short_name(), "app");
+        let r = ImageRef::parse("localhost:5000/app").unwrap();
+        assert_eq!((r.registry(), r.tag.as_deref()), ("localhost:5000", None));
+        assert_eq!(ImageRef::parse("acme/app").unwrap().registry(), "docker.io");
+        let d = format!("ghcr.io/a/b@sha256:{}", "ab".repeat(32));
+        assert!(ImageRef::parse(&d).unwrap().digest.is_some());
+        assert!(ImageRef::parse("ghcr.io/A/b").is_err());
+        assert!(ImageRef::parse("ghcr.io/a/b:").is_err());
+        assert!(ImageRef::parse("ghcr.io/a/b@sha256:12").is_err());
+    }
+
+    #[test]
+    fn scope_names() {
+        let p: Platform = "linux/arm/v7".parse().unwrap();
+        assert_eq!(Cache::scope("app", &p), "app-linux-arm-v7");
+    }
+
+    #[test]
+    fn sanitize() {
+        assert_eq!(sanitize_name("Hello World!"), "hello-world");
+        assert_eq!(sanitize_name("..."), "image");
+    }
+}

@@ -1,0 +1,104 @@
+//! Running child processes (`docker buildx …`) with their failure kept whole:
+//! command line, exit status and the tail of each stream.
+
+use std::ffi::OsString;
+use std::process::{Command, Output, Stdio};
+
+use crate::error::{tail, CommandError};
+
+/// How much of a failed child's output an error keeps.
+const TAIL_LINES: usize = 30;
+const TAIL_BYTES: usize = 8 * 1024;
+
+/// The command line as a user could paste it, with every value named in
+/// `secrets` replaced by `***`.
+pub fn display_command(program: &str, args: &[OsString], secrets: &[String]) -> String {
+    let mut out = program.to_string();
+    for a in args {
+        let mut s = a.to_string_lossy().into_owned();
+        for secret in secrets.iter().filter(|s| !s.is_empty()) {
+            s = s.replace(secret.as_str(), "***");
+        }
+        out.push(' ');
+        if s.is_empty() || s.contains([' ', '"', '\'', '$', '\n']) {
+            out.push('\'');
+            out.push_str(&s.replace('\'', r"'\''"));
+            out.push('\'');
+        } else {
+            out.push_str(&s);
+        }
+    }
+    out
+}
+
+/// Run to completion, capturing both streams; a non-zero exit is a `CommandError`.
+pub fn run_captured(program: &str, args: &[OsString]) -> Result<Output, CommandError> {
+    tracing::debug!(command = %display_command(program, args, &[]), "run");
+    let out = Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| CommandError {
+            command: display_command(program, args, &[]),
+            status: None,
+            stdout_tail: String::new(),
+            stderr_tail: format!("could not start `{program}`: {e}"),
+        })?;
+    if out.status.success() {
+        Ok(out)
+    } else {
+        Err(failure(program, args, &out, &[]))
+    }
+}
+
+pub fn failure(program: &str, args: &[OsString], out: &Output, secrets: &[String]) -> CommandError {
+    CommandError {
+        command: display_command(program, args, secrets),
+        status: out.status.code(),
+        stdout_tail: tail(
+            &String::from_utf8_lossy(&out.stdout),
+            TAIL_LINES,
+            TAIL_BYTES,
+        ),
+        stderr_tail: tail(
+            &String::from_utf8_lossy(&out.stderr),
+            TAIL_LINES,
+            TAIL_BYTES,
+        ),
+    }
+}
+
+pub fn os_args<I, S>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    args.into_iter().map(Into::into).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_and_redacts() {
+        let args = os_args(["build", "--build-arg", "TOKEN=s3cret", "a b"]);
+        let s = display_command("docker", &args, &["s3cret".to_string()]);
+        assert_eq!(s, "docker build --build-arg TOKEN=*** 'a b'");
+    }
+
+    #[test]
+    fn failure_keeps_status_and_stderr() {
+        let err =
+            run_captured("sh", &os_args(["-c", "echo out; echo bad >&2; exit 3"])).unwrap_err();
+        assert_eq!(err.status, Some(3));
+        assert_eq!(err.stderr_tail, "bad");
+        assert_eq!(err.stdout_tail, "out");
+    }
+
+    #[test]
+    fn missing_program_is_an_error_not_a_panic() {
+        let err = run_captured("/nonexistent/mbx-test", &[]).unwrap_err();
+        assert!(err.stderr_tail.contains("could not start"), "{err}");
+    }
+}

@@ -1,0 +1,105 @@
+//! The run record: the one data model that flows through
+//! setup → build → verify → report, and is saved with `--json FILE`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::build::progress::Step;
+use crate::platform::Platform;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct RunRecord {
+    pub mbx_version: String,
+    /// Seconds since the Unix epoch when the run started.
+    pub started_at: f64,
+    pub host_platform: Option<Platform>,
+    /// Where the result went: a registry repository or an OCI layout directory.
+    pub output: String,
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub setup: Option<SetupRecord>,
+    pub platforms: Vec<PlatformRecord>,
+    /// Digest of the merged multi-platform index.
+    pub index_digest: Option<String>,
+    /// True when every verification check passed.
+    pub verified: bool,
+    #[serde(default)]
+    pub checks: Vec<Check>,
+    pub wall_seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct SetupRecord {
+    pub docker_version: Option<String>,
+    pub buildx_version: Option<String>,
+    pub binfmt: Vec<BinfmtRecord>,
+    pub builder: Option<BuilderRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BinfmtRecord {
+    pub platform: Platform,
+    /// The binfmt_misc entry's name (e.g. `qemu-aarch64`).
+    pub handler: Option<String>,
+    pub interpreter: Option<String>,
+    pub enabled: bool,
+    pub flags: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuilderRecord {
+    pub name: String,
+    pub driver: String,
+    /// `created` or `reused`.
+    pub action: String,
+    pub buildkit_version: Option<String>,
+    /// Platforms the builder's workers report.
+    pub platforms: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlatformRecord {
+    pub platform: Platform,
+    pub emulated: bool,
+    /// The platform's image manifest digest, as it stands in the index.
+    pub digest: Option<String>,
+    /// What buildx reported for this build (`containerimage.digest`): the
+    /// manifest, or a per-platform index when attestations are attached.
+    pub build_digest: Option<String>,
+    pub wall_seconds: f64,
+    /// Time spent in steps that ran (not cached).
+    pub executed_seconds: f64,
+    /// Dockerfile instructions (`[n/m] …`) in the build.
+    pub steps_total: usize,
+    pub steps_cached: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub name: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl RunRecord {
+    pub fn new(host: Platform) -> RunRecord {
+        RunRecord {
+            mbx_version: env!("CARGO_PKG_VERSION").to_string(),
+            started_at: now(),
+            host_platform: Some(host),
+            ..RunRecord::default()
+        }
+    }
+}
+
+pub fn now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}

@@ -1,0 +1,291 @@
+//! The checks on an image index read back from a registry or a layout.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::platform::Platform;
+use crate::run::Check;
+use crate::verify::Source;
+
+#[derive(Debug, Deserialize)]
+pub struct Manifest {
+    #[serde(rename = "mediaType")]
+    pub media_type: Option<String>,
+    #[serde(default)]
+    pub manifests: Option<Vec<Descriptor>>,
+    pub config: Option<Descriptor>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Descriptor {
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+    pub platform: Option<DescPlatform>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DescPlatform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ImageConfig {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    variant: Option<String>,
+}
+
+pub const ATTESTATION_TYPE: &str = "vnd.docker.reference.type";
+pub const ATTESTATION_REF: &str = "vnd.docker.reference.digest";
+
+impl Descriptor {
+    pub fn is_attestation(&self) -> bool {
+        self.annotations.get(ATTESTATION_TYPE).map(String::as_str) == Some("attestation-manifest")
+    }
+
+    pub fn platform(&self) -> Option<Platform> {
+        let p = self.platform.as_ref()?;
+        Some(Platform::new(&p.os, &p.architecture, p.variant.as_deref()))
+    }
+}
+
+pub fn is_index_type(mt: &str) -> bool {
+    mt == "application/vnd.oci.image.index.v1+json"
+        || mt == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+/// What verification found.
+#[derive(Debug, Default)]
+pub struct Verification {
+    pub index_digest: Option<String>,
+    /// Each platform in the index with its manifest digest.
+    pub platforms: Vec<(Platform, String)>,
+    pub checks: Vec<Check>,
+}
+
+impl Verification {
+    pub fn passed(&self) -> bool {
+        !self.checks.is_empty() && self.checks.iter().all(|c| c.passed)
+    }
+
+    fn push(&mut self, name: impl Into<String>, passed: bool, detail: impl Into<String>) {
+        self.checks.push(Check {
+            name: name.into(),
+            passed,
+            detail: detail.into(),
+        });
+    }
+}
+
+/// Run every check on the index `top` (raw bytes) read from `source`.
+pub async fn check(
+    source: &Source,
+    top: &[u8],
+    top_digest: Option<String>,
+    required: &[Platform],
+    exact: bool,
+) -> Result<Verification> {
+    let mut v = Verification {
+        index_digest: top_digest,
+        ..Default::default()
+    };
+    let parsed: Manifest = match serde_json::from_slice(top) {
+        Ok(m) => m,
+        Err(e) => {
+            v.push("index", false, format!("not a manifest or index: {e}"));
+            return Ok(v);
+        }
+    };
+    let Some(manifests) = parsed.manifests.filter(|_| parsed.config.is_none()) else {
+        // A single-platform image: say which platform it holds.
+        let holds = match &parsed.config {
+            Some(c) => match source.blob(&c.digest).await {
+                Ok(b) => serde_json::from_slice::<ImageConfig>(&b)
+                    .map(|c| {
+                        Platform::new(&c.os, &c.architecture, c.variant.as_deref()).to_string()
+                    })
+                    .unwrap_or_else(|_| "an unreadable config".into()),
+                Err(_) => "an unreadable config".into(),
+            },
+            None => "no config".into(),
+        };
+        v.push(
+            "index",
+            false,
+            format!("not multi-platform: holds only {holds}"),
+        );
+        for p in required {
+            v.push(format!("platform {p}"), false, "no index to hold it");
+        }
+        return Ok(v);
+    };
+
+    let (attestations, images): (Vec<&Descriptor>, Vec<&Descriptor>) =
+        manifests.iter().partition(|d| d.is_attestation());
+    v.push(
+        "index",
+        true,
+        format!(
+            "{} with {} platform manifest(s) and {} attestation(s)",
+            parsed.media_type.as_deref().unwrap_or("index"),
+            images.len(),
+            attestations.len()
+        ),
+    );
+
+    let listed: Vec<(Platform, &Descriptor)> = images
+        .iter()
+        .filter_map(|d| Some((d.platform()?, *d)))
+        .collect();
+    let unplatformed = images.len() - listed.len();
+    if unplatformed > 0 {
+        v.push(
+            "descriptors",
+            false,
+            format!("{unplatformed} manifest(s) in the index carry no platform"),
+        );
+    }
+    for p in required {
+        match listed.iter().find(|(lp, _)| lp == p) {
+            Some((_, d)) => v.push(
+                format!("platform {p}"),
+                true,
+                format!("present: {}", d.digest),
+            ),
+            None => {
+                let holds: Vec<String> = listed.iter().map(|(p, _)| p.to_string()).collect();
+                v.push(
+                    format!("platform {p}"),
+                    false,
+                    format!(
+                        "missing from the index (it holds: {})",
+                        if holds.is_empty() {
+                            "nothing".into()
+                        } else {
+                            holds.join(", ")
+                        }
+                    ),
+                );
+            }
+        }
+    }
+    let extra: Vec<String> = listed
+        .iter()
+        .filter(|(p, _)| !required.contains(p))
+        .map(|(p, _)| p.to_string())
+        .collect();
+    if !extra.is_empty() {
+        v.push(
+            "extra platforms",
+            !exact,
+            format!(
+                "{} {}",
+                extra.join(", "),
+                if exact {
+                    "not required (--exact)"
+                } else {
+                    "present, not required"
+                }
+            ),
+        );
+    }
+
+    for (p, d) in &listed {
+        v.platforms.push((p.clone(), d.digest.clone()));
+        let name = format!("manifest {p}");
+        let (bytes, _) = match source.manifest(&d.digest).await {
+            Ok(x) => x,
+            Err(e) => {
+                v.push(name, false, format!("cannot fetch {}: {e}", d.digest));
+                continue;
+            }
+        };
+        let m: Manifest = match serde_json::from_slice(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                v.push(name, false, format!("{} is not a manifest: {e}", d.digest));
+                continue;
+            }
+        };
+        if let Some(mt) = m.media_type.as_deref() {
+            if mt != d.media_type {
+                v.push(
+                    name,
+                    false,
+                    format!("the index says {} but the manifest is {mt}", d.media_type),
+                );
+                continue;
+            }
+        }
+        let Some(cfg) = m.config else {
+            v.push(name, false, format!("{} has no config", d.digest));
+            continue;
+        };
+        let config: ImageConfig = match source.blob(&cfg.digest).await.and_then(|b| {
+            serde_json::from_slice(&b)
+                .map_err(|e| crate::error::Error::verify(format!("config is not JSON: {e}"), ""))
+        }) {
+            Ok(c) => c,
+            Err(e) => {
+                v.push(
+                    name,
+                    false,
+                    format!("cannot read config {}: {e}", cfg.digest),
+                );
+                continue;
+            }
+        };
+        let says = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+        if &says == p {
+            v.push(name, true, format!("config says {says}"));
+        } else {
+            v.push(
+                name,
+                false,
+                format!("the index lists it as {p} but its config says {says}"),
+            );
+        }
+    }
+
+    if !attestations.is_empty() {
+        let dangling: Vec<&str> = attestations
+            .iter()
+            .filter(|a| {
+                let target = a.annotations.get(ATTESTATION_REF);
+                !target.is_some_and(|t| images.iter().any(|d| &d.digest == t))
+            })
+            .map(|a| a.digest.as_str())
+            .collect();
+        if dangling.is_empty() {
+            v.push(
+                "attestations",
+                true,
+                format!(
+                    "{} attestation manifest(s), each for an image in the index",
+                    attestations.len()
+                ),
+            );
+        } else {
+            v.push(
+                "attestations",
+                false,
+                format!(
+                    "attestation(s) {} point at no image in the index",
+                    dangling.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(v)
+}

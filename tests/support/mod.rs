@@ -1,0 +1,163 @@
+//! Shared helpers for the integration tests: they run the real `mbx` binary
+//! against the real local chain that `scripts/chain-up` brings up (dockerd,
+//! buildx, QEMU, the loopback registry). A test that finds the chain down
+//! fails with a message naming `scripts/chain-up`; it never skips.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Once;
+
+pub const REGISTRY: &str = "127.0.0.1:5000";
+pub const AUTH_REGISTRY: &str = "127.0.0.1:5001";
+
+pub fn chain_dir() -> PathBuf {
+    std::env::var_os("MBX_CHAIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/mbx-chain"))
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `mbx` binary under test, with the chain's config file.
+pub fn mbx() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mbx"));
+    let config = chain_dir().join("mbx.toml");
+    if std::env::var_os("MBX_CONFIG").is_none() && config.is_file() {
+        c.env("MBX_CONFIG", config);
+    }
+    c.env("NO_COLOR", "1");
+    c
+}
+
+pub fn run(mut c: Command) -> Output {
+    let out = c.output().expect("run mbx");
+    eprintln!(
+        "--- {:?} exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        c,
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Panics with the fix unless dockerd, buildx and the loopback registry answer
+/// and the base image the examples use is in the registry.
+pub fn require_chain() {
+    let down = |what: &str| -> ! {
+        panic!("the local chain is down ({what}): run `scripts/chain-up` (as root) first, or the whole suite with `scripts/test`")
+    };
+    match Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output()
+    {
+        Ok(o) if o.status.success() => {}
+        _ => down("dockerd does not answer"),
+    }
+    match Command::new("docker").args(["buildx", "version"]).output() {
+        Ok(o) if o.status.success() => {}
+        _ => down("docker buildx is missing"),
+    }
+    let base = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{REGISTRY}/mbx/busybox:latest"),
+        ])
+        .output();
+    match base {
+        Ok(o) if o.status.success() => {}
+        _ => down("the loopback registry or its base image mbx/busybox is missing"),
+    }
+}
+
+static SETUP: Once = Once::new();
+
+/// Create the shared `ci-builder` once per test binary, so parallel tests
+/// don't race to create it.
+pub fn require_builder() {
+    require_chain();
+    SETUP.call_once(|| {
+        let out = run({
+            let mut c = mbx();
+            c.arg("setup");
+            c
+        });
+        assert!(out.status.success(), "mbx setup failed: {}", stderr(&out));
+    });
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A repository name no other test (or earlier run) uses.
+pub fn unique_repo(stem: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!("{REGISTRY}/mbx-test/{stem}-{}-{t}-{n}", std::process::id())
+}
+
+/// Run skopeo; panics with its stderr on failure.
+pub fn skopeo(args: &[&str]) -> String {
+    let out = Command::new("skopeo")
+        .args(args)
+        .output()
+        .expect("skopeo is installed by scripts/chain-up");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+pub fn read_json(p: &Path) -> serde_json::Value {
+    json(&std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display())))
+}
+
+/// Platforms (os/arch[/variant]) of the non-attestation entries of an index.
+pub fn index_platforms(index: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = index["manifests"]
+        .as_array()
+        .expect("an index")
+        .iter()
+        .filter(|m| m["annotations"]["vnd.docker.reference.type"] != "attestation-manifest")
+        .map(|m| {
+            let p = &m["platform"];
+            match p["variant"].as_str() {
+                Some(v) => format!(
+                    "{}/{}/{v}",
+                    p["os"].as_str().unwrap(),
+                    p["architecture"].as_str().unwrap()
+                ),
+                None => format!(
+                    "{}/{}",
+                    p["os"].as_str().unwrap(),
+                    p["architecture"].as_str().unwrap()
+                ),
+            }
+        })
+        .collect();
+    v.sort();
+    v
+}
