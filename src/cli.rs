@@ -52,6 +52,12 @@ platform's manifest can be fetched and its config names the same os/architecture
     )]
     Verify(VerifyArgs),
     /// Render a saved run record (the JSON written by `--json`) as the terminal report.
+    #[command(
+        long_about = "Render a saved run record (the JSON that `mbx ci --json FILE` or `mbx build \
+--json FILE` writes) as the terminal report: per-platform table (native or emulated, wall time, steps \
+run and cached, digest), the emulation slowdown, the index and the verification checks.\n\nExample:\n  \
+mbx ci --local --context examples/hello --json run.json\n  mbx report --record run.json"
+    )]
     Report(ReportArgs),
 }
 

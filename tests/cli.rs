@@ -78,7 +78,7 @@ fn missing_dockerfile_is_bad_input() {
 #[test]
 fn bad_tag_and_image_are_bad_input() {
     let ctx = repo_root().join("examples/hello");
-    let o = ci(&["--context", ctx.to_str().unwrap(), "--tag", "-bad"]);
+    let o = ci(&["--context", ctx.to_str().unwrap(), "--tag=-bad"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not a valid tag"), "{}", stderr(&o));
     let o = ci(&[
