@@ -111,6 +111,7 @@ pub fn render(record: &RunRecord) -> String {
         .platforms
         .iter()
         .find(|p| !p.emulated && p.error.is_none());
+    let mut ratios = String::new();
     for p in record
         .platforms
         .iter()
@@ -122,7 +123,7 @@ pub fn render(record: &RunRecord) -> String {
                     && p.executed_seconds > 0.0
                     && p.steps_cached < p.steps_total =>
             {
-                out.push_str(&format!(
+                ratios.push_str(&format!(
                     "\n{} under QEMU: steps ran {:.1}× slower than native {} ({} vs {}).",
                     p.platform,
                     p.executed_seconds / n.executed_seconds,
@@ -134,7 +135,8 @@ pub fn render(record: &RunRecord) -> String {
             _ => {}
         }
     }
-    if record.platforms.iter().any(|p| p.emulated) {
+    if !ratios.is_empty() {
+        out.push_str(&ratios);
         out.push('\n');
     }
 
