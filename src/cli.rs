@@ -171,6 +171,8 @@ pub struct CiArgs {
     pub builder: BuilderArgs,
     #[command(flatten)]
     pub build: BuildArgs,
+    #[command(flatten)]
+    pub verify: VerifyFlags,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +197,30 @@ pub struct BuildOnlyArgs {
     pub build: BuildArgs,
 }
 
+/// How the result is read back and what is checked (shared by `ci` and `verify`).
+#[derive(Debug, Clone, Args)]
+pub struct VerifyFlags {
+    /// Read every layer and check each ELF binary's machine matches its platform.
+    #[arg(long)]
+    pub check_binaries: bool,
+    /// Largest (compressed) layer read by --check-binaries.
+    #[arg(long, value_name = "BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub max_layer_bytes: u64,
+    /// Give up reading the registry after this many seconds (retries included).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+    /// Use plain http for this registry host (loopback hosts always use http).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Registry user (with --password-stdin); else ~/.docker/config.json, else on
+    /// ghcr.io GITHUB_ACTOR and GITHUB_TOKEN.
+    #[arg(long, env = "MBX_REGISTRY_USERNAME")]
+    pub username: Option<String>,
+    /// Read the registry password or token from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Image reference (tag or digest) or an OCI image layout directory.
@@ -204,9 +230,8 @@ pub struct VerifyArgs {
     /// Fail when the index holds platforms that were not required.
     #[arg(long)]
     pub exact: bool,
-    /// Use plain http for this registry host (loopback hosts always use http).
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub verify: VerifyFlags,
     /// Print the verification as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -26,6 +26,7 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         local: args.local,
     };
     let build_plan = plan.build.clone().expect("ci has a build");
+    let (checks, opts) = plan::verify(&args.verify, false)?;
     let printer = Printer::new(false);
     let buildx = Buildx::default();
     let mut record = RunRecord::new(plan.host.clone());
@@ -48,7 +49,16 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         ));
     }
     record.setup = Some(setup);
-    finish(&plan, &build_plan, &buildx, &printer, record).await
+    finish(
+        &checks,
+        &opts,
+        &plan,
+        &build_plan,
+        &buildx,
+        &printer,
+        record,
+    )
+    .await
 }
 
 pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
@@ -89,6 +99,8 @@ pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
 
 /// Build, verify, report; the common tail of `ci`.
 async fn finish(
+    checks: &verify::Checks,
+    opts: &verify::Options,
     plan: &Plan,
     build_plan: &BuildPlan,
     buildx: &Buildx,
@@ -103,7 +115,7 @@ async fn finish(
             Output::Layout { dir, .. } => dir.display().to_string(),
             Output::Registry { repository, tags } => format!("{repository}:{}", tags[0]),
         };
-        match verify::run(&reference, &plan.platforms, false, &[]).await {
+        match verify::run(&reference, &plan.platforms, checks, opts).await {
             Ok(v) => {
                 let mut checks = v.checks;
                 if let (Some(read), Some(merged)) = (&v.index_digest, &record.index_digest) {
@@ -185,13 +197,8 @@ pub async fn setup(args: SetupArgs) -> Result<ExitStatus> {
 
 pub async fn verify(args: VerifyArgs) -> Result<ExitStatus> {
     let platforms = plan::platforms(&args.platforms)?;
-    let v = verify::run(
-        &args.reference,
-        &platforms,
-        args.exact,
-        &args.insecure_registries,
-    )
-    .await?;
+    let (checks, opts) = plan::verify(&args.verify, args.exact)?;
+    let v = verify::run(&args.reference, &platforms, &checks, &opts).await?;
     if args.json {
         let platforms: Vec<serde_json::Value> = v
             .platforms

@@ -448,6 +448,58 @@ fn default_cache_dir() -> PathBuf {
         .join("mbx")
 }
 
+/// `--check-binaries`, `--timeout`, credentials… → what verify checks and how
+/// it reaches the registry. Reads the password from stdin with --password-stdin.
+pub fn verify(
+    flags: &crate::cli::VerifyFlags,
+    exact: bool,
+) -> Result<(crate::verify::Checks, crate::verify::Options)> {
+    if flags.timeout == 0 {
+        return Err(Error::input(
+            "--timeout must be at least 1 second",
+            "pass --timeout SECONDS, e.g. --timeout 60",
+        ));
+    }
+    let password = if flags.password_stdin {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
+            Error::input(
+                format!("cannot read the password from stdin: {e}"),
+                "pipe the password or token into mbx",
+            )
+        })?;
+        let s = s.trim_end_matches(['\n', '\r']).to_string();
+        if s.is_empty() {
+            return Err(Error::input(
+                "--password-stdin read an empty password",
+                "pipe the password or token into mbx, e.g. `echo \"$TOKEN\" | mbx …`",
+            ));
+        }
+        Some(s)
+    } else {
+        None
+    };
+    if password.is_some() != flags.username.is_some() {
+        return Err(Error::input(
+            "--username and --password-stdin go together",
+            "pass both, e.g. `echo \"$TOKEN\" | mbx verify REF --username USER --password-stdin`",
+        ));
+    }
+    Ok((
+        crate::verify::Checks {
+            exact,
+            binaries: flags.check_binaries,
+            max_layer_bytes: flags.max_layer_bytes,
+        },
+        crate::verify::Options {
+            insecure: flags.insecure_registries.clone(),
+            username: flags.username.clone(),
+            password,
+            timeout: std::time::Duration::from_secs(flags.timeout),
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
