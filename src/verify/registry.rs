@@ -188,13 +188,34 @@ impl Registry {
         if let (Authz::Header(h), false) = (&*slot, renew) {
             return Ok(h.clone());
         }
-        let header = match self
-            .oci
-            .auth(&self.reference, &self.creds.auth, RegistryOperation::Pull)
-            .await
-        {
-            Ok(Some(token)) => Some(format!("Bearer {token}")),
-            Ok(None) => match &self.creds.auth {
+        let deadline = self.started + self.timeout;
+        let mut attempt = 0;
+        let token = loop {
+            match self
+                .oci
+                .auth(&self.reference, &self.creds.auth, RegistryOperation::Pull)
+                .await
+            {
+                Ok(t) => break t,
+                Err(e) => {
+                    let text = e.to_string();
+                    if !text.contains("error sending request") {
+                        return Err(self
+                            .denied(401, &format!("the login to {} failed: {text}", self.host())));
+                    }
+                    // A connection fault during the handshake: retry like any read.
+                    let delay = backoff(attempt);
+                    if Instant::now() + delay > deadline {
+                        return Err(self.unreachable(&text));
+                    }
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        };
+        let header = match token {
+            Some(token) => Some(format!("Bearer {token}")),
+            None => match &self.creds.auth {
                 RegistryAuth::Basic(u, p) => {
                     use base64::Engine;
                     Some(format!(
@@ -204,15 +225,6 @@ impl Registry {
                 }
                 _ => None,
             },
-            Err(e) => {
-                let text = e.to_string();
-                if text.contains("error sending request") {
-                    return Err(self.unreachable(&text));
-                }
-                return Err(
-                    self.denied(401, &format!("the login to {} failed: {text}", self.host()))
-                );
-            }
         };
         *slot = Authz::Header(header.clone());
         Ok(header)
@@ -291,10 +303,13 @@ impl Registry {
                         }
                         404 if top
                             && code.as_deref() == Some("MANIFEST_UNKNOWN")
-                            && self.started.elapsed()
+                            && self.started.elapsed() + backoff(attempt)
                                 < UNKNOWN_MANIFEST_WINDOW.min(self.timeout) =>
                         {
-                            (format!("{what}: manifest unknown (yet)"), None)
+                            // Just pushed? Eventually consistent registries catch up in seconds.
+                            tokio::time::sleep(backoff(attempt)).await;
+                            attempt += 1;
+                            continue;
                         }
                         404 => {
                             return Err(Error::verify(
