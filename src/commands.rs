@@ -200,38 +200,12 @@ pub async fn verify(args: VerifyArgs) -> Result<ExitStatus> {
     let (checks, opts) = plan::verify(&args.verify, args.exact)?;
     let v = verify::run(&args.reference, &platforms, &checks, &opts).await?;
     if args.json {
-        let platforms: Vec<serde_json::Value> = v
-            .platforms
-            .iter()
-            .map(|(p, d)| serde_json::json!({"platform": p, "digest": d}))
-            .collect();
-        let out = serde_json::json!({
-            "reference": args.reference,
-            "index_digest": v.index_digest,
-            "verified": v.passed(),
-            "platforms": platforms,
-            "checks": v.checks,
-        });
+        let out = report::verification::json(&args.reference, &v);
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {
-        if let Some(d) = &v.index_digest {
-            println!("index {d}");
-        }
-        for c in &v.checks {
-            println!(
-                "{} {}: {}",
-                if c.passed { "✓" } else { "✗" },
-                c.name,
-                c.detail
-            );
-        }
-        println!(
+        print!(
             "{}",
-            if v.passed() {
-                "verified"
-            } else {
-                "verification FAILED"
-            }
+            report::verification::render(&args.reference, &platforms, &v)
         );
     }
     Ok(if v.passed() { 0 } else { 1 })

@@ -439,6 +439,7 @@ fn bearer_token_flow_like_ghcr() {
         user: "octocat".into(),
         password: "ghs_stand_in_token".into(),
         token: "bearer-for-test".into(),
+        anonymous: false,
     };
     let proxy = Proxy::start(None, Some(auth.clone()));
     let path = good().strip_prefix(&format!("{REGISTRY}/")).unwrap();
@@ -531,4 +532,109 @@ fn a_missing_tag_and_a_bad_reference() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn anonymous_bearer_flow_like_a_public_ghcr_image() {
+    // Stands in for GHCR's token service: anonymous token for a public image.
+    let proxy = Proxy::start(
+        None,
+        Some(TokenAuth {
+            user: "nobody".into(),
+            password: "unused".into(),
+            token: "anonymous-token".into(),
+            anonymous: true,
+        }),
+    );
+    let path = good().strip_prefix(&format!("{REGISTRY}/")).unwrap();
+    let empty_config = tempfile::tempdir().unwrap();
+    let mut c = mbx();
+    c.args([
+        "verify",
+        &format!("{}/{path}", proxy.addr),
+        "--platforms",
+        BOTH,
+    ])
+    .env("DOCKER_CONFIG", empty_config.path());
+    assert_eq!(run(c).status.code(), Some(0));
+    assert_eq!(
+        proxy.token_requests.lock().unwrap().len(),
+        1,
+        "one token, reused for every read"
+    );
+}
+
+#[test]
+fn forbidden_is_not_retried_and_names_the_permission() {
+    let path = good()
+        .strip_prefix(&format!("{REGISTRY}/"))
+        .unwrap()
+        .to_string();
+    let proxy = Proxy::start(Some(Fault::Status(403, usize::MAX)), None);
+    let t = std::time::Instant::now();
+    let o = verify(&[&format!("{}/{path}", proxy.addr), "--platforms", BOTH]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        t.elapsed().as_secs() < 5,
+        "403 is final, not retried: {:?}",
+        t.elapsed()
+    );
+    assert!(stderr(&o).contains("error: 403"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("permissions: packages: read"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        proxy.requests.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the /v2/ ping and one read"
+    );
+}
+
+#[test]
+fn platforms_sharing_a_layer_are_each_checked() {
+    // FROM scratch + COPY: every platform's layer is the same blob, read
+    // concurrently by the binary check. No RUN, so no emulation is needed.
+    require_builder();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("Dockerfile"),
+        "FROM scratch\nCOPY note.txt /\n",
+    )
+    .unwrap();
+    std::fs::write(d.path().join("note.txt"), "same bytes on every platform\n").unwrap();
+    let repo = unique_repo("verify-shared-layer");
+    let four = "linux/amd64,linux/arm64,linux/386,linux/arm/v7";
+    let mut c = mbx();
+    c.args([
+        "ci",
+        "--local",
+        "--cache",
+        "none",
+        "--platforms",
+        four,
+        "--context",
+    ])
+    .arg(d.path())
+    .args(["--image", &repo, "--push"]);
+    assert_eq!(run(c).status.code(), Some(0));
+    let index = raw(&format!("{repo}:latest"));
+    assert_eq!(
+        index_platforms(&index),
+        vec!["linux/386", "linux/amd64", "linux/arm/v7", "linux/arm64"]
+    );
+    for _ in 0..3 {
+        let (code, v) = verify_json(&[
+            &format!("{repo}:latest"),
+            "--platforms",
+            four,
+            "--check-binaries",
+        ]);
+        assert_eq!(code, Some(0), "{v}");
+        assert_eq!(
+            check(&v, "binaries linux/arm/v7")["detail"],
+            "no ELF executables or libraries in the layers"
+        );
+    }
 }

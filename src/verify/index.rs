@@ -337,8 +337,20 @@ async fn check_binaries(
         };
     };
     let mut scan = elf::ElfScan::default();
+    // Platforms may share a layer digest: each downloads into its own directory.
+    let tmp = tmp.join(p.slug());
+    if let Err(e) = std::fs::create_dir_all(&tmp) {
+        return Check {
+            name,
+            passed: false,
+            detail: format!("cannot create {}: {e}", tmp.display()),
+        };
+    }
     for layer in layers {
-        let file = match source.layer_file(&layer.digest, layer.size, tmp, cap).await {
+        let file = match source
+            .layer_file(&layer.digest, layer.size, &tmp, cap)
+            .await
+        {
             Ok(f) => f,
             Err(e) => {
                 return Check {
@@ -375,6 +387,11 @@ async fn check_binaries(
         }
     }
     match scan.mismatches.first() {
+        None if scan.checked == 0 => Check {
+            name,
+            passed: true,
+            detail: "no ELF executables or libraries in the layers".into(),
+        },
         None => Check {
             name,
             passed: true,
