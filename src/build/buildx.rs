@@ -164,11 +164,20 @@ impl Buildx {
         builder: &str,
         tags: &[String],
         sources: &[String],
+        annotations: &[String],
         dry_run: bool,
     ) -> Result<String> {
-        let mut a = os_args(["buildx", "imagetools", "create", "--builder", builder]);
+        let mut a = os_args(["buildx", "imagetools", "create"]);
+        if !builder.is_empty() {
+            a.push("--builder".into());
+            a.push(builder.into());
+        }
         if dry_run {
             a.push("--dry-run".into());
+        }
+        for an in annotations {
+            a.push("--annotation".into());
+            a.push(an.into());
         }
         for t in tags {
             a.push("--tag".into());

@@ -4,6 +4,7 @@
 pub mod buildx;
 pub mod cache;
 pub mod merge;
+pub mod parts;
 pub mod progress;
 
 use std::ffi::OsString;
@@ -18,7 +19,8 @@ use crate::report::terminal::Printer;
 use crate::run::{PlatformRecord, RunRecord};
 use buildx::{BuildOutcome, Buildx};
 
-/// Build every platform, then merge. Fills `record.platforms`, `record.output`,
+/// Build every platform, then merge (unless `merge` is false and the output
+/// is a registry: multi-runner parts, joined later by `mbx merge`). Fills `record.platforms`, `record.output`,
 /// `record.tags` and `record.index_digest`; on a failed platform the record
 /// still holds every platform's result and the error says what failed.
 pub fn run(
@@ -27,6 +29,7 @@ pub fn run(
     buildx: &Buildx,
     printer: &Printer,
     record: &mut RunRecord,
+    merge: bool,
 ) -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("mbx-build-")
@@ -130,6 +133,10 @@ pub fn run(
         return Err(Error::build(msg, help));
     }
 
+    if !merge && matches!(build.output, Output::Registry { .. }) {
+        printer.status("pushed by digest only; join the parts with `mbx merge --parts DIR`");
+        return Ok(());
+    }
     printer.status("merging platforms into one index");
     let merged = match &build.output {
         Output::Layout { dir, ref_name } => {
@@ -143,7 +150,7 @@ pub fn run(
                 .iter()
                 .map(|(p, d)| (p.clone(), d.as_path()))
                 .collect();
-            let m = merge::layouts(&refs, dir, ref_name);
+            let m = merge::layouts(&refs, dir, ref_name, &build.index_annotations);
             let _ = std::fs::remove_dir_all(root);
             m?
         }
@@ -153,7 +160,14 @@ pub fn run(
                 .iter()
                 .filter_map(|r| r.build_digest.clone())
                 .collect();
-            merge::registry(buildx, &plan.builder.name, repository, tags, &digests)?
+            merge::registry(
+                buildx,
+                &plan.builder.name,
+                repository,
+                tags,
+                &digests,
+                &build.index_annotations,
+            )?
         }
     };
     for r in &mut record.platforms {
@@ -221,6 +235,17 @@ pub fn build_args(
     if let Some(p) = &build.provenance {
         push(format!("--provenance={p}"));
     }
+    if let Some(p) = &build.sbom {
+        push(format!("--sbom={p}"));
+    }
+    for an in &build.annotations {
+        push("--annotation".into());
+        push(an.clone());
+    }
+    for sec in &build.secrets {
+        push("--secret".into());
+        push(sec.clone());
+    }
     if build.no_cache {
         push("--no-cache".into());
     }
@@ -230,12 +255,18 @@ pub fn build_args(
     match (&build.output, part) {
         (Output::Layout { .. }, Some(dir)) => push(format!("--output=type=oci,dest={},tar=false", dir.display())),
         (Output::Registry { repository, .. }, _) => push(format!(
-            "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true"
+            "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true"
         )),
         (Output::Layout { .. }, None) => unreachable!("layout output needs a part directory"),
     }
     for c in cache {
         push(c.clone());
+    }
+    for c in &build.extra_cache_from {
+        push(format!("--cache-from={c}"));
+    }
+    for c in &build.extra_cache_to {
+        push(format!("--cache-to={c}"));
     }
     a.push(build.context.clone().into_os_string());
     a
