@@ -274,3 +274,57 @@ fn missing_secret_sources_are_bad_input() {
         stderr(&o)
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_builds_and_says_what_was_pushed() {
+    use std::io::{BufRead, BufReader};
+    require_builder();
+    let d = tempfile::tempdir().unwrap();
+    // amd64 finishes at once; arm64 sleeps (under QEMU) until interrupted.
+    std::fs::write(
+        d.path().join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:5000/mbx/busybox:latest\nARG TARGETARCH\nRUN echo {}; if [ \"$TARGETARCH\" = arm64 ]; then sleep 120; fi\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let repo = unique_repo("interrupted");
+    let mut c = mbx();
+    c.args(["ci", "--local", "--cache", "none", "--context"])
+        .arg(d.path())
+        .args(["--image", &repo, "--push"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr_pipe).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("built linux/amd64") {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("built linux/amd64")), "{seen:?}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    // SIGINT to mbx alone (not its process group): mbx must stop buildx itself.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    let text = rest.join("\n");
+    eprintln!("{}\n{text}", seen.join("\n"));
+    assert_eq!(status.code(), Some(130));
+    assert!(started.elapsed().as_secs() < 30, "stopped promptly, not after the 120 s sleep");
+    assert!(text.contains("error: interrupted: stopped linux/arm64; pushed by digest only: linux/amd64 (sha256:"), "{text}");
+    assert!(text.contains("help: no index was pushed and no tag moved"), "{text}");
+    let tagged = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", &format!("docker://{repo}:latest")])
+        .output()
+        .unwrap();
+    assert!(!tagged.status.success(), "no tag after an interrupted run");
+}

@@ -100,6 +100,40 @@ pub fn run(
     results.sort_by_key(|r| plan.platforms.iter().position(|p| *p == r.platform));
     record.platforms = results;
 
+    if crate::interrupt::interrupted() {
+        if let Some(root) = &parts_root {
+            let _ = std::fs::remove_dir_all(root);
+        }
+        let pushed: Vec<String> = record
+            .platforms
+            .iter()
+            .filter(|r| r.error.is_none())
+            .filter_map(|r| Some(format!("{} ({})", r.platform, r.build_digest.as_deref()?)))
+            .collect();
+        let stopped: Vec<String> = record
+            .platforms
+            .iter()
+            .filter(|r| r.error.is_some())
+            .map(|r| r.platform.to_string())
+            .collect();
+        let mut message = format!(
+            "interrupted: stopped {}",
+            if stopped.is_empty() {
+                "nothing".into()
+            } else {
+                stopped.join(", ")
+            }
+        );
+        let help = match &build.output {
+            Output::Registry { .. } if !pushed.is_empty() => {
+                message.push_str(&format!("; pushed by digest only: {}", pushed.join(", ")));
+                "no index was pushed and no tag moved".to_string()
+            }
+            Output::Registry { .. } => "nothing was pushed".to_string(),
+            Output::Layout { .. } => "no index was written".to_string(),
+        };
+        return Err(Error::Interrupted { message, help });
+    }
     let failed: Vec<&PlatformRecord> = record
         .platforms
         .iter()
