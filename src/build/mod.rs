@@ -58,6 +58,24 @@ pub fn run(
         }
     }
 
+    // The docker driver cannot push by digest: each platform goes to a staging tag.
+    let driver = match record.setup.as_ref().and_then(|s| s.builder.as_ref()) {
+        Some(b) => b.driver.clone(),
+        None => buildx
+            .inspect(&plan.builder.name, false)?
+            .map(|i| i.driver)
+            .unwrap_or_default(),
+    };
+    let staging = driver == "docker" && matches!(build.output, Output::Registry { .. });
+    if let (true, Output::Registry { repository, .. }) = (staging, &build.output) {
+        let note = format!(
+            "the docker driver cannot push by digest: each platform was pushed to a staging tag \
+             ({repository}:{}-<os>-<arch>); use the docker-container driver to avoid them",
+            STAGING_PREFIX
+        );
+        printer.status(&note);
+        record.notes.push(note);
+    }
     let queue: Mutex<Vec<Platform>> = Mutex::new(plan.platforms.iter().rev().cloned().collect());
     let results: Mutex<Vec<PlatformRecord>> = Mutex::new(Vec::new());
     let workers = build.max_parallel.min(plan.platforms.len()).max(1);
@@ -81,6 +99,7 @@ pub fn run(
                     emulated,
                     work.path(),
                     part.as_deref(),
+                    staging,
                 );
                 match &rec.error {
                     None => {
@@ -214,6 +233,9 @@ pub fn run(
     Ok(())
 }
 
+/// Tag prefix of the per-platform staging tags pushed with the docker driver.
+pub const STAGING_PREFIX: &str = "mbx-staging";
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
@@ -244,6 +266,7 @@ pub fn build_args(
     metadata: &Path,
     part: Option<&Path>,
     cache: &[String],
+    staging: bool,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: String| a.push(s.into());
@@ -288,6 +311,10 @@ pub fn build_args(
     }
     match (&build.output, part) {
         (Output::Layout { .. }, Some(dir)) => push(format!("--output=type=oci,dest={},tar=false", dir.display())),
+        (Output::Registry { repository, .. }, _) if staging => push(format!(
+            "--output=type=image,name={repository}:{STAGING_PREFIX}-{},push=true,oci-mediatypes=true",
+            platform.slug()
+        )),
         (Output::Registry { repository, .. }, _) => push(format!(
             "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true"
         )),
@@ -314,10 +341,11 @@ fn build_one(
     emulated: bool,
     work: &Path,
     part: Option<&Path>,
+    staging: bool,
 ) -> PlatformRecord {
     let metadata = work.join(format!("{}.metadata.json", platform.slug()));
     let cache = cache::args(&build.cache, platform);
-    let args = build_args(plan, build, platform, &metadata, part, &cache.args);
+    let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
     let started = Instant::now();
     let outcome = buildx.build(args, &metadata, &secret_values(build));
     let wall = started.elapsed().as_secs_f64();
