@@ -353,24 +353,59 @@ fn the_docker_driver_pushes_staging_tags_and_says_so() {
     require_chain();
     // dockerd's own builder `default` (docker driver, containerd image store).
     let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("Dockerfile"), "FROM 127.0.0.1:5000/mbx/busybox:latest\nCOPY note.txt /\n").unwrap();
-    std::fs::write(d.path().join("note.txt"), format!("{}\n", std::process::id())).unwrap();
+    std::fs::write(
+        d.path().join("Dockerfile"),
+        "FROM 127.0.0.1:5000/mbx/busybox:latest\nCOPY note.txt /\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("note.txt"),
+        format!("{}\n", std::process::id()),
+    )
+    .unwrap();
     let repo = unique_repo("docker-driver");
     let record = d.path().join("run.json");
     let mut c = mbx();
-    c.args(["ci", "--local", "--cache", "none", "--builder", "default", "--driver", "docker", "--context"])
-        .arg(d.path())
-        .args(["--image", &repo, "--push", "--json"])
-        .arg(&record);
+    c.args([
+        "ci",
+        "--local",
+        "--cache",
+        "none",
+        "--builder",
+        "default",
+        "--driver",
+        "docker",
+        "--context",
+    ])
+    .arg(d.path())
+    .args(["--image", &repo, "--push", "--json"])
+    .arg(&record);
     let o = run(c);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("the docker driver cannot push by digest"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the docker driver cannot push by digest"),
+        "{}",
+        stderr(&o)
+    );
     let r = read_json(&record);
     assert_eq!(r["verified"], true);
-    assert!(r["notes"][0].as_str().unwrap().contains("staging tag"), "{r}");
+    assert!(
+        r["notes"][0].as_str().unwrap().contains("staging tag"),
+        "{r}"
+    );
     for slug in ["linux-amd64", "linux-arm64"] {
-        skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{repo}:mbx-staging-{slug}")]);
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{repo}:mbx-staging-{slug}"),
+        ]);
     }
-    let index = json(&skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{repo}:latest")]));
+    let index = json(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{repo}:latest"),
+    ]));
     assert_eq!(index_platforms(&index), vec!["linux/amd64", "linux/arm64"]);
 }

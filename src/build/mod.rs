@@ -91,16 +91,13 @@ pub fn run(
                     if emulated { "emulated" } else { "native" }
                 ));
                 let part = parts_root.as_ref().map(|r| r.join(platform.slug()));
-                let rec = build_one(
-                    plan,
-                    build,
-                    buildx,
-                    &platform,
+                let target = Target {
+                    platform: &platform,
                     emulated,
-                    work.path(),
-                    part.as_deref(),
+                    part: part.as_deref(),
                     staging,
-                );
+                };
+                let rec = build_one(plan, build, buildx, &target, work.path());
                 match &rec.error {
                     None => {
                         printer.status(&format!("built {platform} in {:.1}s", rec.wall_seconds))
@@ -333,16 +330,29 @@ pub fn build_args(
     a
 }
 
+/// One platform's build: where it goes and how.
+struct Target<'a> {
+    platform: &'a Platform,
+    emulated: bool,
+    /// The OCI layout directory of this platform (layout output).
+    part: Option<&'a Path>,
+    /// Push to a staging tag (docker driver) instead of by digest.
+    staging: bool,
+}
+
 fn build_one(
     plan: &Plan,
     build: &BuildPlan,
     buildx: &Buildx,
-    platform: &Platform,
-    emulated: bool,
+    target: &Target,
     work: &Path,
-    part: Option<&Path>,
-    staging: bool,
 ) -> PlatformRecord {
+    let Target {
+        platform,
+        emulated,
+        part,
+        staging,
+    } = *target;
     let metadata = work.join(format!("{}.metadata.json", platform.slug()));
     let cache = cache::args(&build.cache, platform);
     let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
