@@ -3,7 +3,11 @@
 use std::time::Duration;
 
 use crate::build::buildx::Buildx;
-use crate::cli::{BuildOnlyArgs, CiArgs, ReportArgs, SetupArgs, VerifyArgs};
+use crate::cache::{self, github::GitHub, prune};
+use crate::cli::{
+    BuildOnlyArgs, CacheCommand, CachePruneArgs, CacheUsageArgs, CiArgs, GitHubArgs, ReportArgs,
+    SetupArgs, VerifyArgs,
+};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::{self, BuildPlan, Output, Plan};
@@ -281,4 +285,108 @@ async fn preflight_registry(build: &BuildPlan) -> Result<()> {
             ))
         }
     }
+}
+
+pub async fn cache(command: CacheCommand) -> Result<ExitStatus> {
+    match command {
+        CacheCommand::Usage(a) => cache_usage(a).await,
+        CacheCommand::Prune(a) => cache_prune(a).await,
+    }
+}
+
+fn github(a: &GitHubArgs) -> Result<(GitHub, u64)> {
+    if !(a.limit_gb > 0.0 && a.limit_gb.is_finite()) {
+        return Err(Error::input(
+            format!("--limit-gb {} is not a size", a.limit_gb),
+            "pass a positive number of GB (GitHub's default limit is 10)",
+        ));
+    }
+    let client = GitHub::from_env(a.repo.as_deref(), &a.token_env, &a.api_url)?;
+    Ok((client, (a.limit_gb * 1024.0 * 1024.0 * 1024.0) as u64))
+}
+
+async fn cache_usage(args: CacheUsageArgs) -> Result<ExitStatus> {
+    let (client, limit) = github(&args.github)?;
+    let usage = cache::usage_for_run(&client, &[], limit).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&usage).expect("json"));
+    } else {
+        print!("{}", cache::render(&usage));
+    }
+    Ok(0)
+}
+
+async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
+    let older_than = prune::parse_age(&args.older_than).ok_or_else(|| {
+        Error::input(
+            format!("--older-than `{}` is not an age", args.older_than),
+            "pass a number and a unit: 30m, 12h, 7d, 2w",
+        )
+    })?;
+    let (client, _) = github(&args.github)?;
+    let entries = client.list().await?;
+    let filters = prune::Filters {
+        older_than,
+        git_ref: args.git_ref.as_deref().map(prune::normalize_ref),
+        scope: args.scope.clone(),
+        now: chrono::Utc::now(),
+    };
+    let plan = prune::plan(&entries, &filters, &cache::IndexContents::new());
+    let applied = if args.apply && !plan.delete.is_empty() {
+        Some(prune::apply(&client, &plan).await?)
+    } else {
+        None
+    };
+    if args.json {
+        let out = serde_json::json!({
+            "repository": client.repository(),
+            "dry_run": !args.apply,
+            "delete": plan.delete,
+            "bytes": plan.bytes(),
+            "kept_blobs": plan.kept_blobs,
+            "kept_blob_bytes": plan.kept_blob_bytes,
+            "deleted": applied.as_ref().map_or(0, |a| a.deleted),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        return Ok(0);
+    }
+    for d in &plan.delete {
+        println!(
+            "{} {}  {}  {}  ({})",
+            if args.apply {
+                "deleted"
+            } else {
+                "would delete"
+            },
+            d.key,
+            d.git_ref,
+            cache::human_bytes(d.size_in_bytes),
+            d.reason
+        );
+    }
+    if plan.kept_blobs > 0 {
+        println!(
+            "kept {} blob(s), {}: an index that stays may use them",
+            plan.kept_blobs,
+            cache::human_bytes(plan.kept_blob_bytes)
+        );
+    }
+    match applied {
+        Some(a) => println!(
+            "deleted {} entries, {} freed in {}",
+            a.deleted,
+            cache::human_bytes(a.bytes),
+            client.repository()
+        ),
+        None if plan.delete.is_empty() => {
+            println!("nothing to prune in {}", client.repository())
+        }
+        None => println!(
+            "dry run: {} entries, {} would be freed in {}; pass --apply to delete",
+            plan.delete.len(),
+            cache::human_bytes(plan.bytes()),
+            client.repository()
+        ),
+    }
+    Ok(0)
 }

@@ -34,6 +34,7 @@ fn main() {
             Command::Build(a) => commands::build_only(a).await,
             Command::Verify(a) => commands::verify(a).await,
             Command::Report(a) => commands::report(a).await,
+            Command::Cache(c) => commands::cache(c).await,
         }
     });
     let _ = std::io::stdout().flush();

@@ -55,6 +55,28 @@ impl GitHub {
         })
     }
 
+    /// From the command line / the Actions environment: `repo` (else
+    /// `GITHUB_REPOSITORY`), the token in the variable `token_env`, the API base.
+    pub fn from_env(repo: Option<&str>, token_env: &str, api_url: &str) -> Result<GitHub> {
+        let repo = repo.filter(|r| !r.is_empty()).ok_or_else(|| {
+            Error::input(
+                "which repository? no --repo and GITHUB_REPOSITORY is not set",
+                "pass --repo OWNER/NAME",
+            )
+        })?;
+        let token = std::env::var(token_env)
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+            .ok_or_else(|| {
+                Error::input(
+                    format!("no GitHub token: ${token_env} is not set"),
+                    "in a workflow add `env: GITHUB_TOKEN: ${{{{ github.token }}}}` (with `permissions: actions: read`, \
+or `actions: write` to prune); elsewhere export a token and pass --token-env NAME",
+                )
+            })?;
+        GitHub::new(api_url, repo, token.trim().to_string())
+    }
+
     pub fn repository(&self) -> &str {
         &self.repository
     }
@@ -194,8 +216,8 @@ impl GitHub {
                     self.repository
                 ),
                 format!(
-                    "the token lacks `{perm}`: add `permissions:\\n  {perm}` to the workflow job \
-(GITHUB_TOKEN), or pass --token-env NAME with a token that has it"
+                    "the token lacks `{perm}`: add `permissions: {perm}` to the workflow job \
+(for GITHUB_TOKEN), or pass --token-env NAME naming a token that has it"
                 ),
             ),
             StatusCode::UNAUTHORIZED => Error::env(

@@ -364,7 +364,7 @@ pub fn render(u: &CacheUsage) -> String {
             "INDEXES".into(),
             "BLOBS".into(),
             "SIZE".into(),
-            "LAST USED".into(),
+            "LAST USED (UTC)".into(),
         ]];
         for s in &u.scopes {
             let mark = if u.run_scopes.contains(&s.scope) {

@@ -1,0 +1,592 @@
+//! `mbx cache usage|prune` against a STAND-IN FOR GITHUB: github.com cannot be
+//! reached from these machines, so an in-process HTTP server on 127.0.0.1
+//! plays the GitHub REST endpoints of the Actions cache with the documented
+//! shapes (docs.github.com/rest/actions/cache):
+//! - `GET  /repos/{o}/{r}/actions/caches` (`total_count`, `actions_caches[]`),
+//!   paged with `Link: <…>; rel="next"` at 5 entries a page, the next pages
+//!   under `/repositories/{id}/…` as GitHub writes them;
+//! - `GET  /repos/{o}/{r}/actions/cache/usage`;
+//! - `DELETE /repos/{o}/{r}/actions/caches/{id}` (204) and
+//!   `DELETE /repos/{o}/{r}/actions/caches?key=K&ref=R` (200 + the deleted list);
+//! - 401 without a token, 403 "Resource not accessible by integration" when a
+//!   read-only token deletes; an optional `/api/v3` prefix (GitHub Enterprise Server).
+//!
+//! The cache keys and sizes in its fixtures are real: BuildKit's entries from
+//! a gha export through act's cache server (tests/data/gha-cache/README.md).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+mod support;
+use support::{mbx, run, stderr, stdout};
+
+const READ_TOKEN: &str = "ghs_readonly_0123456789abcdef";
+const WRITE_TOKEN: &str = "ghs_write_fedcba9876543210";
+const PAGE: usize = 5;
+
+#[derive(Default)]
+struct State {
+    entries: Vec<Value>,
+    /// "METHOD path?query" of every request, in order.
+    requests: Vec<String>,
+}
+
+struct StandIn {
+    url: String,
+    state: Arc<Mutex<State>>,
+}
+
+impl StandIn {
+    fn start(entries: Vec<Value>) -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(Mutex::new(State {
+            entries,
+            requests: Vec::new(),
+        }));
+        let st = state.clone();
+        let base = url.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let st = st.clone();
+                let base = base.clone();
+                std::thread::spawn(move || serve(conn, &st, &base));
+            }
+        });
+        StandIn { url, state }
+    }
+
+    fn keys(&self) -> Vec<String> {
+        let s = self.state.lock().unwrap();
+        s.entries
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}@{}",
+                    e["key"].as_str().unwrap(),
+                    e["ref"].as_str().unwrap()
+                )
+            })
+            .collect()
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+fn serve(conn: TcpStream, st: &Mutex<State>, base: &str) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut auth = None;
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            let (k, v) = h.split_once(':').unwrap_or((h, ""));
+            match k.to_ascii_lowercase().as_str() {
+                "authorization" => auth = Some(v.trim().to_string()),
+                "content-length" => len = v.trim().parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        let mut body = vec![0; len];
+        let _ = reader.read_exact(&mut body);
+        let (status, headers, body) = respond(st, base, &method, &target, auth.as_deref());
+        let mut out = format!(
+            "HTTP/1.1 {status}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            out.push_str(&format!("{k}: {v}\r\n"));
+        }
+        out.push_str("\r\n");
+        out.push_str(&body);
+        if conn.write_all(out.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn query(target: &str) -> (String, Vec<(String, String)>) {
+    let (path, q) = target.split_once('?').unwrap_or((target, ""));
+    let pairs = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), unpercent(v))
+        })
+        .collect();
+    (path.to_string(), pairs)
+}
+
+fn unpercent(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+fn error(status: &str, message: &str) -> (String, Vec<(String, String)>, String) {
+    (
+        status.to_string(),
+        vec![],
+        json!({
+            "message": message,
+            "documentation_url": "https://docs.github.com/rest/actions/cache",
+            "status": status.split(' ').next().unwrap(),
+        })
+        .to_string(),
+    )
+}
+
+fn respond(
+    st: &Mutex<State>,
+    base: &str,
+    method: &str,
+    target: &str,
+    auth: Option<&str>,
+) -> (String, Vec<(String, String)>, String) {
+    let mut s = st.lock().unwrap();
+    s.requests.push(format!("{method} {target}"));
+    let token = auth
+        .and_then(|a| {
+            a.strip_prefix("Bearer ")
+                .or_else(|| a.strip_prefix("token "))
+        })
+        .unwrap_or("");
+    if token != READ_TOKEN && token != WRITE_TOKEN {
+        return error("401 Unauthorized", "Bad credentials");
+    }
+    let (path, q) = query(target);
+    let path = path.strip_prefix("/api/v3").unwrap_or(&path).to_string();
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let list_path = path == "/repos/o/r/actions/caches" || path == "/repositories/1/actions/caches";
+    match (method, list_path) {
+        ("GET", true) => {
+            let page: usize = get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
+            let per: usize = get("per_page")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(30)
+                .min(PAGE);
+            let total = s.entries.len();
+            let chunk: Vec<Value> = s
+                .entries
+                .iter()
+                .skip((page - 1) * per)
+                .take(per)
+                .cloned()
+                .collect();
+            let last = total.div_ceil(per).max(1);
+            let mut links = Vec::new();
+            let prefix = if target.starts_with("/api/v3") {
+                "/api/v3"
+            } else {
+                ""
+            };
+            let at = |n: usize| {
+                format!("<{base}{prefix}/repositories/1/actions/caches?per_page={per}&page={n}>")
+            };
+            if page < last {
+                links.push(format!("{}; rel=\"next\"", at(page + 1)));
+                links.push(format!("{}; rel=\"last\"", at(last)));
+            }
+            if page > 1 {
+                links.push(format!("{}; rel=\"prev\"", at(page - 1)));
+                links.push(format!("{}; rel=\"first\"", at(1)));
+            }
+            let headers = if links.is_empty() {
+                vec![]
+            } else {
+                vec![("link".to_string(), links.join(", "))]
+            };
+            (
+                "200 OK".into(),
+                headers,
+                json!({"total_count": total, "actions_caches": chunk}).to_string(),
+            )
+        }
+        ("DELETE", true) => {
+            if token != WRITE_TOKEN {
+                return error("403 Forbidden", "Resource not accessible by integration");
+            }
+            let key = get("key").unwrap_or_default();
+            let r = get("ref");
+            let (gone, keep): (Vec<Value>, Vec<Value>) = s.entries.drain(..).partition(|e| {
+                e["key"] == key.as_str() && r.as_deref().is_none_or(|r| e["ref"] == r)
+            });
+            s.entries = keep;
+            if gone.is_empty() {
+                return error("404 Not Found", "Not Found");
+            }
+            (
+                "200 OK".into(),
+                vec![],
+                json!({"total_count": gone.len(), "actions_caches": gone}).to_string(),
+            )
+        }
+        _ => {
+            if method == "GET" && path == "/repos/o/r/actions/cache/usage" {
+                let bytes: u64 = s
+                    .entries
+                    .iter()
+                    .map(|e| e["size_in_bytes"].as_u64().unwrap())
+                    .sum();
+                return (
+                    "200 OK".into(),
+                    vec![],
+                    json!({"full_name": "o/r", "active_caches_size_in_bytes": bytes,
+                           "active_caches_count": s.entries.len()})
+                    .to_string(),
+                );
+            }
+            if let (Some(id), "DELETE") = (path.strip_prefix("/repos/o/r/actions/caches/"), method)
+            {
+                if token != WRITE_TOKEN {
+                    return error("403 Forbidden", "Resource not accessible by integration");
+                }
+                let id: i64 = id.parse().unwrap_or(-1);
+                let before = s.entries.len();
+                s.entries.retain(|e| e["id"] != id);
+                if s.entries.len() == before {
+                    return error("404 Not Found", "Not Found");
+                }
+                return ("204 No Content".into(), vec![], String::new());
+            }
+            error("404 Not Found", "Not Found")
+        }
+    }
+}
+
+fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The real entries of tests/data/gha-cache on refs/heads/main, used two hours
+/// ago; plus a pull request's arm64 index and two of its blobs unused for 9
+/// days, and another tool's (npm) entry unused for 30 days.
+fn fixtures() -> Vec<Value> {
+    let now = chrono::Utc::now();
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/gha-cache/act-cache-entries.json"
+    ))
+    .unwrap();
+    let captured: Vec<Value> = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for (i, e) in captured.iter().enumerate() {
+        let t = now - chrono::Duration::minutes(130 - i as i64);
+        out.push(json!({
+            "id": e["id"], "ref": "refs/heads/main", "key": e["key"], "version": e["version"],
+            "last_accessed_at": iso(t), "created_at": iso(t), "size_in_bytes": e["cacheSize"],
+        }));
+    }
+    let old = iso(now - chrono::Duration::days(9));
+    let pr = |id: i64, key: &str, size: u64| {
+        json!({"id": id, "ref": "refs/pull/42/merge", "key": key, "version": captured[0]["version"],
+               "last_accessed_at": old, "created_at": old, "size_in_bytes": size})
+    };
+    out.push(pr(201, "index-hello-linux-arm64-1-f921bd05#1", 3176));
+    out.push(pr(
+        202,
+        "buildkit-blob-1-sha256:6ea3f9699a3c0280bbc4ca2d2a4b336f53bd90a2753123c35fc31f2e1d516c9b",
+        1_029_834,
+    ));
+    out.push(pr(
+        203,
+        "buildkit-blob-1-sha256:3735643e4460436e8b2f7845ab268feebbd3f6da2eadd5349f24db0444067779",
+        76_665,
+    ));
+    let ancient = iso(now - chrono::Duration::days(30));
+    out.push(json!({"id": 300, "ref": "refs/heads/main",
+        "key": "Linux-node-958aff96db2d75d67787d1e634ae70b659de937b",
+        "version": "73885106f58cc52a7df9ec4d4a5622a5614813162cb516c759a30af6bf56e6f0",
+        "last_accessed_at": ancient, "created_at": ancient, "size_in_bytes": 5000}));
+    out
+}
+
+fn cache_cmd(server: &StandIn, token: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut c = mbx();
+    c.arg("cache").args(args);
+    c.env("GITHUB_API_URL", &server.url)
+        .env("GITHUB_REPOSITORY", "o/r")
+        .env_remove("GITHUB_TOKEN")
+        .env_remove("MBX_TEST_TOKEN");
+    if let Some(t) = token {
+        c.env("GITHUB_TOKEN", t);
+    }
+    run(c)
+}
+
+#[test]
+fn usage_pages_through_every_entry_and_sums_per_scope_and_ref() {
+    let gh = StandIn::start(fixtures());
+    let o = cache_cmd(&gh, Some(READ_TOKEN), &["usage", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let u: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let total: u64 = fixtures()
+        .iter()
+        .map(|e| e["size_in_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(u["total_bytes"], total);
+    assert_eq!(u["total_count"], 22);
+    assert_eq!(u["repository"], "o/r");
+    let scope = |name: &str| -> Value {
+        u["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["scope"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no scope {name} in {u:#}"))
+    };
+    let amd = scope("hello-linux-amd64");
+    assert_eq!(amd["platform"], "linux/amd64");
+    assert_eq!(amd["indexes"]["count"], 2);
+    assert_eq!(amd["superseded"], 1);
+    let arm = scope("hello-linux-arm64");
+    assert_eq!(arm["indexes"]["count"], 2, "main and the pull request");
+    assert_eq!(u["unattributed_blobs"]["count"], 17);
+    assert_eq!(u["other"]["count"], 1);
+    let refs: Vec<&str> = u["refs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["ref"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs, ["refs/heads/main", "refs/pull/42/merge"]);
+
+    // 22 entries at 5 a page: 5 list pages, the later ones by GitHub's Link URLs.
+    let reqs = gh.requests();
+    let lists: Vec<&String> = reqs
+        .iter()
+        .filter(|r| r.contains("/actions/caches"))
+        .collect();
+    assert_eq!(lists.len(), 5, "{reqs:#?}");
+    assert_eq!(lists[0], "GET /repos/o/r/actions/caches?per_page=100");
+    assert!(
+        lists[4].ends_with("/repositories/1/actions/caches?per_page=5&page=5"),
+        "{reqs:#?}"
+    );
+
+    // The human form.
+    let o = cache_cmd(&gh, Some(READ_TOKEN), &["usage"]);
+    let text = stdout(&o);
+    assert!(
+        text.starts_with("cache   o/r: 3.3 MB of 10.0 GB (0%), 22 entries\n"),
+        "{text}"
+    );
+    assert!(text.contains("hello-linux-amd64"), "{text}");
+    assert!(text.contains("2 (1 superseded)"), "{text}");
+    assert!(!text.contains(READ_TOKEN) && !stderr(&o).contains(READ_TOKEN));
+}
+
+#[test]
+fn prune_is_a_dry_run_until_apply_and_deletes_only_stale_buildkit_entries() {
+    let gh = StandIn::start(fixtures());
+    let before = gh.keys();
+
+    let o = cache_cmd(&gh, Some(WRITE_TOKEN), &["prune", "--older-than", "7d"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("would delete index-hello-linux-amd64-1-f921bd05#1  refs/heads/main"),
+        "{text}"
+    );
+    assert!(text.contains("(superseded by #2)"), "{text}");
+    assert!(text.contains("dry run: 4 entries"), "{text}");
+    assert!(
+        !text.contains("Linux-node"),
+        "never another tool's keys: {text}"
+    );
+    assert_eq!(gh.keys(), before, "a dry run deletes nothing");
+    assert!(gh.requests().iter().all(|r| !r.starts_with("DELETE")));
+
+    let o = cache_cmd(
+        &gh,
+        Some(WRITE_TOKEN),
+        &["prune", "--older-than", "7d", "--apply"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("deleted 4 entries"), "{}", stdout(&o));
+    let after = gh.keys();
+    let gone: Vec<&String> = before.iter().filter(|k| !after.contains(k)).collect();
+    assert_eq!(
+        gone,
+        [
+            "index-hello-linux-amd64-1-f921bd05#1@refs/heads/main",
+            "index-hello-linux-arm64-1-f921bd05#1@refs/pull/42/merge",
+            "buildkit-blob-1-sha256:6ea3f9699a3c0280bbc4ca2d2a4b336f53bd90a2753123c35fc31f2e1d516c9b@refs/pull/42/merge",
+            "buildkit-blob-1-sha256:3735643e4460436e8b2f7845ab268feebbd3f6da2eadd5349f24db0444067779@refs/pull/42/merge",
+        ]
+    );
+    assert!(after.iter().any(|k| k.starts_with("Linux-node")));
+    let deletes: Vec<String> = gh
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("DELETE"))
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            "DELETE /repos/o/r/actions/caches?key=index-hello-linux-amd64-1-f921bd05%231&ref=refs%2Fheads%2Fmain",
+            "DELETE /repos/o/r/actions/caches?key=index-hello-linux-arm64-1-f921bd05%231&ref=refs%2Fpull%2F42%2Fmerge",
+            "DELETE /repos/o/r/actions/caches/202",
+            "DELETE /repos/o/r/actions/caches/203",
+        ]
+    );
+
+    // Nothing stale is left.
+    let o = cache_cmd(&gh, Some(WRITE_TOKEN), &["prune", "--apply"]);
+    assert!(
+        stdout(&o).contains("nothing to prune in o/r"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn prune_filters_by_ref_and_scope() {
+    let gh = StandIn::start(fixtures());
+    let o = cache_cmd(&gh, Some(READ_TOKEN), &["prune", "--ref", "main", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let keys: Vec<&str> = p["delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["index-hello-linux-amd64-1-f921bd05#1"]);
+    assert_eq!(p["dry_run"], true);
+
+    let o = cache_cmd(
+        &gh,
+        Some(READ_TOKEN),
+        &["prune", "--scope", "*-amd64", "--json"],
+    );
+    let p: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(p["delete"].as_array().unwrap().len(), 1);
+
+    let o = cache_cmd(
+        &gh,
+        Some(READ_TOKEN),
+        &["prune", "--scope", "nothing-*", "--json"],
+    );
+    let p: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(p["delete"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn forbidden_names_the_permission_and_never_prints_the_token() {
+    let gh = StandIn::start(fixtures());
+    let before = gh.keys();
+    let o = cache_cmd(&gh, Some(READ_TOKEN), &["prune", "--apply"]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("403 Forbidden: Resource not accessible by integration"),
+        "{e}"
+    );
+    assert!(
+        e.contains("help: the token lacks `actions: write`: add `permissions: actions: write`"),
+        "{e}"
+    );
+    assert!(!e.contains(READ_TOKEN) && !stdout(&o).contains(READ_TOKEN));
+    assert_eq!(gh.keys(), before);
+}
+
+#[test]
+fn missing_or_bad_token_and_bad_input() {
+    let gh = StandIn::start(fixtures());
+    let o = cache_cmd(&gh, None, &["usage"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no GitHub token: $GITHUB_TOKEN is not set"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = cache_cmd(&gh, Some("wrong"), &["usage"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("401: Bad credentials"),
+        "{}",
+        stderr(&o)
+    );
+
+    // --token-env names another variable.
+    let mut c = mbx();
+    c.args([
+        "cache",
+        "usage",
+        "--token-env",
+        "MBX_TEST_TOKEN",
+        "--repo",
+        "o/r",
+    ])
+    .env("GITHUB_API_URL", &gh.url)
+    .env_remove("GITHUB_TOKEN")
+    .env("MBX_TEST_TOKEN", READ_TOKEN);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    let o = cache_cmd(&gh, Some(READ_TOKEN), &["prune", "--older-than", "7 days"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--older-than `7 days` is not an age"));
+
+    let o = cache_cmd(&gh, Some(READ_TOKEN), &["usage", "--repo", "o/r/x"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn enterprise_server_api_prefix_is_honoured() {
+    let gh = StandIn::start(fixtures());
+    let mut c = mbx();
+    c.args(["cache", "usage", "--json"])
+        .env("GITHUB_API_URL", format!("{}/api/v3", gh.url))
+        .env("GITHUB_REPOSITORY", "o/r")
+        .env("GITHUB_TOKEN", READ_TOKEN);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let u: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(u["total_count"], 22);
+    let reqs = gh.requests();
+    assert!(
+        reqs.iter()
+            .all(|r| r.split(' ').nth(1).unwrap().starts_with("/api/v3/")),
+        "{reqs:#?}"
+    );
+    assert!(
+        !reqs.iter().any(|r| r.contains("/api/v3/api/v3")),
+        "{reqs:#?}"
+    );
+}
