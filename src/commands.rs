@@ -133,8 +133,14 @@ async fn finish(
             }
         }
     }
+    if matches!(build_plan.cache, plan::Cache::Gha { .. }) {
+        record.cache = cache_usage_for_run(&record, printer).await;
+    }
     record.wall_seconds = now() - record.started_at;
     print!("{}", report::terminal::render(&record));
+    if let Some(a) = record.cache.as_ref().and_then(cache::annotation) {
+        println!("{a}");
+    }
     if let Some(p) = &build_plan.json {
         report::write_json(&record, p)?;
     }
@@ -283,6 +289,26 @@ async fn preflight_registry(build: &BuildPlan) -> Result<()> {
                 format!("cannot reach the registry {host}: {why}"),
                 "start the registry or fix --registry/--image (for mbx's test chain: scripts/chain-up serves 127.0.0.1:5000); nothing was built or pushed",
             ))
+        }
+    }
+}
+
+/// The gha cache's usage after a run on GitHub Actions; a failure to read it
+/// is reported and does not fail the run.
+async fn cache_usage_for_run(record: &RunRecord, printer: &Printer) -> Option<cache::CacheUsage> {
+    let scopes: Vec<String> = record
+        .platforms
+        .iter()
+        .filter_map(|p| p.cache_scope.clone())
+        .collect();
+    match cache::usage_in_ci(&scopes).await {
+        Ok(u) => u,
+        Err(e) => {
+            printer.status(&format!(
+                "cache: cannot read the GitHub Actions cache usage: {e}{}",
+                e.help().map(|h| format!(" ({h})")).unwrap_or_default()
+            ));
+            None
         }
     }
 }

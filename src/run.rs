@@ -25,6 +25,10 @@ pub struct RunRecord {
     #[serde(default)]
     pub checks: Vec<Check>,
     pub wall_seconds: f64,
+    /// The repository's GitHub Actions cache after the run (`mbx ci` on
+    /// GitHub with the gha cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheUsage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

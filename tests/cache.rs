@@ -30,6 +30,8 @@ const PAGE: usize = 5;
 #[derive(Default)]
 struct State {
     entries: Vec<Value>,
+    /// What `/actions/cache/usage` reports instead of the entries' sum.
+    usage_bytes: Option<u64>,
     /// "METHOD path?query" of every request, in order.
     requests: Vec<String>,
 }
@@ -45,7 +47,7 @@ impl StandIn {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State {
             entries,
-            requests: Vec::new(),
+            ..State::default()
         }));
         let st = state.clone();
         let base = url.clone();
@@ -255,11 +257,12 @@ fn respond(
         }
         _ => {
             if method == "GET" && path == "/repos/o/r/actions/cache/usage" {
-                let bytes: u64 = s
-                    .entries
-                    .iter()
-                    .map(|e| e["size_in_bytes"].as_u64().unwrap())
-                    .sum();
+                let bytes: u64 = s.usage_bytes.unwrap_or_else(|| {
+                    s.entries
+                        .iter()
+                        .map(|e| e["size_in_bytes"].as_u64().unwrap())
+                        .sum()
+                });
                 return (
                     "200 OK".into(),
                     vec![],
@@ -589,4 +592,143 @@ fn enterprise_server_api_prefix_is_honoured() {
         !reqs.iter().any(|r| r.contains("/api/v3/api/v3")),
         "{reqs:#?}"
     );
+}
+
+/// `mbx ci` in a GitHub Actions job, for real: act runs the job on this host
+/// (`-P ubuntu-latest=-self-hosted`) with its own cache server on loopback, so
+/// the build's `type=gha` cache export really goes through the v1 cache
+/// protocol (unsigned runtime JWT, as BuildKit does not check the signature);
+/// only the REST API is the stand-in for GitHub, reporting 9 GB used so the
+/// run must warn.
+#[test]
+fn ci_on_github_reports_cache_usage_and_warns_above_80_percent() {
+    support::require_builder();
+    let gh = StandIn::start(fixtures());
+    gh.state.lock().unwrap().usage_bytes = Some(9 * 1024 * 1024 * 1024);
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("repo");
+    let wf = repo.join(".github/workflows");
+    std::fs::create_dir_all(&wf).unwrap();
+    let record = d.path().join("run.json");
+    let out = d.path().join("out");
+    let ctx = support::repo_root().join("examples/hello");
+    std::fs::write(
+        wf.join("ci.yml"),
+        format!(
+            r#"name: mbx-ci-cache
+on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - name: mbx ci with the gha cache
+        shell: bash
+        env:
+          GITHUB_TOKEN: {READ_TOKEN}
+          GITHUB_API_URL: {api}
+          GITHUB_REPOSITORY: o/r
+          MBX_CONFIG: {config}
+        run: |
+          set -euo pipefail
+          b64() {{ printf '%s' "$1" | base64 -w0 | tr '+/' '-_' | tr -d '='; }}
+          now=$(date +%s)
+          export ACTIONS_RUNTIME_TOKEN="$(b64 '{{"alg":"none","typ":"JWT"}}').$(b64 "{{\"ac\":\"[{{\\\"Scope\\\":\\\"refs/heads/main\\\",\\\"Permission\\\":3}}]\",\"nbf\":$((now-60)),\"exp\":$((now+3600))}}")."
+          {mbx} ci --cache gha --platforms linux/amd64 --context {ctx} --output {out} --json {record}
+"#,
+            api = gh.url,
+            config = support::chain_dir().join("mbx.toml").display(),
+            mbx = env!("CARGO_BIN_EXE_mbx"),
+            ctx = ctx.display(),
+            out = out.display(),
+            record = record.display(),
+        ),
+    )
+    .unwrap();
+    let git = |args: &[&str]| {
+        let o = std::process::Command::new("git")
+            .args(args)
+            .current_dir(&repo)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&[
+        "-c",
+        "user.email=t@t",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "t",
+    ]);
+    git(&["add", "-A"]);
+    git(&[
+        "-c",
+        "user.email=t@t",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "-m",
+        "wf",
+    ]);
+    let o = std::process::Command::new("act")
+        .args([
+            "push",
+            "-P",
+            "ubuntu-latest=-self-hosted",
+            "--cache-server-addr",
+            "127.0.0.1",
+        ])
+        .arg("--cache-server-path")
+        .arg(d.path().join("actcache"))
+        .env("ACT_DISABLE_VERSION_CHECK", "1")
+        .current_dir(&repo)
+        .output()
+        .expect("act on PATH (scripts/chain-up installs it)");
+    let log = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    eprintln!("{log}");
+    assert!(o.status.success(), "the act job failed");
+    // The gha export really went through act's cache server: its store holds
+    // the scope's index entry.
+    let store = std::fs::read(d.path().join("actcache/bolt.db")).unwrap();
+    let store = String::from_utf8_lossy(&store);
+    assert!(
+        store.contains("\"key\":\"index-hello-linux-amd64-1-"),
+        "act's cache server holds no index of scope hello-linux-amd64"
+    );
+    assert!(!log.contains(READ_TOKEN), "the token is never printed");
+
+    // The terminal report's cache section, this run's scope marked.
+    assert!(
+        log.contains("cache   o/r: 9.0 GB of 10.0 GB (90%), 22 entries — above 80%, eviction near")
+    );
+    assert!(
+        log.contains("hello-linux-amd64 *"),
+        "this run's scope is marked"
+    );
+    // The annotation, as a workflow command (act prints it as a warning).
+    assert!(
+        log.contains(
+            "::warning title=mbx cache::GitHub Actions cache of o/r at 90%25 of its 10.0 GB limit"
+        ),
+        "warning annotation (a workflow command, % escaped as %25)"
+    );
+
+    let r: Value = serde_json::from_slice(&std::fs::read(&record).unwrap()).unwrap();
+    assert_eq!(r["cache"]["repository"], "o/r");
+    assert_eq!(r["cache"]["total_bytes"], 9u64 * 1024 * 1024 * 1024);
+    assert_eq!(r["cache"]["run_scopes"], json!(["hello-linux-amd64"]));
+    assert!(r["verified"].as_bool().unwrap());
+    assert!(gh
+        .requests()
+        .iter()
+        .any(|q| q.starts_with("GET /repos/o/r/actions/cache/usage")));
 }

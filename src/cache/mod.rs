@@ -326,6 +326,36 @@ pub async fn usage_for_run(
     Ok(u)
 }
 
+/// In `mbx ci` on GitHub Actions (`GITHUB_ACTIONS=true`): the repository's
+/// cache usage with this run's scopes marked, from `GITHUB_REPOSITORY`,
+/// `GITHUB_TOKEN` (`actions: read`) and `GITHUB_API_URL`. `Ok(None)` off
+/// GitHub Actions.
+pub async fn usage_in_ci(run_scopes: &[String]) -> Result<Option<CacheUsage>> {
+    if std::env::var("GITHUB_ACTIONS").as_deref() != Ok("true") {
+        return Ok(None);
+    }
+    let api = std::env::var("GITHUB_API_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| github::DEFAULT_API_URL.to_string());
+    let repo = std::env::var("GITHUB_REPOSITORY").ok();
+    let client = github::GitHub::from_env(repo.as_deref(), "GITHUB_TOKEN", &api)?;
+    usage_for_run(&client, run_scopes, DEFAULT_LIMIT_BYTES)
+        .await
+        .map(Some)
+}
+
+/// The warning as a GitHub workflow command (`::warning title=…::…`), above
+/// 80 % of the limit.
+pub fn annotation(u: &CacheUsage) -> Option<String> {
+    let msg = u.warning()?;
+    let escaped = msg
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
+    Some(format!("::warning title=mbx cache::{escaped}"))
+}
+
 /// `1.2 GB`-style sizes (powers of 1024, as GitHub counts the limit).
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
@@ -562,6 +592,24 @@ pub(crate) mod tests {
         u.total_bytes = DEFAULT_LIMIT_BYTES + 1;
         assert_eq!(u.risk(), Risk::Evicting);
         assert!(u.warning().unwrap().contains("evicting"));
+    }
+
+    #[test]
+    fn annotation_only_above_80_percent() {
+        let mut u = CacheUsage {
+            repository: "o/r".into(),
+            limit_bytes: 100,
+            total_bytes: 80,
+            ..CacheUsage::default()
+        };
+        assert_eq!(annotation(&u), None, "80% is not above 80%");
+        u.total_bytes = 81;
+        let a = annotation(&u).unwrap();
+        assert!(
+            a.starts_with("::warning title=mbx cache::GitHub Actions cache of o/r at 81%25"),
+            "{a}"
+        );
+        assert!(!a.contains('\n'));
     }
 
     #[test]

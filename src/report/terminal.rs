@@ -166,6 +166,10 @@ pub fn render(record: &RunRecord) -> String {
             "verification FAILED\n"
         });
     }
+    if let Some(c) = &record.cache {
+        out.push('\n');
+        out.push_str(&crate::cache::render(c));
+    }
     out.push_str(&format!("total   {}\n", secs(record.wall_seconds)));
     out
 }
