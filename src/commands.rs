@@ -357,7 +357,8 @@ async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
         scope: args.scope.clone(),
         now: chrono::Utc::now(),
     };
-    let plan = prune::plan(&entries, &filters, &cache::IndexContents::new());
+    let contents = cache::read_contents(&entries).await;
+    let plan = prune::plan(&entries, &filters, &contents);
     let applied = if args.apply && !plan.delete.is_empty() {
         Some(prune::apply(&client, &plan).await?)
     } else {

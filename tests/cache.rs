@@ -32,6 +32,9 @@ struct State {
     entries: Vec<Value>,
     /// What `/actions/cache/usage` reports instead of the entries' sum.
     usage_bytes: Option<u64>,
+    /// act's cache store (`--cache-server-path`): its entries are listed too,
+    /// as GitHub lists what its cache service holds.
+    act_store: Option<std::path::PathBuf>,
     /// "METHOD path?query" of every request, in order.
     requests: Vec<String>,
 }
@@ -192,6 +195,10 @@ fn respond(
     let path = path.strip_prefix("/api/v3").unwrap_or(&path).to_string();
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let list_path = path == "/repos/o/r/actions/caches" || path == "/repositories/1/actions/caches";
+    let mut all = s.entries.clone();
+    if let Some(store) = &s.act_store {
+        all.extend(act_entries(store));
+    }
     match (method, list_path) {
         ("GET", true) => {
             let page: usize = get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
@@ -199,9 +206,8 @@ fn respond(
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(30)
                 .min(PAGE);
-            let total = s.entries.len();
-            let chunk: Vec<Value> = s
-                .entries
+            let total = all.len();
+            let chunk: Vec<Value> = all
                 .iter()
                 .skip((page - 1) * per)
                 .take(per)
@@ -258,8 +264,7 @@ fn respond(
         _ => {
             if method == "GET" && path == "/repos/o/r/actions/cache/usage" {
                 let bytes: u64 = s.usage_bytes.unwrap_or_else(|| {
-                    s.entries
-                        .iter()
+                    all.iter()
                         .map(|e| e["size_in_bytes"].as_u64().unwrap())
                         .sum()
                 });
@@ -267,7 +272,7 @@ fn respond(
                     "200 OK".into(),
                     vec![],
                     json!({"full_name": "o/r", "active_caches_size_in_bytes": bytes,
-                           "active_caches_count": s.entries.len()})
+                           "active_caches_count": all.len()})
                     .to_string(),
                 );
             }
@@ -287,6 +292,37 @@ fn respond(
             error("404 Not Found", "Not Found")
         }
     }
+}
+
+/// The completed entries in act's cache store (a bolt file whose records are
+/// JSON: `{"id":…,"key":…,"version":…,"cacheSize":…,"complete":…,"usedAt":…,"createdAt":…}`),
+/// in the REST API's shape, ids offset by 1000.
+fn act_entries(store: &std::path::Path) -> Vec<Value> {
+    let Ok(bytes) = std::fs::read(store.join("bolt.db")) else {
+        return Vec::new();
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut by_id = std::collections::BTreeMap::new();
+    for (at, _) in text.match_indices("{\"id\":") {
+        let Some(Ok(v)) = serde_json::Deserializer::from_str(&text[at..])
+            .into_iter::<Value>()
+            .next()
+        else {
+            continue;
+        };
+        if v["complete"] == true && v["key"].is_string() {
+            by_id.insert(v["id"].as_i64().unwrap(), v);
+        }
+    }
+    by_id
+        .into_values()
+        .map(|e| {
+            let t = |k: &str| iso(chrono::DateTime::from_timestamp(e[k].as_i64().unwrap(), 0).unwrap());
+            json!({"id": 1000 + e["id"].as_i64().unwrap(), "ref": "refs/heads/main", "key": e["key"],
+                   "version": e["version"], "last_accessed_at": t("usedAt"), "created_at": t("createdAt"),
+                   "size_in_bytes": e["cacheSize"]})
+        })
+        .collect()
 }
 
 fn iso(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -603,9 +639,18 @@ fn enterprise_server_api_prefix_is_honoured() {
 #[test]
 fn ci_on_github_reports_cache_usage_and_warns_above_80_percent() {
     support::require_builder();
-    let gh = StandIn::start(fixtures());
-    gh.state.lock().unwrap().usage_bytes = Some(9 * 1024 * 1024 * 1024);
     let d = tempfile::tempdir().unwrap();
+    let npm = fixtures().pop().unwrap();
+    assert_eq!(
+        npm["key"],
+        "Linux-node-958aff96db2d75d67787d1e634ae70b659de937b"
+    );
+    let gh = StandIn::start(vec![npm]);
+    {
+        let mut st = gh.state.lock().unwrap();
+        st.usage_bytes = Some(9 * 1024 * 1024 * 1024);
+        st.act_store = Some(d.path().join("actcache"));
+    }
     let repo = d.path().join("repo");
     let wf = repo.join(".github/workflows");
     std::fs::create_dir_all(&wf).unwrap();
@@ -708,8 +753,10 @@ jobs:
 
     // The terminal report's cache section, this run's scope marked.
     assert!(
-        log.contains("cache   o/r: 9.0 GB of 10.0 GB (90%), 22 entries — above 80%, eviction near")
+        log.contains("cache   o/r: 9.0 GB of 10.0 GB (90%), "),
+        "cache section"
     );
+    assert!(log.contains(" entries — above 80%, eviction near"));
     assert!(
         log.contains("hello-linux-amd64 *"),
         "this run's scope is marked"
@@ -726,6 +773,23 @@ jobs:
     assert_eq!(r["cache"]["repository"], "o/r");
     assert_eq!(r["cache"]["total_bytes"], 9u64 * 1024 * 1024 * 1024);
     assert_eq!(r["cache"]["run_scopes"], json!(["hello-linux-amd64"]));
+    // The index was read back through act's v1 cache service, so its blobs
+    // are the scope's own, and every blob is accounted for.
+    assert_eq!(r["cache"]["attributed"], true, "{:#}", r["cache"]);
+    let amd = r["cache"]["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["scope"] == "hello-linux-amd64")
+        .unwrap();
+    assert!(amd["blobs"]["count"].as_u64().unwrap() >= 1, "{amd:#}");
+    assert!(amd["blobs"]["bytes"].as_u64().unwrap() > 1000, "{amd:#}");
+    assert_eq!(
+        r["cache"]["unattributed_blobs"]["count"], 0,
+        "{:#}",
+        r["cache"]
+    );
+    assert_eq!(r["cache"]["other"]["count"], 1);
     assert!(r["verified"].as_bool().unwrap());
     assert!(gh
         .requests()

@@ -6,6 +6,7 @@
 //! (`keys.rs`), sums them per scope and per ref ([`summarize`]) and plans
 //! what is stale (`prune.rs`).
 
+pub mod contents;
 pub mod github;
 pub mod keys;
 pub mod prune;
@@ -305,6 +306,15 @@ pub fn summarize(
     }
 }
 
+/// The indexes' blob lists, when this process runs inside a workflow whose
+/// cache service can serve them (see `contents.rs`); empty otherwise.
+pub async fn read_contents(entries: &[Entry]) -> IndexContents {
+    match contents::CacheService::from_env() {
+        Some(service) => service.read_indexes(entries).await,
+        None => IndexContents::new(),
+    }
+}
+
 /// What `mbx ci` asks for on GitHub: the repository's cache, summed, with
 /// this run's scopes marked. Needs `GITHUB_REPOSITORY` and a token with
 /// `actions: read`.
@@ -315,12 +325,13 @@ pub async fn usage_for_run(
 ) -> Result<CacheUsage> {
     let usage = client.usage().await?;
     let entries = client.list().await?;
+    let contents = read_contents(&entries).await;
     let mut u = summarize(
         client.repository(),
         Some(&usage),
         &entries,
         limit_bytes,
-        &IndexContents::new(),
+        &contents,
     );
     u.run_scopes = run_scopes.to_vec();
     Ok(u)
