@@ -27,6 +27,9 @@ const READ_TOKEN: &str = "ghs_readonly_0123456789abcdef";
 const WRITE_TOKEN: &str = "ghs_write_fedcba9876543210";
 const PAGE: usize = 5;
 
+/// Status line, extra headers, body.
+type Reply = (String, Vec<(String, String)>, String);
+
 #[derive(Default)]
 struct State {
     entries: Vec<Value>,
@@ -115,7 +118,12 @@ fn serve(conn: TcpStream, st: &Mutex<State>, base: &str) {
         }
         let mut body = vec![0; len];
         let _ = reader.read_exact(&mut body);
-        let (status, headers, body) = respond(st, base, &method, &target, auth.as_deref());
+        let body = String::from_utf8_lossy(&body).to_string();
+        let (status, headers, body) =
+            match v2_cache_service(st, base, &method, &target, auth.as_deref(), &body) {
+                Some(r) => r,
+                None => respond(st, base, &method, &target, auth.as_deref()),
+            };
         let mut out = format!(
             "HTTP/1.1 {status}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: {}\r\n",
             body.len()
@@ -129,6 +137,69 @@ fn serve(conn: TcpStream, st: &Mutex<State>, base: &str) {
             return;
         }
     }
+}
+
+const RUNTIME_TOKEN: &str = "runtime-jwt-for-the-v2-stand-in";
+
+/// The STAND-IN FOR GITHUB'S v2 CACHE SERVICE (`ACTIONS_RESULTS_URL`, twirp),
+/// which cannot exist here either: `GetCacheEntryDownloadURL` answers with a
+/// "signed" URL on this server, which serves the real index contents captured
+/// in tests/data/gha-cache.
+fn v2_cache_service(
+    st: &Mutex<State>,
+    base: &str,
+    method: &str,
+    target: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> Option<Reply> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gha-cache");
+    if method == "POST"
+        && target == "/twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL"
+    {
+        st.lock()
+            .unwrap()
+            .requests
+            .push(format!("{method} {target}"));
+        if auth != Some(&format!("Bearer {RUNTIME_TOKEN}")) {
+            return Some(error("401 Unauthorized", "invalid runtime token"));
+        }
+        let req: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+        let captured: Vec<Value> = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/act-cache-entries.json")).unwrap(),
+        )
+        .unwrap();
+        let hit = captured
+            .iter()
+            .find(|e| e["key"] == req["key"] && e["version"] == req["version"]);
+        let answer = match hit {
+            Some(e) => json!({"ok": true, "matched_key": e["key"],
+                "signed_download_url": format!("{base}/blob/{}?sv=2025-01-05&sig=standin", e["id"])}),
+            None => json!({"ok": false}),
+        };
+        return Some(("200 OK".into(), vec![], answer.to_string()));
+    }
+    let id = target
+        .strip_prefix("/blob/")?
+        .split('?')
+        .next()?
+        .to_string();
+    st.lock()
+        .unwrap()
+        .requests
+        .push(format!("{method} {target}"));
+    if auth.is_some() {
+        return Some(error(
+            "400 Bad Request",
+            "credentials sent to the storage URL",
+        ));
+    }
+    Some(
+        match std::fs::read_to_string(format!("{dir}/index-content-{id}.json")) {
+            Ok(c) => ("200 OK".into(), vec![], c),
+            Err(_) => error("404 Not Found", "BlobNotFound"),
+        },
+    )
 }
 
 fn query(target: &str) -> (String, Vec<(String, String)>) {
@@ -160,7 +231,7 @@ fn unpercent(s: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-fn error(status: &str, message: &str) -> (String, Vec<(String, String)>, String) {
+fn error(status: &str, message: &str) -> Reply {
     (
         status.to_string(),
         vec![],
@@ -173,13 +244,7 @@ fn error(status: &str, message: &str) -> (String, Vec<(String, String)>, String)
     )
 }
 
-fn respond(
-    st: &Mutex<State>,
-    base: &str,
-    method: &str,
-    target: &str,
-    auth: Option<&str>,
-) -> (String, Vec<(String, String)>, String) {
+fn respond(st: &Mutex<State>, base: &str, method: &str, target: &str, auth: Option<&str>) -> Reply {
     let mut s = st.lock().unwrap();
     s.requests.push(format!("{method} {target}"));
     let token = auth
@@ -795,4 +860,66 @@ jobs:
         .requests()
         .iter()
         .any(|q| q.starts_with("GET /repos/o/r/actions/cache/usage")));
+}
+
+/// Inside a workflow on github.com, usage and prune read the indexes through
+/// the v2 cache service (here its stand-in): blobs are attributed to scopes,
+/// and prune deletes exactly the blobs only the pruned indexes used.
+#[test]
+fn in_a_workflow_index_contents_attribute_blobs_and_make_prune_exact() {
+    let gh = StandIn::start(fixtures());
+    let with_v2 = |args: &[&str]| {
+        let mut c = mbx();
+        c.arg("cache").args(args);
+        c.env("GITHUB_API_URL", &gh.url)
+            .env("GITHUB_REPOSITORY", "o/r")
+            .env("GITHUB_TOKEN", WRITE_TOKEN)
+            .env("ACTIONS_RESULTS_URL", format!("{}/", gh.url))
+            .env("ACTIONS_CACHE_SERVICE_V2", "True")
+            .env("ACTIONS_CACHE_URL", "http://127.0.0.1:9/")
+            .env("ACTIONS_RUNTIME_TOKEN", RUNTIME_TOKEN);
+        run(c)
+    };
+    let o = with_v2(&["usage", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let u: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(u["attributed"], true);
+    let blobs = |scope: &str| {
+        u["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["scope"] == scope)
+            .unwrap()["blobs"]["count"]
+            .as_u64()
+            .unwrap()
+    };
+    // amd64's two index versions name 9 blobs of their own; arm64's index
+    // (on main and on the pull request) names 5 on main and 2 PR copies; one
+    // blob both platforms use is shared.
+    assert_eq!(blobs("hello-linux-amd64"), 9);
+    assert_eq!(blobs("hello-linux-arm64"), 7);
+    assert_eq!(u["shared_blobs"]["count"], 1);
+    assert_eq!(u["unattributed_blobs"]["count"], 0);
+    assert!(
+        gh.requests().iter().any(|r| r.starts_with("GET /blob/7?")),
+        "the index content came from the signed URL"
+    );
+
+    let o = with_v2(&["prune", "--older-than", "7d", "--apply", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let ids: Vec<i64> = p["delete"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect();
+    // amd64 #1 and the PR's stale index; the 4 blobs only amd64 #1 used; the
+    // PR's 2 blob copies.
+    assert_eq!(ids, [7, 201, 3, 4, 5, 6, 202, 203]);
+    assert_eq!(p["deleted"], 8);
+    let left = gh.keys();
+    assert_eq!(left.len(), 22 - 8);
+    assert!(left.iter().any(|k| k.starts_with("Linux-node")));
 }

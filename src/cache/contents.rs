@@ -1,9 +1,10 @@
 //! Reading the contents of BuildKit's `index-…` entries, to attribute blobs
 //! to scopes. The REST API lists entries but cannot download them; inside a
-//! workflow run the cache service can, through the same v1 protocol BuildKit
-//! uses (`ACTIONS_CACHE_URL` + `ACTIONS_RUNTIME_TOKEN`: GitHub Enterprise
-//! Server, act). The service only serves the run's own ref and the branches it
-//! may read, so entries of other refs stay unread (their blobs then count as
+//! workflow run the cache service can, through the protocol BuildKit uses:
+//! v2 (`ACTIONS_RESULTS_URL`, github.com since 2025: a twirp call for a signed
+//! download URL) or v1 (`ACTIONS_CACHE_URL`: GitHub Enterprise Server, act),
+//! both with `ACTIONS_RUNTIME_TOKEN`. The service only serves the run's own
+//! ref and the branches it may read, so entries of other refs stay unread (their blobs then count as
 //! unattributed, and pruning falls back to the by-ref rule).
 
 use std::time::Duration;
@@ -19,18 +20,23 @@ const MAX_INDEXES: usize = 500;
 /// The v1 cache service of this run, if the environment names one.
 pub struct CacheService {
     url: String,
+    v2: bool,
     token: String,
     http: reqwest::Client,
 }
 
 impl CacheService {
     pub fn from_env() -> Option<CacheService> {
-        let url = std::env::var("ACTIONS_CACHE_URL")
-            .ok()
-            .filter(|u| !u.is_empty())?;
-        let token = std::env::var("ACTIONS_RUNTIME_TOKEN")
-            .ok()
-            .filter(|t| !t.is_empty())?;
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let token = var("ACTIONS_RUNTIME_TOKEN")?;
+        let v2_wanted = var("ACTIONS_CACHE_SERVICE_V2")
+            .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "true" | "1"));
+        let (url, v2) = match (var("ACTIONS_RESULTS_URL"), var("ACTIONS_CACHE_URL")) {
+            (Some(r), None) => (r, true),
+            (Some(r), Some(_)) if v2_wanted => (r, true),
+            (_, Some(c)) => (c, false),
+            (None, None) => return None,
+        };
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(30))
@@ -42,6 +48,7 @@ impl CacheService {
             } else {
                 format!("{url}/")
             },
+            v2,
             token,
             http,
         })
@@ -70,6 +77,28 @@ impl CacheService {
     }
 
     async fn read(&self, key: &str, version: &str) -> Result<Option<Vec<String>>, reqwest::Error> {
+        let location = if self.v2 {
+            self.locate_v2(key, version).await?
+        } else {
+            self.locate_v1(key, version).await?
+        };
+        let Some(location) = location else {
+            return Ok(None);
+        };
+        // A signed storage URL (or act's artifact route): no credentials sent.
+        let body = self
+            .http
+            .get(&location)
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        Ok(index_blobs(&body))
+    }
+
+    /// v1: `GET {ACTIONS_CACHE_URL}_apis/artifactcache/cache?keys=&version=`.
+    async fn locate_v1(&self, key: &str, version: &str) -> Result<Option<String>, reqwest::Error> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Hit {
@@ -93,14 +122,40 @@ impl CacheService {
         if hit.cache_key.as_deref().is_some_and(|k| k != key) {
             return Ok(None);
         }
-        let body = self
+        Ok(Some(hit.archive_location))
+    }
+
+    /// v2: twirp `CacheService/GetCacheEntryDownloadURL` → a signed URL.
+    async fn locate_v2(&self, key: &str, version: &str) -> Result<Option<String>, reqwest::Error> {
+        #[derive(Deserialize)]
+        struct Hit {
+            #[serde(default)]
+            ok: bool,
+            #[serde(default, alias = "signedDownloadUrl")]
+            signed_download_url: String,
+            #[serde(default, alias = "matchedKey")]
+            matched_key: String,
+        }
+        let resp = self
             .http
-            .get(&hit.archive_location)
+            .post(format!(
+                "{}twirp/github.actions.results.api.v1.CacheService/GetCacheEntryDownloadURL",
+                self.url
+            ))
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({"key": key, "restore_keys": [], "version": version}))
             .send()
-            .await?
-            .error_for_status()?
-            .bytes()
             .await?;
-        Ok(index_blobs(&body))
+        if resp.status() != reqwest::StatusCode::OK {
+            return Ok(None);
+        }
+        let hit: Hit = resp.json().await?;
+        if !hit.ok
+            || hit.signed_download_url.is_empty()
+            || (!hit.matched_key.is_empty() && hit.matched_key != key)
+        {
+            return Ok(None);
+        }
+        Ok(Some(hit.signed_download_url))
     }
 }

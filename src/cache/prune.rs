@@ -8,7 +8,8 @@
 //!
 //! A blob (`buildkit-blob-…`, shared by every BuildKit user of the repository)
 //! goes only when the deleted indexes used it and no index that stays can:
-//! - when every index's contents are known: no remaining index names it;
+//! - when every index's contents are known: no remaining index names it (for
+//!   a pull request's copy: no remaining index on that pull request);
 //! - otherwise, by ref: a pull request's blobs when no index stays on that
 //!   pull request ref (nothing else reads a PR's caches); a branch's blobs
 //!   only when no BuildKit index stays in the repository at all (other refs
@@ -178,7 +179,16 @@ pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePl
             continue;
         }
         let unused = if all_known {
-            used_by_deleted.contains(digest.as_str()) && !used_by_staying.contains(digest.as_str())
+            // A pull request's copy serves only indexes on that pull request;
+            // a branch's copy may serve indexes on any ref.
+            let staying_user = if e.git_ref.starts_with("refs/pull/") {
+                staying
+                    .iter()
+                    .any(|s| s.git_ref == e.git_ref && contents[&s.key].contains(&digest))
+            } else {
+                used_by_staying.contains(digest.as_str())
+            };
+            used_by_deleted.contains(digest.as_str()) && !staying_user
         } else if e.git_ref.starts_with("refs/pull/") {
             !staying.iter().any(|s| s.git_ref == e.git_ref)
         } else {
@@ -305,6 +315,29 @@ mod tests {
         let later = now + Duration::days(30);
         let p = plan(&entries, &filters(later), &IndexContents::new());
         assert_eq!(p.delete.len(), entries.len());
+    }
+
+    #[test]
+    fn with_contents_a_pull_requests_copy_goes_with_its_index() {
+        let (mut entries, contents) = captured_entries();
+        let now = entries.iter().map(|e| e.created_at).max().unwrap() + Duration::hours(2);
+        // The PR re-used arm64's index and stored its own copy of one blob.
+        let mut idx = entries[12].clone();
+        assert!(idx.key.starts_with("index-hello-linux-arm64-"));
+        let mut blob = entries[8].clone();
+        assert!(blob.key.contains("6ea3f969"));
+        for (e, id) in [(&mut idx, 201), (&mut blob, 202)] {
+            e.id = id;
+            e.git_ref = "refs/pull/42/merge".into();
+            e.last_accessed_at = now - Duration::days(9);
+        }
+        entries.push(idx);
+        entries.push(blob);
+        let p = plan(&entries, &filters(now), &contents);
+        let ids: Vec<i64> = p.delete.iter().map(|d| d.id).collect();
+        // amd64 #1 (id 7) and its 4 own blobs; the PR's index and its copy,
+        // though main's arm64 index names the same digest.
+        assert_eq!(ids, [7, 201, 3, 4, 5, 6, 202], "{:#?}", p.delete);
     }
 
     #[test]
