@@ -105,15 +105,15 @@ pub struct GitHubArgs {
         default_value = "https://api.github.com"
     )]
     pub api_url: String,
-    /// The repository's cache limit in GB (GitHub's default is 10).
-    #[arg(long, value_name = "GB", default_value_t = 10.0)]
-    pub limit_gb: f64,
 }
 
 #[derive(Debug, Args)]
 pub struct CacheUsageArgs {
     #[command(flatten)]
     pub github: GitHubArgs,
+    /// The repository's cache limit in GB (GitHub's default is 10).
+    #[arg(long, value_name = "GB", default_value_t = 10.0)]
+    pub limit_gb: f64,
     /// Print the usage as JSON on stdout.
     #[arg(long)]
     pub json: bool,

@@ -320,19 +320,19 @@ pub async fn cache(command: CacheCommand) -> Result<ExitStatus> {
     }
 }
 
-fn github(a: &GitHubArgs) -> Result<(GitHub, u64)> {
-    if !(a.limit_gb > 0.0 && a.limit_gb.is_finite()) {
-        return Err(Error::input(
-            format!("--limit-gb {} is not a size", a.limit_gb),
-            "pass a positive number of GB (GitHub's default limit is 10)",
-        ));
-    }
-    let client = GitHub::from_env(a.repo.as_deref(), &a.token_env, &a.api_url)?;
-    Ok((client, (a.limit_gb * 1024.0 * 1024.0 * 1024.0) as u64))
+fn github(a: &GitHubArgs) -> Result<GitHub> {
+    GitHub::from_env(a.repo.as_deref(), &a.token_env, &a.api_url)
 }
 
 async fn cache_usage(args: CacheUsageArgs) -> Result<ExitStatus> {
-    let (client, limit) = github(&args.github)?;
+    if !(args.limit_gb > 0.0 && args.limit_gb.is_finite()) {
+        return Err(Error::input(
+            format!("--limit-gb {} is not a size", args.limit_gb),
+            "pass a positive number of GB (GitHub's default limit is 10)",
+        ));
+    }
+    let limit = (args.limit_gb * 1024.0 * 1024.0 * 1024.0) as u64;
+    let client = github(&args.github)?;
     let usage = cache::usage_for_run(&client, &[], limit).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&usage).expect("json"));
@@ -349,7 +349,7 @@ async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
             "pass a number and a unit: 30m, 12h, 7d, 2w",
         )
     })?;
-    let (client, _) = github(&args.github)?;
+    let client = github(&args.github)?;
     let entries = client.list().await?;
     let filters = prune::Filters {
         older_than,

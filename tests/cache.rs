@@ -444,6 +444,15 @@ fn cache_cmd(server: &StandIn, token: Option<&str>, args: &[&str]) -> std::proce
         .env("GITHUB_REPOSITORY", "o/r")
         .env_remove("GITHUB_TOKEN")
         .env_remove("MBX_TEST_TOKEN");
+    // Outside a workflow: no cache service to read index contents from.
+    for v in [
+        "ACTIONS_CACHE_URL",
+        "ACTIONS_RESULTS_URL",
+        "ACTIONS_RUNTIME_TOKEN",
+        "GITHUB_REF",
+    ] {
+        c.env_remove(v);
+    }
     if let Some(t) = token {
         c.env("GITHUB_TOKEN", t);
     }
@@ -511,6 +520,23 @@ fn usage_pages_through_every_entry_and_sums_per_scope_and_ref() {
     assert!(text.contains("hello-linux-amd64"), "{text}");
     assert!(text.contains("2 (1 superseded)"), "{text}");
     assert!(!text.contains(READ_TOKEN) && !stderr(&o).contains(READ_TOKEN));
+
+    // A repository with a larger or smaller limit.
+    let o = cache_cmd(
+        &gh,
+        Some(READ_TOKEN),
+        &["usage", "--limit-gb", "0.0035", "--json"],
+    );
+    let u: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(u["limit_bytes"], 3_758_096);
+    let o = cache_cmd(&gh, Some(READ_TOKEN), &["usage", "--limit-gb", "0.0035"]);
+    assert!(
+        stdout(&o).contains("of 3.6 MB (92%), 22 entries — above 80%, eviction near"),
+        "{}",
+        stdout(&o)
+    );
+    let o = cache_cmd(&gh, Some(READ_TOKEN), &["usage", "--limit-gb", "0"]);
+    assert_eq!(o.status.code(), Some(2));
 }
 
 #[test]
@@ -877,7 +903,8 @@ fn in_a_workflow_index_contents_attribute_blobs_and_make_prune_exact() {
             .env("ACTIONS_RESULTS_URL", format!("{}/", gh.url))
             .env("ACTIONS_CACHE_SERVICE_V2", "True")
             .env("ACTIONS_CACHE_URL", "http://127.0.0.1:9/")
-            .env("ACTIONS_RUNTIME_TOKEN", RUNTIME_TOKEN);
+            .env("ACTIONS_RUNTIME_TOKEN", RUNTIME_TOKEN)
+            .env("GITHUB_REF", "refs/pull/42/merge");
         run(c)
     };
     let o = with_v2(&["usage", "--json"]);

@@ -17,7 +17,8 @@ use super::{index_blobs, Entry, IndexContents};
 /// At most this many index entries are read (each is a few KB).
 const MAX_INDEXES: usize = 500;
 
-/// The v1 cache service of this run, if the environment names one.
+/// The cache service of this run, if the environment names one.
+#[derive(Clone)]
 pub struct CacheService {
     url: String,
     v2: bool,
@@ -55,22 +56,45 @@ impl CacheService {
     }
 
     /// The blob list of every readable index entry; the rest are skipped
-    /// (logged at debug level).
+    /// (logged at debug level). A pull request's entries are only read from
+    /// that pull request's run (`GITHUB_REF`): no other run can read them.
+    /// Eight requests at a time.
     pub async fn read_indexes(&self, entries: &[Entry]) -> IndexContents {
-        let mut out = IndexContents::new();
-        for e in entries
+        let run_ref = std::env::var("GITHUB_REF").ok().filter(|r| !r.is_empty());
+        let readable =
+            |r: &str| !r.starts_with("refs/pull/") || run_ref.as_deref().is_none_or(|own| own == r);
+        let mut wanted: Vec<(String, String)> = entries
             .iter()
-            .filter(|e| matches!(keys::parse(&e.key), Key::Index { .. }))
-            .take(MAX_INDEXES)
-        {
-            match self.read(&e.key, &e.version).await {
-                Ok(Some(blobs)) => {
-                    out.insert(e.key.clone(), blobs);
+            .filter(|e| matches!(keys::parse(&e.key), Key::Index { .. }) && readable(&e.git_ref))
+            .map(|e| (e.key.clone(), e.version.clone()))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        wanted.truncate(MAX_INDEXES);
+        let mut out = IndexContents::new();
+        let mut set = tokio::task::JoinSet::new();
+        let mut pending = wanted.into_iter();
+        loop {
+            while set.len() < 8 {
+                let Some((key, version)) = pending.next() else {
+                    break;
+                };
+                let svc = self.clone();
+                set.spawn(async move {
+                    let r = svc.read(&key, &version).await;
+                    (key, r)
+                });
+            }
+            let Some(done) = set.join_next().await else {
+                break;
+            };
+            match done {
+                Ok((key, Ok(Some(blobs)))) => {
+                    out.insert(key, blobs);
                 }
-                Ok(None) => {
-                    tracing::debug!(key = %e.key, r#ref = %e.git_ref, "index not readable from this run")
-                }
-                Err(err) => tracing::debug!(key = %e.key, "reading the index failed: {err}"),
+                Ok((key, Ok(None))) => tracing::debug!(%key, "index not readable from this run"),
+                Ok((key, Err(err))) => tracing::debug!(%key, "reading the index failed: {err}"),
+                Err(err) => tracing::debug!("index reader task failed: {err}"),
             }
         }
         out
