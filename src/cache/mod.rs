@@ -465,6 +465,86 @@ pub fn render(u: &CacheUsage) -> String {
     out
 }
 
+/// The cache section of the job summary (GitHub-flavoured Markdown): usage
+/// and eviction risk, this run's scopes in a table, every scope and ref in
+/// `<details>`. For the report stage to append to the summary.
+pub fn markdown(u: &CacheUsage) -> String {
+    let risk = match u.risk() {
+        Risk::Low => "low eviction risk",
+        Risk::High => "⚠️ above 80%: GitHub will soon evict the least recently used entries",
+        Risk::Evicting => "⚠️ at the limit: GitHub is evicting the least recently used entries",
+    };
+    let mut out = format!(
+        "### GitHub Actions cache\n\n`{}` uses **{}** of {} ({:.0}%, {} entries): {risk}.\n\n",
+        u.repository,
+        human_bytes(u.total_bytes),
+        human_bytes(u.limit_bytes),
+        u.fraction() * 100.0,
+        u.total_count
+    );
+    let row = |s: &ScopeUsage| {
+        format!(
+            "| `{}` | {} | {} | {} | {} | {} |\n",
+            s.scope,
+            s.platform.as_deref().unwrap_or("-"),
+            s.indexes.count,
+            if u.attributed {
+                s.blobs.count.to_string()
+            } else {
+                "?".into()
+            },
+            human_bytes(s.bytes()),
+            s.last_accessed_at
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|| "-".into())
+        )
+    };
+    let header =
+        "| scope | platform | indexes | blobs | size | last used |\n|---|---|---:|---:|---:|---|\n";
+    let mine: Vec<&ScopeUsage> = u
+        .scopes
+        .iter()
+        .filter(|s| u.run_scopes.contains(&s.scope))
+        .collect();
+    if !mine.is_empty() {
+        out.push_str(header);
+        for s in &mine {
+            out.push_str(&row(s));
+        }
+        out.push('\n');
+    }
+    if !u.attributed {
+        out.push_str(&format!(
+            "BuildKit blobs ({} entries, {}) are shared and not attributed to scopes: the index \
+contents could not be read from this run.\n\n",
+            u.unattributed_blobs.count,
+            human_bytes(u.unattributed_blobs.bytes)
+        ));
+    }
+    out.push_str("<details><summary>Every scope and ref</summary>\n\n");
+    out.push_str(header);
+    for s in &u.scopes {
+        out.push_str(&row(s));
+    }
+    out.push_str(&format!(
+        "\nShared blobs: {} ({} entries). Other tools' entries: {} ({} entries).\n\n| ref | entries | size |\n|---|---:|---:|\n",
+        human_bytes(u.shared_blobs.bytes),
+        u.shared_blobs.count,
+        human_bytes(u.other.bytes),
+        u.other.count
+    ));
+    for r in &u.refs {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            r.git_ref,
+            r.count,
+            human_bytes(r.bytes)
+        ));
+    }
+    out.push_str("\n`mbx cache prune` lists stale entries; `--apply` deletes them.\n</details>\n");
+    out
+}
+
 fn columns<const N: usize>(rows: &[[String; N]]) -> String {
     let mut w = [0usize; N];
     for r in rows {
@@ -621,6 +701,23 @@ pub(crate) mod tests {
             "{a}"
         );
         assert!(!a.contains('\n'));
+    }
+
+    #[test]
+    fn markdown_section_shows_the_run_scopes_first() {
+        let (entries, contents) = captured_entries();
+        let mut u = summarize("o/r", None, &entries, DEFAULT_LIMIT_BYTES, &contents);
+        u.run_scopes = vec!["hello-linux-arm64".into()];
+        let md = markdown(&u);
+        assert!(md.starts_with("### GitHub Actions cache\n\n`o/r` uses **2.2 MB** of 10.0 GB (0%, 18 entries): low eviction risk.\n\n| scope |"), "{md}");
+        let first_table = md.split("<details>").next().unwrap();
+        assert!(
+            first_table.contains("| `hello-linux-arm64` | linux/arm64 | 1 | 5 |"),
+            "{md}"
+        );
+        assert!(!first_table.contains("hello-linux-amd64"), "{md}");
+        assert!(md.contains("| `refs/heads/main` | 18 | 2.2 MB |"), "{md}");
+        assert!(md.trim_end().ends_with("</details>"));
     }
 
     #[test]
