@@ -38,6 +38,8 @@ struct State {
     /// act's cache store (`--cache-server-path`): its entries are listed too,
     /// as GitHub lists what its cache service holds.
     act_store: Option<std::path::PathBuf>,
+    /// Seconds to date act's entries back by (as if the exports ran earlier).
+    act_age_secs: i64,
     /// "METHOD path?query" of every request, in order.
     requests: Vec<String>,
 }
@@ -262,7 +264,7 @@ fn respond(st: &Mutex<State>, base: &str, method: &str, target: &str, auth: Opti
     let list_path = path == "/repos/o/r/actions/caches" || path == "/repositories/1/actions/caches";
     let mut all = s.entries.clone();
     if let Some(store) = &s.act_store {
-        all.extend(act_entries(store));
+        all.extend(act_entries(store, s.act_age_secs));
     }
     match (method, list_path) {
         ("GET", true) => {
@@ -362,7 +364,7 @@ fn respond(st: &Mutex<State>, base: &str, method: &str, target: &str, auth: Opti
 /// The completed entries in act's cache store (a bolt file whose records are
 /// JSON: `{"id":…,"key":…,"version":…,"cacheSize":…,"complete":…,"usedAt":…,"createdAt":…}`),
 /// in the REST API's shape, ids offset by 1000.
-fn act_entries(store: &std::path::Path) -> Vec<Value> {
+fn act_entries(store: &std::path::Path, age_secs: i64) -> Vec<Value> {
     let Ok(bytes) = std::fs::read(store.join("bolt.db")) else {
         return Vec::new();
     };
@@ -382,7 +384,9 @@ fn act_entries(store: &std::path::Path) -> Vec<Value> {
     by_id
         .into_values()
         .map(|e| {
-            let t = |k: &str| iso(chrono::DateTime::from_timestamp(e[k].as_i64().unwrap(), 0).unwrap());
+            let t = |k: &str| {
+                iso(chrono::DateTime::from_timestamp(e[k].as_i64().unwrap() - age_secs, 0).unwrap())
+            };
             json!({"id": 1000 + e["id"].as_i64().unwrap(), "ref": "refs/heads/main", "key": e["key"],
                    "version": e["version"], "last_accessed_at": t("usedAt"), "created_at": t("createdAt"),
                    "size_in_bytes": e["cacheSize"]})
@@ -726,7 +730,9 @@ fn enterprise_server_api_prefix_is_honoured() {
 /// the build's `type=gha` cache export really goes through the v1 cache
 /// protocol (unsigned runtime JWT, as BuildKit does not check the signature);
 /// only the REST API is the stand-in for GitHub, reporting 9 GB used so the
-/// run must warn.
+/// run must warn. The job builds twice (a file of the context changes), so the
+/// scope has a superseded index, then runs `mbx cache prune` (dry run), which
+/// reads both indexes back from act's cache service.
 #[test]
 fn ci_on_github_reports_cache_usage_and_warns_above_80_percent() {
     support::require_builder();
@@ -741,13 +747,25 @@ fn ci_on_github_reports_cache_usage_and_warns_above_80_percent() {
         let mut st = gh.state.lock().unwrap();
         st.usage_bytes = Some(9 * 1024 * 1024 * 1024);
         st.act_store = Some(d.path().join("actcache"));
+        // Two hours earlier: older than the hour prune leaves to in-flight exports.
+        st.act_age_secs = 7200;
     }
     let repo = d.path().join("repo");
     let wf = repo.join(".github/workflows");
     std::fs::create_dir_all(&wf).unwrap();
     let record = d.path().join("run.json");
     let out = d.path().join("out");
-    let ctx = support::repo_root().join("examples/hello");
+    let ctx = d.path().join("hello");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM {}/mbx/busybox:latest\nCOPY stamp /stamp\nRUN cat /stamp > /copy\n",
+            support::REGISTRY
+        ),
+    )
+    .unwrap();
+    let pruned = d.path().join("prune.json");
     std::fs::write(
         wf.join("ci.yml"),
         format!(
@@ -769,7 +787,11 @@ jobs:
           b64() {{ printf '%s' "$1" | base64 -w0 | tr '+/' '-_' | tr -d '='; }}
           now=$(date +%s)
           export ACTIONS_RUNTIME_TOKEN="$(b64 '{{"alg":"none","typ":"JWT"}}').$(b64 "{{\"ac\":\"[{{\\\"Scope\\\":\\\"refs/heads/main\\\",\\\"Permission\\\":3}}]\",\"nbf\":$((now-60)),\"exp\":$((now+3600))}}")."
+          echo one > {ctx}/stamp
+          {mbx} ci --cache gha --platforms linux/amd64 --context {ctx} --output {out}
+          echo two > {ctx}/stamp
           {mbx} ci --cache gha --platforms linux/amd64 --context {ctx} --output {out} --json {record}
+          {mbx} cache prune --json > {pruned}
 "#,
             api = gh.url,
             config = support::chain_dir().join("mbx.toml").display(),
@@ -777,6 +799,7 @@ jobs:
             ctx = ctx.display(),
             out = out.display(),
             record = record.display(),
+            pruned = pruned.display(),
         ),
     )
     .unwrap();
@@ -886,6 +909,57 @@ jobs:
         .requests()
         .iter()
         .any(|q| q.starts_with("GET /repos/o/r/actions/cache/usage")));
+
+    // The dry run: the first export's index is superseded; the blobs it alone
+    // named go with it, and none the second index names.
+    let p: Value = serde_json::from_slice(&std::fs::read(&pruned).unwrap()).unwrap();
+    assert_eq!(p["dry_run"], true);
+    let del = p["delete"].as_array().unwrap();
+    let first = &del[0];
+    let key = first["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("index-hello-linux-amd64-1-") && key.ends_with("#1"),
+        "{p:#}"
+    );
+    assert_eq!(first["reason"], "superseded by #2");
+    let act_blobs = |seq: &str| -> Vec<String> {
+        let e = act_entries(&d.path().join("actcache"), 0)
+            .into_iter()
+            .find(|e| {
+                e["key"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("index-hello-linux-amd64-")
+                    && e["key"].as_str().unwrap().ends_with(seq)
+            })
+            .unwrap();
+        let id = e["id"].as_i64().unwrap() - 1000;
+        let c: Value = serde_json::from_slice(
+            &std::fs::read(d.path().join(format!("actcache/cache/{id:02x}/{id}"))).unwrap(),
+        )
+        .unwrap();
+        c["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| format!("buildkit-blob-1-{}", l["blob"].as_str().unwrap()))
+            .collect()
+    };
+    let (one, two) = (act_blobs("#1"), act_blobs("#2"));
+    let blobs: Vec<&str> = del[1..]
+        .iter()
+        .map(|d| d["key"].as_str().unwrap())
+        .collect();
+    assert!(!blobs.is_empty(), "{p:#}");
+    for b in &blobs {
+        assert!(one.iter().any(|k| k == b), "{b} not named by #1");
+        assert!(!two.iter().any(|k| k == b), "{b} is still used by #2");
+    }
+    assert_eq!(
+        blobs.len(),
+        one.iter().filter(|b| !two.contains(b)).count(),
+        "every blob only #1 used"
+    );
 }
 
 /// Inside a workflow on github.com, usage and prune read the indexes through
