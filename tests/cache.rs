@@ -25,6 +25,7 @@ use support::{mbx, run, stderr, stdout};
 
 const READ_TOKEN: &str = "ghs_readonly_0123456789abcdef";
 const WRITE_TOKEN: &str = "ghs_write_fedcba9876543210";
+const LIMITED_TOKEN: &str = "ghs_ratelimited_00000000";
 const PAGE: usize = 5;
 
 /// Status line, extra headers, body.
@@ -255,6 +256,12 @@ fn respond(st: &Mutex<State>, base: &str, method: &str, target: &str, auth: Opti
                 .or_else(|| a.strip_prefix("token "))
         })
         .unwrap_or("");
+    if token == LIMITED_TOKEN {
+        return error(
+            "403 Forbidden",
+            "API rate limit exceeded for installation ID 1. If you reach out to GitHub Support for help, please include the request ID",
+        );
+    }
     if token != READ_TOKEN && token != WRITE_TOKEN {
         return error("401 Unauthorized", "Bad credentials");
     }
@@ -667,6 +674,14 @@ fn missing_or_bad_token_and_bad_input() {
         stderr(&o).contains("no GitHub token: $GITHUB_TOKEN is not set"),
         "{}",
         stderr(&o)
+    );
+
+    let o = cache_cmd(&gh, Some(LIMITED_TOKEN), &["usage"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("rate limit"), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("actions: read"),
+        "a rate limit is not a permission"
     );
 
     let o = cache_cmd(&gh, Some("wrong"), &["usage"]);

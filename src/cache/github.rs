@@ -210,6 +210,14 @@ or `actions: write` to prune); elsewhere export a token and pass --token-env NAM
             Need::Write => "actions: write",
         };
         Err(match status {
+            StatusCode::FORBIDDEN | StatusCode::TOO_MANY_REQUESTS
+                if message.to_ascii_lowercase().contains("rate limit") =>
+            {
+                Error::env(
+                    format!("GitHub's API rate limit stopped mbx from trying to {what}: {message}"),
+                    "wait for the limit to reset (see GitHub's x-ratelimit-reset header) and run again",
+                )
+            }
             StatusCode::FORBIDDEN => Error::env(
                 format!(
                     "GitHub refused to {what} of {} (403 Forbidden: {message})",
