@@ -349,6 +349,13 @@ pub async fn usage_in_ci(run_scopes: &[String]) -> Result<Option<CacheUsage>> {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| github::DEFAULT_API_URL.to_string());
+    // Under act (ACT=true) the cache is act's own server: github.com's API
+    // knows nothing of it, so only an explicitly pointed API is asked.
+    if std::env::var("ACT").as_deref() == Ok("true")
+        && api.trim_end_matches('/') == github::DEFAULT_API_URL
+    {
+        return Ok(None);
+    }
     let repo = std::env::var("GITHUB_REPOSITORY").ok();
     let client = github::GitHub::from_env(repo.as_deref(), "GITHUB_TOKEN", &api)?;
     usage_for_run(&client, run_scopes, DEFAULT_LIMIT_BYTES)

@@ -46,6 +46,10 @@ pub struct Deletion {
     pub size_in_bytes: u64,
     pub scope: Option<String>,
     pub reason: String,
+    /// Delete by key and ref (one call for exactly this entry); by id when
+    /// another entry shares the key on this ref.
+    #[serde(skip)]
+    pub by_key: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -105,6 +109,10 @@ pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePl
         }
     }
 
+    let mut same_key: HashMap<(&str, &str), usize> = HashMap::new();
+    for e in entries {
+        *same_key.entry((&e.key, &e.git_ref)).or_default() += 1;
+    }
     let mut out = PrunePlan::default();
     let mut deleted_ids: HashSet<i64> = HashSet::new();
     // Indexes that stay, of any scope and any tool.
@@ -141,6 +149,7 @@ pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePl
                     size_in_bytes: e.size_in_bytes,
                     scope: Some(scope),
                     reason,
+                    by_key: same_key[&(e.key.as_str(), e.git_ref.as_str())] == 1,
                 });
             }
             None => staying.push(e),
@@ -206,6 +215,7 @@ pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePl
                 } else {
                     "no remaining index can use it".into()
                 },
+                by_key: false,
             });
         } else {
             out.kept_blobs += 1;
@@ -221,11 +231,12 @@ pub struct Applied {
     pub bytes: u64,
 }
 
-/// Delete what the plan lists: index entries by key and ref, blobs by id.
+/// Delete what the plan lists: index entries by key and ref (when that names
+/// exactly one entry), the rest by id.
 pub async fn apply(client: &GitHub, plan: &PrunePlan) -> Result<Applied> {
     let mut done = Applied::default();
     for d in &plan.delete {
-        if d.scope.is_some() {
+        if d.by_key {
             let gone = client.delete_key(&d.key, &d.git_ref).await?;
             if gone.iter().any(|g| g.key != d.key) {
                 return Err(Error::env(
@@ -282,6 +293,26 @@ mod tests {
         let blobs: Vec<&str> = keys[1..].iter().map(|k| &k[23..31]).collect();
         assert_eq!(blobs, ["4e9c416a", "7e71f56d", "888d5a77", "9206aa7f"]);
         assert_eq!(p.kept_blobs, 11);
+    }
+
+    #[test]
+    fn a_key_shared_on_one_ref_is_deleted_by_id() {
+        let (mut entries, contents) = captured_entries();
+        let now = entries.iter().map(|e| e.created_at).max().unwrap() + Duration::hours(2);
+        let p = plan(&entries, &filters(now), &contents);
+        assert!(
+            p.delete[0].by_key && !p.delete[1].by_key,
+            "indexes by key, blobs by id"
+        );
+        // Another entry with amd64 #1's key on main (another version).
+        let mut twin = entries[6].clone();
+        assert!(twin.key.ends_with("#1") && twin.key.contains("amd64"));
+        twin.id = 99;
+        twin.version = "0".repeat(64);
+        entries.push(twin);
+        let p = plan(&entries, &filters(now), &contents);
+        let ids: Vec<(i64, bool)> = p.delete.iter().take(2).map(|d| (d.id, d.by_key)).collect();
+        assert_eq!(ids, [(7, false), (99, false)]);
     }
 
     #[test]
