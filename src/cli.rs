@@ -69,6 +69,85 @@ run and cached, digest), the emulation slowdown, the index and the verification 
 mbx ci --local --context examples/hello --json run.json\n  mbx report --record run.json"
     )]
     Report(ReportArgs),
+    /// GitHub Actions cache: usage per image × platform scope, pruning of stale BuildKit entries.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Show the repository's GitHub Actions cache: total vs limit, per BuildKit scope, per ref.
+    #[command(
+        long_about = "Show the repository's GitHub Actions cache through the REST API: the total \
+against the limit (GitHub evicts past it), each BuildKit gha scope (mbx's are \
+<image>-<os>-<arch>[-<variant>]) with its index entries and superseded versions, the \
+`buildkit-blob-…` entries (shared by every scope), other tools' entries, and each ref.\n\n\
+Needs a token with `actions: read` (GITHUB_TOKEN, or --token-env NAME).\n\nExamples:\n  \
+mbx cache usage --repo acme/app\n  mbx cache usage --json"
+    )]
+    Usage(CacheUsageArgs),
+    /// Delete stale BuildKit cache entries (a dry run unless --apply).
+    #[command(
+        long_about = "Delete stale BuildKit gha cache entries: index entries of the matching scopes \
+(--scope GLOB, else mbx's scopes) and refs (--ref) that a newer version supersedes or that were \
+not used for --older-than, and the blobs only they used. Other tools' keys are never touched. \
+Without --apply it only lists what it would delete.\n\nNeeds a token with `actions: write` to \
+delete (`permissions: actions: write` in the workflow).\n\nExamples:\n  mbx cache prune \
+--older-than 7d\n  mbx cache prune --ref refs/pull/42/merge --apply\n  mbx cache prune --scope \
+'app-linux-*' --older-than 2d --apply"
+    )]
+    Prune(CachePruneArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GitHubArgs {
+    /// Repository OWNER/NAME.
+    #[arg(long, env = "GITHUB_REPOSITORY", value_name = "OWNER/NAME")]
+    pub repo: Option<String>,
+    /// Name of the environment variable holding the token (its value is never printed).
+    #[arg(long, value_name = "NAME", default_value = "GITHUB_TOKEN")]
+    pub token_env: String,
+    /// GitHub REST API base (GitHub Enterprise Server: https://HOST/api/v3).
+    #[arg(
+        long,
+        env = "GITHUB_API_URL",
+        value_name = "URL",
+        default_value = "https://api.github.com"
+    )]
+    pub api_url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheUsageArgs {
+    #[command(flatten)]
+    pub github: GitHubArgs,
+    /// The repository's cache limit in GB (GitHub's default is 10).
+    #[arg(long, value_name = "GB", default_value_t = 10.0)]
+    pub limit_gb: f64,
+    /// Print the usage as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CachePruneArgs {
+    #[command(flatten)]
+    pub github: GitHubArgs,
+    /// Index entries not used for this long are stale (m, h, d, w: 30m, 12h, 7d, 2w).
+    #[arg(long, value_name = "AGE", default_value = "7d")]
+    pub older_than: String,
+    /// Only this ref (refs/heads/BRANCH, a branch name, or refs/pull/N/merge).
+    #[arg(long = "ref", value_name = "REF")]
+    pub git_ref: Option<String>,
+    /// Only scopes matching this glob (default: every mbx scope, <image>-<os>-<arch>[-<variant>]).
+    #[arg(long, value_name = "GLOB")]
+    pub scope: Option<String>,
+    /// Delete; without it, only list what would be deleted.
+    #[arg(long)]
+    pub apply: bool,
+    /// Print the plan (and what was deleted) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -3,7 +3,11 @@
 use std::time::Duration;
 
 use crate::build::buildx::Buildx;
-use crate::cli::{BuildOnlyArgs, CiArgs, MergeArgs, ReportArgs, SetupArgs, VerifyArgs};
+use crate::cache::{self, github::GitHub, prune};
+use crate::cli::{
+    BuildOnlyArgs, CacheCommand, CachePruneArgs, CacheUsageArgs, CiArgs, GitHubArgs, MergeArgs,
+    ReportArgs, SetupArgs, VerifyArgs,
+};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::{self, BuildPlan, Output, Plan};
@@ -118,8 +122,14 @@ async fn finish(
         };
         read_back(&reference, &plan.platforms, checks, opts, &mut record).await;
     }
+    if matches!(build_plan.cache, plan::Cache::Gha { .. }) {
+        record.cache = cache_usage_for_run(&record, printer).await;
+    }
     record.wall_seconds = now() - record.started_at;
     print!("{}", report::terminal::render(&record));
+    if let Some(a) = record.cache.as_ref().and_then(cache::annotation) {
+        println!("{a}");
+    }
     if let Some(p) = &build_plan.json {
         report::write_json(&record, p)?;
     }
@@ -381,4 +391,129 @@ async fn preflight_registry(build: &BuildPlan) -> Result<()> {
             ))
         }
     }
+}
+
+/// The gha cache's usage after a run on GitHub Actions; a failure to read it
+/// is reported and does not fail the run.
+async fn cache_usage_for_run(record: &RunRecord, printer: &Printer) -> Option<cache::CacheUsage> {
+    let scopes: Vec<String> = record
+        .platforms
+        .iter()
+        .filter_map(|p| p.cache_scope.clone())
+        .collect();
+    match cache::usage_in_ci(&scopes).await {
+        Ok(u) => u,
+        Err(e) => {
+            printer.status(&format!(
+                "cache: cannot read the GitHub Actions cache usage: {e}{}",
+                e.help().map(|h| format!(" ({h})")).unwrap_or_default()
+            ));
+            None
+        }
+    }
+}
+
+pub async fn cache(command: CacheCommand) -> Result<ExitStatus> {
+    match command {
+        CacheCommand::Usage(a) => cache_usage(a).await,
+        CacheCommand::Prune(a) => cache_prune(a).await,
+    }
+}
+
+fn github(a: &GitHubArgs) -> Result<GitHub> {
+    GitHub::from_env(a.repo.as_deref(), &a.token_env, &a.api_url)
+}
+
+async fn cache_usage(args: CacheUsageArgs) -> Result<ExitStatus> {
+    if !(args.limit_gb > 0.0 && args.limit_gb.is_finite()) {
+        return Err(Error::input(
+            format!("--limit-gb {} is not a size", args.limit_gb),
+            "pass a positive number of GB (GitHub's default limit is 10)",
+        ));
+    }
+    let limit = (args.limit_gb * 1024.0 * 1024.0 * 1024.0) as u64;
+    let client = github(&args.github)?;
+    let usage = cache::usage_for_run(&client, &[], limit).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&usage).expect("json"));
+    } else {
+        print!("{}", cache::render(&usage));
+    }
+    Ok(0)
+}
+
+async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
+    let older_than = prune::parse_age(&args.older_than).ok_or_else(|| {
+        Error::input(
+            format!("--older-than `{}` is not an age", args.older_than),
+            "pass a number and a unit: 30m, 12h, 7d, 2w",
+        )
+    })?;
+    let client = github(&args.github)?;
+    let entries = client.list().await?;
+    let filters = prune::Filters {
+        older_than,
+        git_ref: args.git_ref.as_deref().map(prune::normalize_ref),
+        scope: args.scope.clone(),
+        now: chrono::Utc::now(),
+    };
+    let contents = cache::read_contents(&entries).await;
+    let plan = prune::plan(&entries, &filters, &contents);
+    let applied = if args.apply && !plan.delete.is_empty() {
+        Some(prune::apply(&client, &plan).await?)
+    } else {
+        None
+    };
+    if args.json {
+        let out = serde_json::json!({
+            "repository": client.repository(),
+            "dry_run": !args.apply,
+            "delete": plan.delete,
+            "bytes": plan.bytes(),
+            "kept_blobs": plan.kept_blobs,
+            "kept_blob_bytes": plan.kept_blob_bytes,
+            "deleted": applied.as_ref().map_or(0, |a| a.deleted),
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        return Ok(0);
+    }
+    for d in &plan.delete {
+        println!(
+            "{} {}  {}  {}  ({})",
+            if args.apply {
+                "deleted"
+            } else {
+                "would delete"
+            },
+            d.key,
+            d.git_ref,
+            cache::human_bytes(d.size_in_bytes),
+            d.reason
+        );
+    }
+    if plan.kept_blobs > 0 {
+        println!(
+            "kept {} blob(s), {}: an index that stays may use them",
+            plan.kept_blobs,
+            cache::human_bytes(plan.kept_blob_bytes)
+        );
+    }
+    match applied {
+        Some(a) => println!(
+            "deleted {} entries, {} freed in {}",
+            a.deleted,
+            cache::human_bytes(a.bytes),
+            client.repository()
+        ),
+        None if plan.delete.is_empty() => {
+            println!("nothing to prune in {}", client.repository())
+        }
+        None => println!(
+            "dry run: {} entries, {} would be freed in {}; pass --apply to delete",
+            plan.delete.len(),
+            cache::human_bytes(plan.bytes()),
+            client.repository()
+        ),
+    }
+    Ok(0)
 }

@@ -4,6 +4,7 @@
 //! one [`run::RunRecord`] flowing through. See `src/` for one folder a stage.
 
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;

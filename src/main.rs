@@ -36,6 +36,7 @@ fn main() {
             Command::Merge(a) => commands::merge(a).await,
             Command::Verify(a) => commands::verify(a).await,
             Command::Report(a) => commands::report(a).await,
+            Command::Cache(c) => commands::cache(c).await,
         }
     });
     let _ = std::io::stdout().flush();

@@ -28,6 +28,10 @@ pub struct RunRecord {
     /// Things the user should know about how the run went (e.g. a fallback taken).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// The repository's GitHub Actions cache after the run (`mbx ci` on
+    /// GitHub with the gha cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<crate::cache::CacheUsage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -166,6 +166,10 @@ pub fn render(record: &RunRecord) -> String {
             "verification FAILED\n"
         });
     }
+    if let Some(c) = &record.cache {
+        out.push('\n');
+        out.push_str(&crate::cache::render(c));
+    }
     for n in &record.notes {
         out.push_str(&format!("note    {n}\n"));
     }

@@ -1,0 +1,736 @@
+//! GitHub Actions cache usage and pruning for BuildKit's `type=gha` entries.
+//!
+//! Per-platform scopes mean more cache entries, and GitHub evicts past the
+//! repository's limit (10 GB by default). This module lists the entries
+//! through the REST API (`github.rs`, octocrab), names what each one is
+//! (`keys.rs`), sums them per scope and per ref ([`summarize`]) and plans
+//! what is stale (`prune.rs`).
+
+pub mod contents;
+pub mod github;
+pub mod keys;
+pub mod prune;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use keys::Key;
+
+/// GitHub's default cache limit per repository: 10 GB.
+pub const DEFAULT_LIMIT_BYTES: u64 = 10 * 1024 * 1024 * 1024;
+/// Above this share of the limit, eviction is near: warn.
+pub const WARN_FRACTION: f64 = 0.8;
+
+/// One cache entry, as `GET /repos/{owner}/{repo}/actions/caches` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Entry {
+    pub id: i64,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub key: String,
+    #[serde(default)]
+    pub version: String,
+    pub last_accessed_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub size_in_bytes: u64,
+}
+
+/// `GET /repos/{owner}/{repo}/actions/cache/usage`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RepoUsage {
+    pub full_name: String,
+    pub active_caches_size_in_bytes: u64,
+    pub active_caches_count: u64,
+}
+
+/// Blob digests each index entry references (by index key), when the index
+/// contents could be read; attribution of blobs to scopes needs them.
+pub type IndexContents = HashMap<String, Vec<String>>;
+
+/// The blob digests (`layers[].blob`) of one BuildKit cache config (the
+/// content of an `index-…` entry).
+pub fn index_blobs(content: &[u8]) -> Option<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Config {
+        layers: Vec<Layer>,
+    }
+    #[derive(Deserialize)]
+    struct Layer {
+        blob: String,
+    }
+    let c: Config = serde_json::from_slice(content).ok()?;
+    Some(c.layers.into_iter().map(|l| l.blob).collect())
+}
+
+/// The cache of one repository, summed per scope and per ref: what `mbx cache
+/// usage` prints and what `mbx ci` keeps in the run record.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct CacheUsage {
+    /// `owner/name`.
+    pub repository: String,
+    /// The repository's total as GitHub reports it (all tools).
+    pub total_bytes: u64,
+    pub total_count: u64,
+    pub limit_bytes: u64,
+    /// One row per BuildKit scope (mbx's and others').
+    pub scopes: Vec<ScopeUsage>,
+    /// Blobs used by indexes of several scopes.
+    pub shared_blobs: Bucket,
+    /// Blobs no readable index names (index contents unknown, or orphans).
+    pub unattributed_blobs: Bucket,
+    /// Entries that are not BuildKit's (other tools' caches).
+    pub other: Bucket,
+    pub refs: Vec<RefUsage>,
+    /// True when blobs were attributed from the indexes' contents.
+    pub attributed: bool,
+    /// The scopes the current run used (set by `mbx ci`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Bucket {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl Bucket {
+    fn add(&mut self, bytes: u64) {
+        self.count += 1;
+        self.bytes += bytes;
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct ScopeUsage {
+    pub scope: String,
+    /// For mbx scopes (`<image>-<os>-<arch>[-<variant>]`): the image prefix…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// …and the platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Index entries (every `#n` version, every ref).
+    pub indexes: Bucket,
+    /// Index versions a newer `#n` on the same ref supersedes (BuildKit never
+    /// reads them again).
+    pub superseded: u64,
+    /// Blobs only this scope's indexes use.
+    pub blobs: Bucket,
+    pub refs: Vec<String>,
+    pub last_accessed_at: Option<DateTime<Utc>>,
+}
+
+impl ScopeUsage {
+    pub fn bytes(&self) -> u64 {
+        self.indexes.bytes + self.blobs.bytes
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct RefUsage {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Below 80 % of the limit.
+    Low,
+    /// Above 80 %: the next exports may push old entries out.
+    High,
+    /// At or above the limit: GitHub is evicting now.
+    Evicting,
+}
+
+impl CacheUsage {
+    pub fn fraction(&self) -> f64 {
+        if self.limit_bytes == 0 {
+            return 0.0;
+        }
+        self.total_bytes as f64 / self.limit_bytes as f64
+    }
+
+    pub fn risk(&self) -> Risk {
+        let f = self.fraction();
+        if f >= 1.0 {
+            Risk::Evicting
+        } else if f > WARN_FRACTION {
+            Risk::High
+        } else {
+            Risk::Low
+        }
+    }
+
+    /// The warning `mbx ci` raises as an annotation, above 80 % of the limit.
+    pub fn warning(&self) -> Option<String> {
+        match self.risk() {
+            Risk::Low => None,
+            r => Some(format!(
+                "GitHub Actions cache of {} at {:.0}% of its {} limit ({}){}: run `mbx cache prune` \
+(dry run) then `mbx cache prune --apply` to drop stale BuildKit entries",
+                self.repository,
+                self.fraction() * 100.0,
+                human_bytes(self.limit_bytes),
+                human_bytes(self.total_bytes),
+                if r == Risk::Evicting {
+                    "; GitHub is evicting the least recently used entries"
+                } else {
+                    ""
+                }
+            )),
+        }
+    }
+
+    pub fn scope(&self, name: &str) -> Option<&ScopeUsage> {
+        self.scopes.iter().find(|s| s.scope == name)
+    }
+}
+
+/// Sum the listed entries per BuildKit scope and per ref. Blobs go to the one
+/// scope whose indexes reference them (when `contents` holds the indexes'
+/// blob lists), to `shared_blobs` when several scopes use them, else to
+/// `unattributed_blobs`.
+pub fn summarize(
+    repository: &str,
+    usage: Option<&RepoUsage>,
+    entries: &[Entry],
+    limit_bytes: u64,
+    contents: &IndexContents,
+) -> CacheUsage {
+    let mut scopes: BTreeMap<String, ScopeUsage> = BTreeMap::new();
+    let mut other = Bucket::default();
+    let mut refs: BTreeMap<String, RefUsage> = BTreeMap::new();
+    // (stem, ref) → newest seq
+    let mut newest: HashMap<(String, &str), u64> = HashMap::new();
+
+    for e in entries {
+        let r = refs.entry(e.git_ref.clone()).or_insert_with(|| RefUsage {
+            git_ref: e.git_ref.clone(),
+            ..RefUsage::default()
+        });
+        r.count += 1;
+        r.bytes += e.size_in_bytes;
+        match keys::parse(&e.key) {
+            Key::Index { scope, stem, seq } => {
+                if let Some(n) = seq {
+                    let slot = newest.entry((stem, e.git_ref.as_str())).or_insert(n);
+                    *slot = (*slot).max(n);
+                }
+                let s = scopes.entry(scope.clone()).or_insert_with(|| {
+                    let mbx = keys::mbx_scope(&scope);
+                    ScopeUsage {
+                        scope: scope.clone(),
+                        image: mbx.as_ref().map(|(i, _)| i.clone()),
+                        platform: mbx.map(|(_, p)| p.to_string()),
+                        ..ScopeUsage::default()
+                    }
+                });
+                s.indexes.add(e.size_in_bytes);
+                if !s.refs.contains(&e.git_ref) {
+                    s.refs.push(e.git_ref.clone());
+                }
+                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
+            }
+            Key::Blob { .. } => {}
+            Key::Other => other.add(e.size_in_bytes),
+        }
+    }
+    // digest → scopes whose (readable) indexes reference it
+    let mut users: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for e in entries {
+        if let (Key::Index { scope, .. }, Some(blobs)) = (keys::parse(&e.key), contents.get(&e.key))
+        {
+            for b in blobs {
+                users.entry(b.clone()).or_default().insert(scope.clone());
+            }
+        }
+    }
+    for e in entries {
+        if let Key::Index {
+            scope,
+            stem,
+            seq: Some(n),
+        } = keys::parse(&e.key)
+        {
+            if newest
+                .get(&(stem, e.git_ref.as_str()))
+                .is_some_and(|&m| m > n)
+            {
+                scopes.get_mut(&scope).expect("counted").superseded += 1;
+            }
+        }
+    }
+
+    let mut shared = Bucket::default();
+    let mut unattributed = Bucket::default();
+    for e in entries {
+        let Key::Blob { digest } = keys::parse(&e.key) else {
+            continue;
+        };
+        match users.get(&digest).map(|s| s.len()).unwrap_or(0) {
+            0 => unattributed.add(e.size_in_bytes),
+            1 => {
+                let scope = users[&digest].iter().next().expect("one");
+                let s = scopes.get_mut(scope).expect("counted");
+                s.blobs.add(e.size_in_bytes);
+                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
+            }
+            _ => shared.add(e.size_in_bytes),
+        }
+    }
+
+    let mut scopes: Vec<ScopeUsage> = scopes.into_values().collect();
+    scopes.sort_by(|a, b| b.bytes().cmp(&a.bytes()).then(a.scope.cmp(&b.scope)));
+    let mut refs: Vec<RefUsage> = refs.into_values().collect();
+    refs.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.git_ref.cmp(&b.git_ref)));
+    let listed: u64 = entries.iter().map(|e| e.size_in_bytes).sum();
+    CacheUsage {
+        repository: repository.to_string(),
+        total_bytes: usage.map_or(listed, |u| u.active_caches_size_in_bytes),
+        total_count: usage.map_or(entries.len() as u64, |u| u.active_caches_count),
+        limit_bytes,
+        scopes,
+        shared_blobs: shared,
+        unattributed_blobs: unattributed,
+        other,
+        refs,
+        attributed: !contents.is_empty(),
+        run_scopes: Vec::new(),
+    }
+}
+
+/// The indexes' blob lists, when this process runs inside a workflow whose
+/// cache service can serve them (see `contents.rs`); empty otherwise.
+pub async fn read_contents(entries: &[Entry]) -> IndexContents {
+    match contents::CacheService::from_env() {
+        Some(service) => service.read_indexes(entries).await,
+        None => IndexContents::new(),
+    }
+}
+
+/// What `mbx ci` asks for on GitHub: the repository's cache, summed, with
+/// this run's scopes marked. Needs `GITHUB_REPOSITORY` and a token with
+/// `actions: read`.
+pub async fn usage_for_run(
+    client: &github::GitHub,
+    run_scopes: &[String],
+    limit_bytes: u64,
+) -> Result<CacheUsage> {
+    let usage = client.usage().await?;
+    let entries = client.list().await?;
+    let contents = read_contents(&entries).await;
+    let mut u = summarize(
+        client.repository(),
+        Some(&usage),
+        &entries,
+        limit_bytes,
+        &contents,
+    );
+    u.run_scopes = run_scopes.to_vec();
+    Ok(u)
+}
+
+/// In `mbx ci` on GitHub Actions (`GITHUB_ACTIONS=true`): the repository's
+/// cache usage with this run's scopes marked, from `GITHUB_REPOSITORY`,
+/// `GITHUB_TOKEN` (`actions: read`) and `GITHUB_API_URL`. `Ok(None)` off
+/// GitHub Actions.
+pub async fn usage_in_ci(run_scopes: &[String]) -> Result<Option<CacheUsage>> {
+    if std::env::var("GITHUB_ACTIONS").as_deref() != Ok("true") {
+        return Ok(None);
+    }
+    let api = std::env::var("GITHUB_API_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| github::DEFAULT_API_URL.to_string());
+    // Under act (ACT=true) the cache is act's own server: github.com's API
+    // knows nothing of it, so only an explicitly pointed API is asked.
+    if std::env::var("ACT").as_deref() == Ok("true")
+        && api.trim_end_matches('/') == github::DEFAULT_API_URL
+    {
+        return Ok(None);
+    }
+    let repo = std::env::var("GITHUB_REPOSITORY").ok();
+    let client = github::GitHub::from_env(repo.as_deref(), "GITHUB_TOKEN", &api)?;
+    usage_for_run(&client, run_scopes, DEFAULT_LIMIT_BYTES)
+        .await
+        .map(Some)
+}
+
+/// The warning as a GitHub workflow command (`::warning title=…::…`), above
+/// 80 % of the limit.
+pub fn annotation(u: &CacheUsage) -> Option<String> {
+    let msg = u.warning()?;
+    let escaped = msg
+        .replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A");
+    Some(format!("::warning title=mbx cache::{escaped}"))
+}
+
+/// `1.2 GB`-style sizes (powers of 1024, as GitHub counts the limit).
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
+}
+
+/// The usage as a small terminal section (also the body of `mbx cache usage`).
+pub fn render(u: &CacheUsage) -> String {
+    let mut out = format!(
+        "cache   {}: {} of {} ({:.0}%), {} entries{}\n",
+        u.repository,
+        human_bytes(u.total_bytes),
+        human_bytes(u.limit_bytes),
+        u.fraction() * 100.0,
+        u.total_count,
+        match u.risk() {
+            Risk::Low => "",
+            Risk::High => " — above 80%, eviction near",
+            Risk::Evicting => " — at the limit, GitHub is evicting",
+        }
+    );
+    if !u.scopes.is_empty() {
+        let mut rows = vec![[
+            "SCOPE".to_string(),
+            "PLATFORM".into(),
+            "INDEXES".into(),
+            "BLOBS".into(),
+            "SIZE".into(),
+            "LAST USED (UTC)".into(),
+        ]];
+        for s in &u.scopes {
+            let mark = if u.run_scopes.contains(&s.scope) {
+                " *"
+            } else {
+                ""
+            };
+            rows.push([
+                format!("{}{mark}", s.scope),
+                s.platform.clone().unwrap_or_else(|| "-".into()),
+                if s.superseded > 0 {
+                    format!("{} ({} superseded)", s.indexes.count, s.superseded)
+                } else {
+                    s.indexes.count.to_string()
+                },
+                s.blobs.count.to_string(),
+                human_bytes(s.bytes()),
+                s.last_accessed_at
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        out.push_str(&columns(&rows));
+    }
+    let blobs_line =
+        |name: &str, b: &Bucket| format!("{name}: {} entries, {}\n", b.count, human_bytes(b.bytes));
+    if u.shared_blobs.count > 0 {
+        out.push_str(&blobs_line(
+            "blobs shared by several scopes",
+            &u.shared_blobs,
+        ));
+    }
+    if u.unattributed_blobs.count > 0 {
+        out.push_str(&blobs_line(
+            if u.attributed {
+                "blobs no index names"
+            } else {
+                "BuildKit blobs (shared; index contents not read, so not attributed to scopes)"
+            },
+            &u.unattributed_blobs,
+        ));
+    }
+    if u.other.count > 0 {
+        out.push_str(&blobs_line("other tools' entries", &u.other));
+    }
+    if !u.run_scopes.is_empty() {
+        out.push_str("(* = a scope of this run)\n");
+    }
+    for r in &u.refs {
+        out.push_str(&format!(
+            "ref     {}: {} entries, {}\n",
+            r.git_ref,
+            r.count,
+            human_bytes(r.bytes)
+        ));
+    }
+    out
+}
+
+/// The cache section of the job summary (GitHub-flavoured Markdown): usage
+/// and eviction risk, this run's scopes in a table, every scope and ref in
+/// `<details>`. For the report stage to append to the summary.
+pub fn markdown(u: &CacheUsage) -> String {
+    let risk = match u.risk() {
+        Risk::Low => "low eviction risk",
+        Risk::High => "⚠️ above 80%: GitHub will soon evict the least recently used entries",
+        Risk::Evicting => "⚠️ at the limit: GitHub is evicting the least recently used entries",
+    };
+    let mut out = format!(
+        "### GitHub Actions cache\n\n`{}` uses **{}** of {} ({:.0}%, {} entries): {risk}.\n\n",
+        u.repository,
+        human_bytes(u.total_bytes),
+        human_bytes(u.limit_bytes),
+        u.fraction() * 100.0,
+        u.total_count
+    );
+    let row = |s: &ScopeUsage| {
+        format!(
+            "| `{}` | {} | {} | {} | {} | {} |\n",
+            s.scope,
+            s.platform.as_deref().unwrap_or("-"),
+            s.indexes.count,
+            if u.attributed {
+                s.blobs.count.to_string()
+            } else {
+                "?".into()
+            },
+            human_bytes(s.bytes()),
+            s.last_accessed_at
+                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+                .unwrap_or_else(|| "-".into())
+        )
+    };
+    let header =
+        "| scope | platform | indexes | blobs | size | last used |\n|---|---|---:|---:|---:|---|\n";
+    let mine: Vec<&ScopeUsage> = u
+        .scopes
+        .iter()
+        .filter(|s| u.run_scopes.contains(&s.scope))
+        .collect();
+    if !mine.is_empty() {
+        out.push_str(header);
+        for s in &mine {
+            out.push_str(&row(s));
+        }
+        out.push('\n');
+    }
+    if !u.attributed {
+        out.push_str(&format!(
+            "BuildKit blobs ({} entries, {}) are shared and not attributed to scopes: the index \
+contents could not be read from this run.\n\n",
+            u.unattributed_blobs.count,
+            human_bytes(u.unattributed_blobs.bytes)
+        ));
+    }
+    out.push_str("<details><summary>Every scope and ref</summary>\n\n");
+    out.push_str(header);
+    for s in &u.scopes {
+        out.push_str(&row(s));
+    }
+    out.push_str(&format!(
+        "\nShared blobs: {} ({} entries). Other tools' entries: {} ({} entries).\n\n| ref | entries | size |\n|---|---:|---:|\n",
+        human_bytes(u.shared_blobs.bytes),
+        u.shared_blobs.count,
+        human_bytes(u.other.bytes),
+        u.other.count
+    ));
+    for r in &u.refs {
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            r.git_ref,
+            r.count,
+            human_bytes(r.bytes)
+        ));
+    }
+    out.push_str("\n`mbx cache prune` lists stale entries; `--apply` deletes them.\n</details>\n");
+    out
+}
+
+fn columns<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut w = [0usize; N];
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            if i + 1 == N {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<width$}  ", width = w[i]));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// The entries of a real export through act's cache server
+    /// (tests/data/gha-cache), as GitHub's REST API would list them.
+    pub(crate) fn captured_entries() -> (Vec<Entry>, IndexContents) {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/gha-cache");
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(format!("{dir}/act-cache-entries.json")).unwrap(),
+        )
+        .unwrap();
+        let mut entries = Vec::new();
+        let mut contents = IndexContents::new();
+        for e in v.as_array().unwrap() {
+            let at = |k: &str| DateTime::from_timestamp(e[k].as_i64().unwrap(), 0).unwrap();
+            let key = e["key"].as_str().unwrap().to_string();
+            let id = e["id"].as_i64().unwrap();
+            if key.starts_with("index-") {
+                let c = std::fs::read(format!("{dir}/index-content-{id}.json")).unwrap();
+                contents.insert(key.clone(), index_blobs(&c).unwrap());
+            }
+            entries.push(Entry {
+                id,
+                git_ref: "refs/heads/main".into(),
+                key,
+                version: e["version"].as_str().unwrap().into(),
+                last_accessed_at: at("usedAt"),
+                created_at: at("createdAt"),
+                size_in_bytes: e["cacheSize"].as_u64().unwrap(),
+            });
+        }
+        (entries, contents)
+    }
+
+    #[test]
+    fn attributes_blobs_by_index_contents() {
+        let (entries, contents) = captured_entries();
+        let u = summarize("o/r", None, &entries, DEFAULT_LIMIT_BYTES, &contents);
+        assert!(u.attributed);
+        let amd = u.scope("hello-linux-amd64").unwrap();
+        let arm = u.scope("hello-linux-arm64").unwrap();
+        assert_eq!(amd.platform.as_deref(), Some("linux/amd64"));
+        assert_eq!(amd.image.as_deref(), Some("hello"));
+        assert_eq!((amd.indexes.count, amd.superseded), (2, 1));
+        assert_eq!((arm.indexes.count, arm.superseded), (1, 0));
+        // index #1 and #2 of amd64 name 10 distinct blobs, arm64's names 6, one
+        // (sha256:1e8b57ea…) appears in both scopes.
+        assert_eq!(amd.blobs.count, 9);
+        assert_eq!(arm.blobs.count, 5);
+        assert_eq!(u.shared_blobs.count, 1);
+        assert_eq!(u.shared_blobs.bytes, 3498);
+        assert_eq!(u.unattributed_blobs.count, 0);
+        let listed: u64 = entries.iter().map(|e| e.size_in_bytes).sum();
+        assert_eq!(
+            amd.bytes() + arm.bytes() + u.shared_blobs.bytes,
+            listed,
+            "every byte lands somewhere once"
+        );
+        assert_eq!(u.total_bytes, listed);
+        assert_eq!(u.refs.len(), 1);
+        assert_eq!(u.refs[0].count, 18);
+    }
+
+    #[test]
+    fn without_contents_blobs_are_shared_and_other_tools_counted() {
+        let (mut entries, _) = captured_entries();
+        let mut npm = entries[0].clone();
+        npm.key = "Linux-node-958aff96db2d75d67787d1e634ae70b659de937b".into();
+        npm.size_in_bytes = 5000;
+        npm.git_ref = "refs/pull/7/merge".into();
+        entries.push(npm);
+        let u = summarize(
+            "o/r",
+            None,
+            &entries,
+            DEFAULT_LIMIT_BYTES,
+            &IndexContents::new(),
+        );
+        assert!(!u.attributed);
+        assert_eq!(u.unattributed_blobs.count, 15);
+        assert_eq!(
+            u.other,
+            Bucket {
+                count: 1,
+                bytes: 5000
+            }
+        );
+        assert_eq!(u.scope("hello-linux-amd64").unwrap().blobs.count, 0);
+        assert_eq!(u.refs.len(), 2);
+        let text = render(&u);
+        assert!(text.contains("not attributed"), "{text}");
+        assert!(
+            text.contains("ref     refs/pull/7/merge: 1 entries, 4.9 KB"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn risk_and_warning() {
+        let mut u = CacheUsage {
+            repository: "o/r".into(),
+            limit_bytes: DEFAULT_LIMIT_BYTES,
+            total_bytes: DEFAULT_LIMIT_BYTES / 2,
+            ..CacheUsage::default()
+        };
+        assert_eq!(u.risk(), Risk::Low);
+        assert!(u.warning().is_none());
+        u.total_bytes = DEFAULT_LIMIT_BYTES / 10 * 9;
+        assert_eq!(u.risk(), Risk::High);
+        let w = u.warning().unwrap();
+        assert!(w.contains("at 90% of its 10.0 GB limit"), "{w}");
+        u.total_bytes = DEFAULT_LIMIT_BYTES + 1;
+        assert_eq!(u.risk(), Risk::Evicting);
+        assert!(u.warning().unwrap().contains("evicting"));
+    }
+
+    #[test]
+    fn annotation_only_above_80_percent() {
+        let mut u = CacheUsage {
+            repository: "o/r".into(),
+            limit_bytes: 100,
+            total_bytes: 80,
+            ..CacheUsage::default()
+        };
+        assert_eq!(annotation(&u), None, "80% is not above 80%");
+        u.total_bytes = 81;
+        let a = annotation(&u).unwrap();
+        assert!(
+            a.starts_with("::warning title=mbx cache::GitHub Actions cache of o/r at 81%25"),
+            "{a}"
+        );
+        assert!(!a.contains('\n'));
+    }
+
+    #[test]
+    fn markdown_section_shows_the_run_scopes_first() {
+        let (entries, contents) = captured_entries();
+        let mut u = summarize("o/r", None, &entries, DEFAULT_LIMIT_BYTES, &contents);
+        u.run_scopes = vec!["hello-linux-arm64".into()];
+        let md = markdown(&u);
+        assert!(md.starts_with("### GitHub Actions cache\n\n`o/r` uses **2.2 MB** of 10.0 GB (0%, 18 entries): low eviction risk.\n\n| scope |"), "{md}");
+        let first_table = md.split("<details>").next().unwrap();
+        assert!(
+            first_table.contains("| `hello-linux-arm64` | linux/arm64 | 1 | 5 |"),
+            "{md}"
+        );
+        assert!(!first_table.contains("hello-linux-amd64"), "{md}");
+        assert!(md.contains("| `refs/heads/main` | 18 | 2.2 MB |"), "{md}");
+        assert!(md.trim_end().ends_with("</details>"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(human_bytes(900), "900 B");
+        assert_eq!(human_bytes(1_064_391), "1.0 MB");
+        assert_eq!(human_bytes(DEFAULT_LIMIT_BYTES), "10.0 GB");
+    }
+}
