@@ -48,7 +48,8 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         ));
     }
     record.setup = Some(setup);
-    finish(&plan, &build_plan, &buildx, &printer, record).await
+    let report = report::ReportOptions::from_flags(&args.report)?;
+    finish(&plan, &build_plan, &buildx, &printer, &report, record).await
 }
 
 pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
@@ -80,7 +81,14 @@ pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
         build::run(&plan, &build_plan, &buildx, &printer, &mut record)
     });
     record.wall_seconds = now() - record.started_at;
-    print!("{}", report::terminal::render(&record));
+    print!(
+        "{}",
+        report::terminal::render(
+            &record,
+            &report::ReportOptions::default(),
+            report::terminal::stdout_color()
+        )
+    );
     if let Some(p) = &build_plan.json {
         report::write_json(&record, p)?;
     }
@@ -93,8 +101,10 @@ async fn finish(
     build_plan: &BuildPlan,
     buildx: &Buildx,
     printer: &Printer,
+    opts: &report::ReportOptions,
     mut record: RunRecord,
 ) -> Result<ExitStatus> {
+    record.inputs = Some(report::inputs(plan, build_plan));
     let built =
         tokio::task::block_in_place(|| build::run(plan, build_plan, buildx, printer, &mut record));
     if built.is_ok() {
@@ -130,10 +140,14 @@ async fn finish(
         }
     }
     record.wall_seconds = now() - record.started_at;
-    print!("{}", report::terminal::render(&record));
+    print!(
+        "{}",
+        report::terminal::render(&record, opts, report::terminal::stdout_color())
+    );
     if let Some(p) = &build_plan.json {
         report::write_json(&record, p)?;
     }
+    report::publish(&record, opts, &report::GithubTargets::from_env())?;
     built?;
     if record.verified {
         Ok(0)
@@ -232,7 +246,21 @@ pub async fn verify(args: VerifyArgs) -> Result<ExitStatus> {
 
 pub async fn report(args: ReportArgs) -> Result<ExitStatus> {
     let record = report::read_json(&args.record)?;
-    print!("{}", report::terminal::render(&record));
+    let opts = report::ReportOptions::from_flags(&args.report)?;
+    print!(
+        "{}",
+        report::terminal::render(&record, &opts, report::terminal::stdout_color())
+    );
+    let env = report::GithubTargets::from_env();
+    report::publish(
+        &record,
+        &opts,
+        &report::GithubTargets {
+            summary: args.summary.clone(),
+            output: args.github_output.clone(),
+            annotations: env.annotations,
+        },
+    )?;
     Ok(0)
 }
 

@@ -25,6 +25,54 @@ pub struct RunRecord {
     #[serde(default)]
     pub checks: Vec<Check>,
     pub wall_seconds: f64,
+    /// What was built from what (for the report's "build inputs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<BuildInputs>,
+    /// The cache backend's own view of its storage, when a stage asked it
+    /// (e.g. the GitHub Actions cache API); the report shows it when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_usage: Option<CacheUsage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct BuildInputs {
+    pub context: String,
+    pub dockerfile: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `KEY=VALUE`; values of secret-looking keys are stored as `***`.
+    #[serde(default)]
+    pub build_args: Vec<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Cache backend (`local DIR`, `gha`, `registry REPO`, `none`).
+    pub cache: String,
+    pub no_cache: bool,
+    pub builder: String,
+}
+
+/// Storage a cache backend reports, per scope.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct CacheUsage {
+    /// e.g. `gha`, `local`.
+    pub backend: String,
+    pub entries: Vec<CacheEntryUsage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_bytes: Option<u64>,
+    /// The backend's quota (GitHub: 10 GiB per repository by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct CacheEntryUsage {
+    /// The cache key or scope.
+    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// RFC 3339, as the backend gave it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
