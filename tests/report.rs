@@ -300,6 +300,10 @@ fn ci_local_writes_github_summary_and_outputs() {
     assert!((cost - model).abs() < 0.006, "{cost} vs {model}");
     assert!(cost > 0.0, "arm64 under QEMU is slower than native amd64");
 
+    // Not a terminal: plain status lines, no bars, no colour.
+    let err = stderr(&o);
+    assert!(!err.contains('\x1b') && !err.contains('\r'), "{err}");
+
     // Over the 1% threshold: one warning annotation on stdout.
     let out = stdout(&o);
     assert_eq!(
@@ -307,5 +311,44 @@ fn ci_local_writes_github_summary_and_outputs() {
             .count(),
         1,
         "{out}"
+    );
+}
+
+/// On a terminal (a pty from util-linux `script`) the build draws one bar per
+/// platform; with NO_COLOR the bars and status lines carry no colour codes.
+#[test]
+fn progress_bars_on_a_terminal_without_colour_under_no_color() {
+    require_builder();
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("tty.log");
+    let cmd = format!(
+        "{} ci --local --no-cache --platforms linux/amd64 --context {} --output {} --cache-dir {}",
+        env!("CARGO_BIN_EXE_mbx"),
+        repo_root().join("examples/hello").display(),
+        d.path().join("out").display(),
+        d.path().join("cache").display()
+    );
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &cmd])
+        .arg(&log)
+        .env("NO_COLOR", "1")
+        .env_remove("GITHUB_ACTIONS");
+    if let Some(cfg) = mbx().get_envs().find(|(k, _)| *k == "MBX_CONFIG") {
+        c.env("MBX_CONFIG", cfg.1.unwrap());
+    }
+    let o = run(c);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&std::fs::read(&log).unwrap()).into_owned();
+    assert!(
+        text.contains("linux/amd64    [========================] 4/4"),
+        "a finished bar for linux/amd64: {text}"
+    );
+    assert!(
+        !text.contains("\x1b[1;34m") && !text.contains("\x1b[36m"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mbx: building linux/amd64 (native)"),
+        "{text}"
     );
 }

@@ -74,6 +74,7 @@ pub fn run(
                     plan,
                     build,
                     buildx,
+                    printer,
                     &platform,
                     emulated,
                     work.path(),
@@ -93,6 +94,7 @@ pub fn run(
             });
         }
     });
+    printer.clear_progress();
     let mut results = results.into_inner().expect("results");
     results.sort_by_key(|r| plan.platforms.iter().position(|p| *p == r.platform));
     record.platforms = results;
@@ -241,10 +243,12 @@ pub fn build_args(
     a
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build_one(
     plan: &Plan,
     build: &BuildPlan,
     buildx: &Buildx,
+    printer: &Printer,
     platform: &Platform,
     emulated: bool,
     work: &Path,
@@ -254,7 +258,9 @@ fn build_one(
     let cache = cache::args(&build.cache, platform);
     let args = build_args(plan, build, platform, &metadata, part, &cache.args);
     let started = Instant::now();
-    let outcome = buildx.build(args, &metadata, &secret_values(build));
+    let outcome = buildx.build_watched(args, &metadata, &secret_values(build), &|p| {
+        printer.progress(platform, &p.snapshot())
+    });
     let wall = started.elapsed().as_secs_f64();
     let mut rec = PlatformRecord {
         platform: platform.clone(),
