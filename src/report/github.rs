@@ -59,8 +59,8 @@ pub fn escape_property(s: &str) -> String {
 }
 
 /// Errors for failed builds and checks, a warning when emulation costs more
-/// than the threshold; at most [`MAX_ANNOTATIONS`] of each level (the last
-/// one then says how many more there were).
+/// than the threshold; at most [`MAX_ANNOTATIONS`] in all (the last error
+/// then says how many more there were).
 pub fn annotations(record: &RunRecord, opts: &ReportOptions) -> Vec<Annotation> {
     let mut errors: Vec<Annotation> = Vec::new();
     for p in record.platforms.iter().filter(|p| p.error.is_some()) {
@@ -77,7 +77,7 @@ pub fn annotations(record: &RunRecord, opts: &ReportOptions) -> Vec<Annotation> 
             message: c.detail.clone(),
         });
     }
-    let mut out = bounded(errors, "failures");
+    let mut warnings = Vec::new();
 
     let m = emulation::model(record, opts.native.as_ref());
     if let (Some(cost), Some(share)) = (m.cost_seconds, m.share) {
@@ -105,20 +105,22 @@ pub fn annotations(record: &RunRecord, opts: &ReportOptions) -> Vec<Annotation> 
                     emulation::advice(s)
                 ));
             }
-            out.push(Annotation {
+            warnings.push(Annotation {
                 level: Level::Warning,
                 title: "mbx: emulation cost".into(),
                 message: msg,
             });
         }
     }
+    let mut out = bounded(errors, "failures", MAX_ANNOTATIONS - warnings.len());
+    out.extend(warnings);
     out
 }
 
-fn bounded(mut v: Vec<Annotation>, what: &str) -> Vec<Annotation> {
-    if v.len() > MAX_ANNOTATIONS {
-        let more = v.len() - (MAX_ANNOTATIONS - 1);
-        v.truncate(MAX_ANNOTATIONS - 1);
+fn bounded(mut v: Vec<Annotation>, what: &str, max: usize) -> Vec<Annotation> {
+    if v.len() > max {
+        let more = v.len() - (max - 1);
+        v.truncate(max - 1);
         let level = v[0].level;
         v.push(Annotation {
             level,

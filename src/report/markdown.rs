@@ -567,3 +567,45 @@ fn inputs(out: &mut String, r: &RunRecord) {
     let _ = writeln!(out, "| mbx | {} |", cell(&r.mbx_version));
     let _ = writeln!(out, "\n</details>");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Check;
+
+    #[test]
+    fn cells_cannot_break_the_table() {
+        assert_eq!(cell("a | b\nc <x> & y"), "a &#124; b c &lt;x&gt; &amp; y");
+        assert_eq!(gantt_label("RUN a: b; c # d"), "RUN a b c d");
+    }
+
+    #[test]
+    fn verdicts() {
+        let mut r = RunRecord::default();
+        assert_eq!(verdict(&r), "⚠️ not verified");
+        r.checks = vec![Check {
+            name: "x".into(),
+            passed: false,
+            detail: String::new(),
+        }];
+        assert_eq!(verdict(&r), "❌ verification failed");
+        r.verified = true;
+        assert_eq!(verdict(&r), "✅ verified");
+    }
+
+    #[test]
+    fn cap_cuts_at_a_line_and_closes_what_it_opened() {
+        let mut s = String::from("## head\n<details><summary>x</summary>\n\n```text\n");
+        for i in 0..1000 {
+            s.push_str(&format!("line {i}\n"));
+        }
+        s.push_str("```\n</details>\n");
+        let c = cap(s.clone(), 2000);
+        assert!(c.len() <= 2000, "{}", c.len());
+        assert!(c.contains("line 10\n"));
+        assert_eq!(c.matches("```").count(), 2, "{c}");
+        assert!(c.contains("</details>"));
+        assert!(c.contains("The summary was cut at"));
+        assert_eq!(cap(s.clone(), s.len()), s, "under the cap: untouched");
+    }
+}

@@ -178,32 +178,11 @@ pub fn read_json(path: &Path) -> Result<RunRecord> {
 /// name looks secret (TOKEN, SECRET, PASSWORD, KEY, …) are stored as `***`.
 pub fn inputs(plan: &crate::plan::Plan, build: &crate::plan::BuildPlan) -> crate::run::BuildInputs {
     use crate::plan::Cache;
-    let secretish = |k: &str| {
-        let k = k.to_ascii_uppercase();
-        [
-            "TOKEN",
-            "SECRET",
-            "PASSWORD",
-            "PASSWD",
-            "KEY",
-            "CREDENTIAL",
-            "AUTH",
-        ]
-        .iter()
-        .any(|w| k.contains(w))
-    };
     crate::run::BuildInputs {
         context: build.context.display().to_string(),
         dockerfile: build.dockerfile.display().to_string(),
         target: build.target.clone(),
-        build_args: build
-            .build_args
-            .iter()
-            .map(|a| match a.split_once('=') {
-                Some((k, _)) if secretish(k) => format!("{k}=***"),
-                _ => a.clone(),
-            })
-            .collect(),
+        build_args: build.build_args.iter().map(|a| redact(a)).collect(),
         labels: build.labels.clone(),
         cache: match &build.cache {
             Cache::None => "none".into(),
@@ -213,5 +192,50 @@ pub fn inputs(plan: &crate::plan::Plan, build: &crate::plan::BuildPlan) -> crate
         },
         no_cache: build.no_cache,
         builder: plan.builder.name.clone(),
+    }
+}
+
+/// `KEY=VALUE` with the value hidden when the key looks secret.
+fn redact(arg: &str) -> String {
+    match arg.split_once('=') {
+        Some((k, _))
+            if [
+                "TOKEN",
+                "SECRET",
+                "PASSWORD",
+                "PASSWD",
+                "KEY",
+                "CREDENTIAL",
+                "AUTH",
+            ]
+            .iter()
+            .any(|w| k.to_ascii_uppercase().contains(w)) =>
+        {
+            format!("{k}=***")
+        }
+        _ => arg.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_looking_build_args_are_hidden() {
+        assert_eq!(redact("NPM_TOKEN=abc"), "NPM_TOKEN=***");
+        assert_eq!(redact("api_key=abc"), "api_key=***");
+        assert_eq!(redact("VERSION=1.2"), "VERSION=1.2");
+        assert_eq!(redact("FROM_ENV"), "FROM_ENV");
+    }
+
+    #[test]
+    fn durations_and_sizes_read_well() {
+        assert_eq!(secs(5.84), "5.8s");
+        assert_eq!(secs(65.0), "1m05.0s");
+        assert_eq!(secs(3723.0), "1h02m03s");
+        assert_eq!(secs(f64::NAN), "-");
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
 }
