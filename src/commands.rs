@@ -147,10 +147,11 @@ async fn finish(
     if let Some(p) = &build_plan.json {
         report::write_json(&record, p)?;
     }
-    report::publish(&record, opts, &report::GithubTargets::from_env())?;
+    // A build or verification failure outranks a summary that could not be written.
+    let published = report::publish(&record, opts, &report::GithubTargets::from_env());
     built?;
     if record.verified {
-        Ok(0)
+        published.map(|_| 0)
     } else {
         Err(Error::verify(
             "verification failed: the result does not hold what was asked (see the checks above)",
