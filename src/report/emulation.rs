@@ -319,6 +319,25 @@ fn compare(p: &PlatformRecord, native: &PlatformRecord, top: &mut Vec<SlowStep>)
     }
 }
 
+/// `8.0× slower`, or `2.0× faster` when the "emulated" side won (a
+/// `--native-platform` that is not the runner's).
+pub fn pace(slowdown: f64) -> String {
+    if slowdown >= 1.0 || slowdown <= 0.0 {
+        format!("{slowdown:.1}× slower")
+    } else {
+        format!("{:.1}× faster", 1.0 / slowdown)
+    }
+}
+
+/// `+12.2s` / `−3.0s`.
+pub fn signed_secs(s: f64) -> String {
+    if s < 0.0 {
+        format!("−{}", crate::report::secs(-s))
+    } else {
+        format!("+{}", crate::report::secs(s))
+    }
+}
+
 fn ratio(emulated: f64, native: f64) -> Option<f64> {
     (native >= MIN_NATIVE_FOR_RATIO).then(|| emulated / native)
 }
@@ -764,6 +783,14 @@ mod tests {
                 reason: Unknown::Failed
             })
         );
+    }
+
+    #[test]
+    fn pace_and_sign_read_both_ways() {
+        assert_eq!(pace(8.0), "8.0× slower");
+        assert_eq!(pace(0.5), "2.0× faster");
+        assert_eq!(signed_secs(12.25), "+12.2s");
+        assert_eq!(signed_secs(-3.0), "−3.0s");
     }
 
     #[test]

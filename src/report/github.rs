@@ -94,7 +94,7 @@ pub fn annotations(record: &RunRecord, opts: &ReportOptions) -> Vec<Annotation> 
                     slowdown: Some(s), ..
                 }) = &p.comparison
                 {
-                    msg.push_str(&format!(" {} ran {s:.1}× slower.", p.platform));
+                    msg.push_str(&format!(" {} ran {}.", p.platform, emulation::pace(*s)));
                 }
             }
             if let Some(s) = m.top_steps.first() {

@@ -195,13 +195,17 @@ fn emulation_section(out: &mut String, m: &EmulationReport) {
             let _ = writeln!(
                 out,
                 "**QEMU emulation cost {} of step time** ({:.0}% of the {} all platforms spent in executed steps).\n",
-                secs(c),
+                emulation::signed_secs(c),
                 100.0 * s,
                 secs(m.executed_seconds)
             );
         }
         (Some(c), None) => {
-            let _ = writeln!(out, "**QEMU emulation cost {} of step time.**\n", secs(c));
+            let _ = writeln!(
+                out,
+                "**QEMU emulation cost {} of step time.**\n",
+                emulation::signed_secs(c)
+            );
         }
         _ => {}
     }
@@ -228,16 +232,18 @@ fn emulation_section(out: &mut String, m: &EmulationReport) {
                 unmatched_steps,
                 unmatched_seconds,
             }) => {
-                let ratio = slowdown
-                    .map_or_else(|| "slower".to_string(), |s| format!("**{s:.1}×** slower"));
+                let ratio = slowdown.map_or_else(
+                    || "slower".to_string(),
+                    |s| format!("**{}**", emulation::pace(s)),
+                );
                 let _ = write!(
                     out,
-                    "- `{}`: steps ran {ratio} than on `{native}` ({} vs {} over {matched_steps} matched step{}): **+{}**",
+                    "- `{}`: steps ran {ratio} than on `{native}` ({} vs {} over {matched_steps} matched step{}): **{}**",
                     p.platform,
                     secs(*emulated_seconds),
                     secs(*native_seconds),
                     if *matched_steps == 1 { "" } else { "s" },
-                    secs(*cost_seconds)
+                    emulation::signed_secs(*cost_seconds)
                 );
                 if *unmatched_steps > 0 {
                     let _ = write!(

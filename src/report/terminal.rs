@@ -234,7 +234,7 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
                 ..
             }) => {
                 let how = match slowdown {
-                    Some(s) => format!("steps ran {s:.1}× slower than"),
+                    Some(s) => format!("steps ran {} than", emulation::pace(*s)),
                     None => "steps ran slower than".into(),
                 };
                 let mut l = format!(
@@ -264,7 +264,7 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
     if let (Some(c), Some(share)) = (m.cost_seconds, m.share) {
         let l = format!(
             "emulation cost: {} of the {} of step time ({:.0}%).",
-            secs(c),
+            emulation::signed_secs(c),
             secs(m.executed_seconds),
             100.0 * share
         );
@@ -501,7 +501,7 @@ mod tests {
         );
         // cost 35 of 45 s.
         assert!(
-            s.contains("emulation cost: 35.0s of the 45.0s of step time (78%)."),
+            s.contains("emulation cost: +35.0s of the 45.0s of step time (78%)."),
             "{s}"
         );
         assert!(
