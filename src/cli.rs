@@ -65,8 +65,10 @@ platform's manifest can be fetched and its config names the same os/architecture
     #[command(
         long_about = "Render a saved run record (the JSON that `mbx ci --json FILE` or `mbx build \
 --json FILE` writes) as the terminal report: per-platform table (native or emulated, wall time, steps \
-run and cached, digest), the emulation slowdown, the index and the verification checks.\n\nExample:\n  \
-mbx ci --local --context examples/hello --json run.json\n  mbx report --record run.json"
+run and cached, digest), the emulation cost and the steps to blame, the index and the verification \
+checks. --summary writes the GitHub job summary, --github-output the step outputs; under GitHub \
+Actions (GITHUB_ACTIONS=true) failed checks and a high emulation cost become annotations.\n\nExample:\n  \
+mbx ci --local --context examples/hello --json run.json\n  mbx report --record run.json --summary summary.md"
     )]
     Report(ReportArgs),
     /// GitHub Actions cache: usage per image × platform scope, pruning of stale BuildKit entries.
@@ -288,6 +290,26 @@ pub struct CiArgs {
     pub build: BuildArgs,
     #[command(flatten)]
     pub verify: VerifyFlags,
+    #[command(flatten)]
+    pub report: ReportFlags,
+}
+
+/// How the report reads the run (shared by `ci` and `report`).
+#[derive(Debug, Clone, Args)]
+pub struct ReportFlags {
+    /// The platform that counts as native when costing emulation (default: the
+    /// runner's arch, as recorded at build time).
+    #[arg(long, value_name = "PLATFORM")]
+    pub native_platform: Option<String>,
+    /// Emit a GitHub warning annotation when QEMU emulation takes more than this
+    /// percent of the executed step time.
+    #[arg(
+        long,
+        env = "MBX_EMULATION_WARN_PERCENT",
+        default_value_t = 50.0,
+        value_name = "PERCENT"
+    )]
+    pub emulation_warn_percent: f64,
 }
 
 #[derive(Debug, Args)]
@@ -381,4 +403,13 @@ pub struct ReportArgs {
     /// The run record written by `mbx ci --json FILE`.
     #[arg(long, value_name = "FILE")]
     pub record: PathBuf,
+    /// Append the job summary (GitHub-flavoured Markdown) to FILE, e.g. "$GITHUB_STEP_SUMMARY".
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// Append the step outputs (digest, tags, metadata, platform-digests,
+    /// emulation-cost-seconds) to FILE, e.g. "$GITHUB_OUTPUT".
+    #[arg(long, value_name = "FILE")]
+    pub github_output: Option<PathBuf>,
+    #[command(flatten)]
+    pub report: ReportFlags,
 }

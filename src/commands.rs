@@ -53,6 +53,7 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         ));
     }
     record.setup = Some(setup);
+    let report_opts = report::ReportOptions::from_flags(&args.report)?;
     finish(
         &checks,
         &opts,
@@ -60,6 +61,7 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         &build_plan,
         &buildx,
         &printer,
+        &report_opts,
         record,
     )
     .await
@@ -94,7 +96,14 @@ pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
         build::run(&plan, &build_plan, &buildx, &printer, &mut record, false)
     });
     record.wall_seconds = now() - record.started_at;
-    print!("{}", report::terminal::render(&record));
+    print!(
+        "{}",
+        report::terminal::render(
+            &record,
+            &report::ReportOptions::default(),
+            report::terminal::stdout_color()
+        )
+    );
     if let Some(p) = &build_plan.json {
         report::write_json(&record, p)?;
     }
@@ -102,6 +111,7 @@ pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
 }
 
 /// Build, verify, report; the common tail of `ci`.
+#[allow(clippy::too_many_arguments)]
 async fn finish(
     checks: &verify::Checks,
     opts: &verify::Options,
@@ -109,8 +119,10 @@ async fn finish(
     build_plan: &BuildPlan,
     buildx: &Buildx,
     printer: &Printer,
+    report_opts: &report::ReportOptions,
     mut record: RunRecord,
 ) -> Result<ExitStatus> {
+    record.inputs = Some(report::inputs(plan, build_plan));
     let built = tokio::task::block_in_place(|| {
         build::run(plan, build_plan, buildx, printer, &mut record, true)
     });
@@ -126,16 +138,21 @@ async fn finish(
         record.cache = cache_usage_for_run(&record, printer).await;
     }
     record.wall_seconds = now() - record.started_at;
-    print!("{}", report::terminal::render(&record));
+    print!(
+        "{}",
+        report::terminal::render(&record, report_opts, report::terminal::stdout_color())
+    );
     if let Some(a) = record.cache.as_ref().and_then(cache::annotation) {
         println!("{a}");
     }
     if let Some(p) = &build_plan.json {
         report::write_json(&record, p)?;
     }
+    // A build or verification failure outranks a summary that could not be written.
+    let published = report::publish(&record, report_opts, &report::GithubTargets::from_env());
     built?;
     if record.verified {
-        Ok(0)
+        published.map(|_| 0)
     } else {
         Err(Error::verify(
             "verification failed: the result does not hold what was asked (see the checks above)",
@@ -275,12 +292,18 @@ pub async fn merge(args: MergeArgs) -> Result<ExitStatus> {
     let reference = format!("{}:{}", parts.repository, tags[0]);
     read_back(&reference, &required, &checks, &opts, &mut record).await;
     record.wall_seconds = now() - record.started_at;
-    print!("{}", report::terminal::render(&record));
+    let report_opts = report::ReportOptions::default();
+    print!(
+        "{}",
+        report::terminal::render(&record, &report_opts, report::terminal::stdout_color())
+    );
     if let Some(p) = &args.json {
         report::write_json(&record, p)?;
     }
+    // The merged record is the job's report: summary and outputs as `mbx ci` writes them.
+    let published = report::publish(&record, &report_opts, &report::GithubTargets::from_env());
     if record.verified {
-        Ok(0)
+        published.map(|_| 0)
     } else {
         Err(Error::verify("verification failed: the merged index does not hold what was asked (see the checks above)", ""))
     }
@@ -342,7 +365,21 @@ pub async fn verify(args: VerifyArgs) -> Result<ExitStatus> {
 
 pub async fn report(args: ReportArgs) -> Result<ExitStatus> {
     let record = report::read_json(&args.record)?;
-    print!("{}", report::terminal::render(&record));
+    let opts = report::ReportOptions::from_flags(&args.report)?;
+    print!(
+        "{}",
+        report::terminal::render(&record, &opts, report::terminal::stdout_color())
+    );
+    let env = report::GithubTargets::from_env();
+    report::publish(
+        &record,
+        &opts,
+        &report::GithubTargets {
+            summary: args.summary.clone(),
+            output: args.github_output.clone(),
+            annotations: env.annotations,
+        },
+    )?;
     Ok(0)
 }
 

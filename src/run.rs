@@ -32,6 +32,26 @@ pub struct RunRecord {
     /// GitHub with the gha cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<crate::cache::CacheUsage>,
+    /// What was built from what (for the report's "build inputs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<BuildInputs>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct BuildInputs {
+    pub context: String,
+    pub dockerfile: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// `KEY=VALUE`; values of secret-looking keys are stored as `***`.
+    #[serde(default)]
+    pub build_args: Vec<String>,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Cache backend (`local DIR`, `gha`, `registry REPO`, `none`).
+    pub cache: String,
+    pub no_cache: bool,
+    pub builder: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

@@ -108,6 +108,17 @@ impl Buildx {
         metadata_file: &std::path::Path,
         secrets: &[String],
     ) -> Result<BuildOutcome> {
+        self.build_watched(args, metadata_file, secrets, &|_| {})
+    }
+
+    /// [`Buildx::build`], calling `on_update` as progress arrives.
+    pub fn build_watched(
+        &self,
+        args: Vec<OsString>,
+        metadata_file: &std::path::Path,
+        secrets: &[String],
+        on_update: &dyn Fn(&Progress),
+    ) -> Result<BuildOutcome> {
         let mut a = os_args(["buildx", "build"]);
         a.extend(args);
         let command = display_command(&self.docker, &a, secrets);
@@ -132,10 +143,24 @@ impl Buildx {
             s
         });
         let mut progress = Progress::new();
-        let stderr = child.stderr.take().expect("piped");
-        progress
-            .read_from(stderr)
-            .map_err(|e| Error::env(format!("reading buildx progress failed: {e}"), ""))?;
+        let mut stderr = child.stderr.take().expect("piped");
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            let n = match stderr.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::env(
+                        format!("reading buildx progress failed: {e}"),
+                        "",
+                    ))
+                }
+            };
+            progress.feed(&buf[..n]);
+            on_update(&progress);
+        }
+        progress.finish();
         let status = child.wait();
         crate::interrupt::unregister(child.id());
         let status =

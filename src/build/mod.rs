@@ -97,7 +97,7 @@ pub fn run(
                     part: part.as_deref(),
                     staging,
                 };
-                let rec = build_one(plan, build, buildx, &target, work.path());
+                let rec = build_one(plan, build, buildx, printer, &target, work.path());
                 match &rec.error {
                     None => {
                         printer.status(&format!("built {platform} in {:.1}s", rec.wall_seconds))
@@ -112,6 +112,7 @@ pub fn run(
             });
         }
     });
+    printer.clear_progress();
     let mut results = results.into_inner().expect("results");
     results.sort_by_key(|r| plan.platforms.iter().position(|p| *p == r.platform));
     record.platforms = results;
@@ -344,6 +345,7 @@ fn build_one(
     plan: &Plan,
     build: &BuildPlan,
     buildx: &Buildx,
+    printer: &Printer,
     target: &Target,
     work: &Path,
 ) -> PlatformRecord {
@@ -357,7 +359,9 @@ fn build_one(
     let cache = cache::args(&build.cache, platform);
     let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
     let started = Instant::now();
-    let outcome = buildx.build(args, &metadata, &secret_values(build));
+    let outcome = buildx.build_watched(args, &metadata, &secret_values(build), &|p| {
+        printer.progress(platform, &p.snapshot())
+    });
     let wall = started.elapsed().as_secs_f64();
     let mut rec = PlatformRecord {
         platform: platform.clone(),

@@ -89,6 +89,16 @@ impl Step {
     }
 }
 
+/// See [`Progress::snapshot`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub done: usize,
+    pub cached: usize,
+    pub total: usize,
+    pub seen: usize,
+    pub running: Option<String>,
+}
+
 #[derive(Debug, Default)]
 struct StepState {
     step: Option<Step>,
@@ -262,6 +272,35 @@ impl Progress {
                 Some(step)
             })
             .collect()
+    }
+
+    /// Where the build stands: Dockerfile steps finished of the total the
+    /// `[n/m]` prefixes announce, and the step running last.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snap = Snapshot::default();
+        for st in self.states.values() {
+            let Some(step) = &st.step else { continue };
+            if !step.instruction {
+                continue;
+            }
+            snap.seen += 1;
+            if let Some(m) = step
+                .name
+                .split_once(']')
+                .and_then(|(head, _)| head.rsplit(' ').next()?.split_once('/'))
+                .and_then(|(_, m)| m.parse::<usize>().ok())
+            {
+                snap.total = snap.total.max(m);
+            }
+            if step.completed.is_some() && st.open_start.is_none() {
+                snap.done += 1;
+                snap.cached += usize::from(step.cached);
+            } else if step.started.is_some() {
+                snap.running = Some(step.instruction_text().to_string());
+            }
+        }
+        snap.total = snap.total.max(snap.seen);
+        snap
     }
 
     /// Plain-text lines seen between the JSON objects (e.g. buildx's final `ERROR:`).
@@ -445,6 +484,20 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snapshot_counts_finished_steps_and_the_running_one() {
+        let mut p = Progress::new();
+        p.feed(br#"{"vertexes": [
+            {"digest": "sha256:a", "name": "[linux/arm64 1/3] FROM x", "started": "2026-01-01T00:00:00Z", "completed": "2026-01-01T00:00:01Z", "cached": true},
+            {"digest": "sha256:b", "name": "[linux/arm64 2/3] RUN make", "started": "2026-01-01T00:00:01Z", "completed": "2026-01-01T00:00:05Z"},
+            {"digest": "sha256:c", "name": "[linux/arm64 3/3] RUN test", "started": "2026-01-01T00:00:05Z"},
+            {"digest": "sha256:d", "name": "[internal] load .dockerignore", "started": "2026-01-01T00:00:00Z", "completed": "2026-01-01T00:00:00.1Z"}
+        ]}"#);
+        let s = p.snapshot();
+        assert_eq!((s.done, s.cached, s.total, s.seen), (2, 1, 3, 3));
+        assert_eq!(s.running.as_deref(), Some("RUN test"));
+    }
 
     #[test]
     fn timestamps() {

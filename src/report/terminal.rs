@@ -1,27 +1,46 @@
 //! Human output in the terminal: status lines while the pipeline runs (on
 //! stderr) and the final report tables (on stdout).
 
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::build::progress::Snapshot;
+use crate::platform::Platform;
+
 use crate::digest::short;
+use crate::report::emulation::{self, Comparison};
+use crate::report::{clip, secs, ReportOptions};
 use crate::run::RunRecord;
 
 /// The one printer for status lines; safe to share between build threads.
+/// On a terminal it also draws one progress bar per building platform.
 pub struct Printer {
     lock: Mutex<()>,
     quiet: bool,
     color: bool,
+    bars: Option<Bars>,
+}
+
+struct Bars {
+    multi: MultiProgress,
+    by_platform: Mutex<HashMap<String, ProgressBar>>,
 }
 
 impl Printer {
     pub fn new(quiet: bool) -> Printer {
-        let color = std::io::stderr().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let tty = std::io::stderr().is_terminal();
+        let color = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         Printer {
             lock: Mutex::new(()),
             quiet,
             color,
+            bars: (tty && !quiet).then(|| Bars {
+                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+                by_platform: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
@@ -30,20 +49,61 @@ impl Printer {
             return;
         }
         let _g = self.lock.lock();
-        let mut e = std::io::stderr().lock();
-        if self.color {
-            let _ = writeln!(e, "\x1b[1;34mmbx\x1b[0m {msg}");
+        let line = if self.color {
+            format!("\x1b[1;34mmbx\x1b[0m {msg}")
         } else {
-            let _ = writeln!(e, "mbx: {msg}");
+            format!("mbx: {msg}")
+        };
+        if let Some(b) = &self.bars {
+            if !b.by_platform.lock().expect("bars").is_empty() {
+                let _ = b.multi.println(line);
+                return;
+            }
+        }
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+
+    /// Where one platform's build stands (a bar on a terminal, nothing otherwise).
+    pub fn progress(&self, platform: &Platform, snap: &Snapshot) {
+        let Some(b) = &self.bars else { return };
+        let mut map = b.by_platform.lock().expect("bars");
+        if snap.total == 0 && !map.contains_key(&platform.to_string()) {
+            return; // nothing to measure yet
+        }
+        let bar = map.entry(platform.to_string()).or_insert_with(|| {
+            let template = if self.color {
+                "{prefix:<14.bold} [{bar:24.cyan/blue}] {pos}/{len} {elapsed:>4} {wide_msg}"
+            } else {
+                "{prefix:<14} [{bar:24}] {pos}/{len} {elapsed:>4} {wide_msg}"
+            };
+            let bar = b.multi.add(ProgressBar::new(0));
+            bar.set_style(
+                ProgressStyle::with_template(template)
+                    .expect("a valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(platform.to_string());
+            bar
+        });
+        bar.set_length(snap.total as u64);
+        bar.set_position(snap.done as u64);
+        match &snap.running {
+            Some(step) => bar.set_message(step.replace(['\r', '\n'], " ")),
+            None if snap.total > 0 && snap.done == snap.total => {
+                bar.set_message(format!("done, {} cached", snap.cached))
+            }
+            None => {}
         }
     }
-}
 
-fn secs(s: f64) -> String {
-    if s >= 60.0 {
-        format!("{}m{:04.1}s", (s / 60.0).floor(), s % 60.0)
-    } else {
-        format!("{s:.1}s")
+    /// Remove the bars before the report is printed.
+    pub fn clear_progress(&self) {
+        if let Some(b) = &self.bars {
+            for (_, bar) in b.by_platform.lock().expect("bars").drain() {
+                bar.finish_and_clear();
+            }
+            let _ = b.multi.clear();
+        }
     }
 }
 
@@ -74,26 +134,69 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// The report of a run: per-platform table, index, checks.
-pub fn render(record: &RunRecord) -> String {
+/// Colours for the final report on stdout: only on a terminal, never with `NO_COLOR`.
+pub fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+struct Paint(bool);
+
+impl Paint {
+    fn wrap(&self, code: &str, s: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    }
+    fn ok(&self, s: &str) -> String {
+        self.wrap("32", s)
+    }
+    fn bad(&self, s: &str) -> String {
+        self.wrap("1;31", s)
+    }
+    fn warn(&self, s: &str) -> String {
+        self.wrap("33", s)
+    }
+    fn bold(&self, s: &str) -> String {
+        self.wrap("1", s)
+    }
+}
+
+/// Steps shown in the terminal's "slowest steps" table.
+const SLOWEST_STEPS: usize = 5;
+/// Steps shorter than this are not worth a row among the slowest.
+const MIN_STEP_SECONDS: f64 = 0.05;
+const STEP_TEXT: usize = 60;
+/// Checks listed one per line.
+const MAX_CHECKS: usize = 50;
+
+/// The report of a run: per-platform table, emulation cost and the steps to
+/// blame, slowest steps, index, checks. The same content as the job summary.
+pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
+    let paint = Paint(color);
+    let m = emulation::model(record, opts.native.as_ref());
     let mut out = String::new();
     let rows: Vec<Vec<String>> = record
         .platforms
         .iter()
-        .map(|p| {
+        .zip(&m.platforms)
+        .map(|(p, c)| {
+            let total = c.steps_executed + c.steps_cached;
             vec![
                 p.platform.to_string(),
-                if p.emulated {
+                if c.emulated {
                     "emulated".into()
                 } else {
                     "native".into()
                 },
                 secs(p.wall_seconds),
-                format!(
-                    "{}/{}",
-                    p.steps_total - p.steps_cached.min(p.steps_total),
-                    p.steps_cached
-                ),
+                format!("{}/{}", c.steps_executed, c.steps_cached),
+                if total == 0 {
+                    "-".into()
+                } else {
+                    format!("{:.0}%", 100.0 * c.steps_cached as f64 / total as f64)
+                },
                 match (&p.error, &p.digest) {
                     (Some(_), _) => "FAILED".into(),
                     (None, Some(d)) => short(d),
@@ -103,41 +206,145 @@ pub fn render(record: &RunRecord) -> String {
         })
         .collect();
     out.push_str(&table(
-        &["PLATFORM", "MODE", "WALL", "STEPS RUN/CACHED", "DIGEST"],
+        &[
+            "PLATFORM",
+            "MODE",
+            "WALL",
+            "STEPS RUN/CACHED",
+            "CACHE HITS",
+            "DIGEST",
+        ],
         &rows,
     ));
 
-    let native = record
-        .platforms
-        .iter()
-        .find(|p| !p.emulated && p.error.is_none());
-    let mut ratios = String::new();
-    for p in record
-        .platforms
-        .iter()
-        .filter(|p| p.emulated && p.error.is_none())
-    {
-        match native {
-            Some(n)
-                if n.executed_seconds > 0.5
-                    && p.executed_seconds > 0.0
-                    && p.steps_cached < p.steps_total =>
-            {
-                ratios.push_str(&format!(
-                    "\n{} under QEMU: steps ran {:.1}× slower than native {} ({} vs {}).",
+    // Emulation: one line per emulated platform, then the total.
+    let native_name = m
+        .native
+        .as_ref()
+        .map_or_else(|| "native".to_string(), ToString::to_string);
+    let mut lines = Vec::new();
+    for p in m.platforms.iter().filter(|p| p.emulated) {
+        match &p.comparison {
+            Some(Comparison::Measured {
+                matched_steps,
+                native_seconds,
+                emulated_seconds,
+                slowdown,
+                unmatched_steps,
+                ..
+            }) => {
+                let how = match slowdown {
+                    Some(s) => format!("steps ran {} than", emulation::pace(*s)),
+                    None => "steps ran slower than".into(),
+                };
+                let mut l = format!(
+                    "{} under QEMU: {how} native {native_name} ({} vs {}",
                     p.platform,
-                    p.executed_seconds / n.executed_seconds,
-                    n.platform,
-                    secs(p.executed_seconds),
-                    secs(n.executed_seconds)
+                    secs(*emulated_seconds),
+                    secs(*native_seconds),
+                );
+                if *unmatched_steps > 0 {
+                    l.push_str(&format!(
+                        " over {matched_steps} matched steps; {unmatched_steps} not comparable"
+                    ));
+                }
+                l.push_str(").");
+                lines.push(l);
+            }
+            Some(Comparison::Unknown { reason }) => {
+                lines.push(format!(
+                    "{}: {}.",
+                    p.platform,
+                    reason.explain(m.native.as_ref())
                 ));
             }
-            _ => {}
+            None => {}
         }
     }
-    if !ratios.is_empty() {
-        out.push_str(&ratios);
+    if let (Some(c), Some(share)) = (m.cost_seconds, m.share) {
+        let l = format!(
+            "emulation cost: {} of the {} of step time ({:.0}%).",
+            emulation::signed_secs(c),
+            secs(m.executed_seconds),
+            100.0 * share
+        );
+        lines.push(if 100.0 * share > opts.emulation_warn_percent {
+            paint.warn(&l)
+        } else {
+            l
+        });
+    }
+    if !lines.is_empty() {
         out.push('\n');
+        for l in lines {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    if !m.top_steps.is_empty() {
+        out.push('\n');
+        let rows: Vec<Vec<String>> = m
+            .top_steps
+            .iter()
+            .map(|s| {
+                vec![
+                    clip(s.instruction.replace(['\r', '\n'], " ").as_str(), STEP_TEXT),
+                    s.platform.to_string(),
+                    secs(s.native_seconds),
+                    secs(s.emulated_seconds),
+                    s.slowdown.map_or("-".into(), |x| format!("{x:.1}×")),
+                    format!("+{}", secs(s.extra_seconds)),
+                ]
+            })
+            .collect();
+        out.push_str(&table(
+            &[
+                "SLOWEST UNDER EMULATION",
+                "PLATFORM",
+                "NATIVE",
+                "EMULATED",
+                "SLOWDOWN",
+                "EXTRA",
+            ],
+            &rows,
+        ));
+        if let Some(s) = m.top_steps.first() {
+            out.push_str(&format!("hint: {}\n", emulation::advice(s)));
+        }
+    }
+
+    // The slowest steps that ran, any platform.
+    let mut steps: Vec<(usize, &crate::build::progress::Step)> = record
+        .platforms
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            p.steps
+                .iter()
+                .filter(|s| s.instruction && !s.cached && s.busy_seconds >= MIN_STEP_SECONDS)
+                .map(move |s| (i, s))
+        })
+        .collect();
+    if !steps.is_empty() {
+        let n = SLOWEST_STEPS.min(steps.len());
+        steps.select_nth_unstable_by(n - 1, |a, b| b.1.busy_seconds.total_cmp(&a.1.busy_seconds));
+        steps.truncate(n);
+        steps.sort_by(|a, b| b.1.busy_seconds.total_cmp(&a.1.busy_seconds));
+        let rows: Vec<Vec<String>> = steps
+            .iter()
+            .map(|(i, s)| {
+                vec![
+                    clip(
+                        s.instruction_text().replace(['\r', '\n'], " ").as_str(),
+                        STEP_TEXT,
+                    ),
+                    record.platforms[*i].platform.to_string(),
+                    secs(s.busy_seconds),
+                ]
+            })
+            .collect();
+        out.push('\n');
+        out.push_str(&table(&["SLOWEST STEPS", "PLATFORM", "TIME"], &rows));
     }
 
     out.push('\n');
@@ -152,56 +359,89 @@ pub fn render(record: &RunRecord) -> String {
     }
     if !record.checks.is_empty() {
         out.push('\n');
-        for c in &record.checks {
+        // Every check while few; beyond that the failed ones only.
+        let many = record.checks.len() > MAX_CHECKS;
+        let shown: Vec<_> = record
+            .checks
+            .iter()
+            .filter(|c| !many || !c.passed)
+            .take(MAX_CHECKS)
+            .collect();
+        let hidden = record.checks.len() - shown.len();
+        for c in shown {
             out.push_str(&format!(
                 "{} {}: {}\n",
-                if c.passed { "✓" } else { "✗" },
+                if c.passed {
+                    paint.ok("✓")
+                } else {
+                    paint.bad("✗")
+                },
                 c.name,
                 c.detail
             ));
         }
-        out.push_str(if record.verified {
-            "verified: every check passed\n"
+        if hidden > 0 {
+            out.push_str(&format!(
+                "… {hidden} more checks not shown ({} failed in all; `--json FILE` keeps them all)\n",
+                record.checks.iter().filter(|c| !c.passed).count()
+            ));
+        }
+        out.push_str(&if record.verified {
+            paint.ok("verified: every check passed")
         } else {
-            "verification FAILED\n"
+            paint.bad("verification FAILED")
         });
+        out.push('\n');
     }
     if let Some(c) = &record.cache {
         out.push('\n');
         out.push_str(&crate::cache::render(c));
     }
     for n in &record.notes {
-        out.push_str(&format!("note    {n}\n"));
+        out.push_str(&format!("{}    {n}\n", paint.bold("note")));
     }
-    out.push_str(&format!("total   {}\n", secs(record.wall_seconds)));
+    out.push_str(&format!(
+        "{}   {}\n",
+        paint.bold("total"),
+        secs(record.wall_seconds)
+    ));
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::progress::Step;
     use crate::run::{Check, PlatformRecord};
 
-    fn rec(
-        p: &str,
-        emulated: bool,
-        wall: f64,
-        exec: f64,
-        total: usize,
-        cached: usize,
-    ) -> PlatformRecord {
+    fn rec(p: &str, emulated: bool, wall: f64, steps: &[(f64, bool)]) -> PlatformRecord {
+        let n = steps.len();
         PlatformRecord {
             platform: p.parse().unwrap(),
             emulated,
             digest: Some(format!("sha256:{}", "a1".repeat(32))),
             build_digest: None,
             wall_seconds: wall,
-            executed_seconds: exec,
-            steps_total: total,
-            steps_cached: cached,
+            executed_seconds: steps.iter().filter(|s| !s.1).map(|s| s.0).sum(),
+            steps_total: n,
+            steps_cached: steps.iter().filter(|s| s.1).count(),
             cache_scope: None,
             error: None,
-            steps: vec![],
+            steps: steps
+                .iter()
+                .enumerate()
+                .map(|(i, (secs, cached))| Step {
+                    digest: format!("sha256:{p}{i}"),
+                    name: format!("[{}/{n}] RUN step{i}", i + 1),
+                    started: None,
+                    completed: None,
+                    busy_seconds: *secs,
+                    cached: *cached,
+                    error: None,
+                    instruction: true,
+                    log_tail: vec![],
+                })
+                .collect(),
         }
     }
 
@@ -209,8 +449,18 @@ mod tests {
     fn renders_table_ratio_and_checks() {
         let r = RunRecord {
             platforms: vec![
-                rec("linux/amd64", false, 5.8, 5.0, 3, 0),
-                rec("linux/arm64", true, 39.1, 40.0, 3, 0),
+                rec(
+                    "linux/amd64",
+                    false,
+                    5.8,
+                    &[(1.0, false), (4.0, false), (0.0, true)],
+                ),
+                rec(
+                    "linux/arm64",
+                    true,
+                    39.1,
+                    &[(8.0, false), (32.0, false), (0.0, true)],
+                ),
             ],
             index_digest: Some("sha256:ff".into()),
             checks: vec![Check {
@@ -222,37 +472,55 @@ mod tests {
             wall_seconds: 65.0,
             ..Default::default()
         };
-        let s = render(&r);
+        let s = render(&r, &ReportOptions::default(), false);
         let lines: Vec<&str> = s.lines().collect();
         assert_eq!(
             lines[0],
-            "PLATFORM     MODE      WALL   STEPS RUN/CACHED  DIGEST"
+            "PLATFORM     MODE      WALL   STEPS RUN/CACHED  CACHE HITS  DIGEST"
         );
         assert_eq!(
             lines[1],
-            "linux/amd64  native    5.8s   3/0               sha256:a1a1a1a1a1a1"
+            "linux/amd64  native    5.8s   2/1               33%         sha256:a1a1a1a1a1a1"
         );
         assert_eq!(
             lines[2],
-            "linux/arm64  emulated  39.1s  3/0               sha256:a1a1a1a1a1a1"
+            "linux/arm64  emulated  39.1s  2/1               33%         sha256:a1a1a1a1a1a1"
         );
         assert!(
-            s.contains("linux/arm64 under QEMU: steps ran 8.0× slower than native linux/amd64"),
+            s.contains("linux/arm64 under QEMU: steps ran 8.0× slower than native linux/amd64 (40.0s vs 5.0s)."),
             "{s}"
         );
+        // cost 35 of 45 s.
+        assert!(
+            s.contains("emulation cost: +35.0s of the 45.0s of step time (78%)."),
+            "{s}"
+        );
+        assert!(
+            s.contains("RUN step1                SLOWEST") || s.contains("RUN step1"),
+            "{s}"
+        );
+        assert!(s.contains("hint: cache it"), "{s}");
         assert!(s.contains("✓ platform linux/arm64: present"));
         assert!(s.contains("total   1m05.0s"));
+        assert!(!s.contains('\x1b'), "no colour when asked for none");
+        assert!(render(&r, &ReportOptions::default(), true).contains("\x1b[32m✓"));
     }
 
     #[test]
     fn no_ratio_when_cached() {
         let r = RunRecord {
             platforms: vec![
-                rec("linux/amd64", false, 1.0, 0.0, 3, 3),
-                rec("linux/arm64", true, 1.2, 0.0, 3, 3),
+                rec("linux/amd64", false, 1.0, &[(0.0, true), (0.0, true)]),
+                rec("linux/arm64", true, 1.2, &[(0.0, true), (0.0, true)]),
             ],
             ..Default::default()
         };
-        assert!(!render(&r).contains("slower"));
+        let s = render(&r, &ReportOptions::default(), false);
+        assert!(!s.contains("slower"), "{s}");
+        assert!(!s.contains("emulation cost"), "{s}");
+        assert!(
+            s.contains("linux/arm64: every step came from the cache: nothing ran under emulation in this run."),
+            "{s}"
+        );
     }
 }
