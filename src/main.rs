@@ -28,6 +28,7 @@ fn main() {
         }
     };
     let outcome = runtime.block_on(async {
+        mbx::interrupt::install();
         match cli.command {
             Command::Ci(a) => commands::ci(a).await,
             Command::Setup(a) => commands::setup(a).await,

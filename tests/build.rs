@@ -274,3 +274,138 @@ fn missing_secret_sources_are_bad_input() {
         stderr(&o)
     );
 }
+
+#[test]
+fn ctrl_c_stops_the_builds_and_says_what_was_pushed() {
+    use std::io::{BufRead, BufReader};
+    require_builder();
+    let d = tempfile::tempdir().unwrap();
+    // amd64 finishes at once; arm64 sleeps (under QEMU) until interrupted.
+    std::fs::write(
+        d.path().join("Dockerfile"),
+        format!(
+            "FROM 127.0.0.1:5000/mbx/busybox:latest\nARG TARGETARCH\nRUN echo {}; if [ \"$TARGETARCH\" = arm64 ]; then sleep 120; fi\n",
+            std::process::id()
+        ),
+    )
+    .unwrap();
+    let repo = unique_repo("interrupted");
+    let mut c = mbx();
+    c.args(["ci", "--local", "--cache", "none", "--context"])
+        .arg(d.path())
+        .args(["--image", &repo, "--push"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr_pipe).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("built linux/amd64") {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().any(|l| l.contains("built linux/amd64")),
+        "{seen:?}"
+    );
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let started = std::time::Instant::now();
+    // SIGINT to mbx alone (not its process group): mbx must stop buildx itself.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    let text = rest.join("\n");
+    eprintln!("{}\n{text}", seen.join("\n"));
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "stopped promptly, not after the 120 s sleep"
+    );
+    assert!(
+        text.contains(
+            "error: interrupted: stopped linux/arm64; pushed by digest only: linux/amd64 (sha256:"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("help: no index was pushed and no tag moved"),
+        "{text}"
+    );
+    let tagged = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{repo}:latest"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!tagged.status.success(), "no tag after an interrupted run");
+}
+
+#[test]
+fn the_docker_driver_pushes_staging_tags_and_says_so() {
+    require_chain();
+    // dockerd's own builder `default` (docker driver, containerd image store).
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("Dockerfile"),
+        "FROM 127.0.0.1:5000/mbx/busybox:latest\nCOPY note.txt /\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.path().join("note.txt"),
+        format!("{}\n", std::process::id()),
+    )
+    .unwrap();
+    let repo = unique_repo("docker-driver");
+    let record = d.path().join("run.json");
+    let mut c = mbx();
+    c.args([
+        "ci",
+        "--local",
+        "--cache",
+        "none",
+        "--builder",
+        "default",
+        "--driver",
+        "docker",
+        "--context",
+    ])
+    .arg(d.path())
+    .args(["--image", &repo, "--push", "--json"])
+    .arg(&record);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the docker driver cannot push by digest"),
+        "{}",
+        stderr(&o)
+    );
+    let r = read_json(&record);
+    assert_eq!(r["verified"], true);
+    assert!(
+        r["notes"][0].as_str().unwrap().contains("staging tag"),
+        "{r}"
+    );
+    for slug in ["linux-amd64", "linux-arm64"] {
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{repo}:mbx-staging-{slug}"),
+        ]);
+    }
+    let index = json(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{repo}:latest"),
+    ]));
+    assert_eq!(index_platforms(&index), vec!["linux/amd64", "linux/arm64"]);
+}

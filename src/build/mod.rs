@@ -58,6 +58,24 @@ pub fn run(
         }
     }
 
+    // The docker driver cannot push by digest: each platform goes to a staging tag.
+    let driver = match record.setup.as_ref().and_then(|s| s.builder.as_ref()) {
+        Some(b) => b.driver.clone(),
+        None => buildx
+            .inspect(&plan.builder.name, false)?
+            .map(|i| i.driver)
+            .unwrap_or_default(),
+    };
+    let staging = driver == "docker" && matches!(build.output, Output::Registry { .. });
+    if let (true, Output::Registry { repository, .. }) = (staging, &build.output) {
+        let note = format!(
+            "the docker driver cannot push by digest: each platform was pushed to a staging tag \
+             ({repository}:{}-<os>-<arch>); use the docker-container driver to avoid them",
+            STAGING_PREFIX
+        );
+        printer.status(&note);
+        record.notes.push(note);
+    }
     let queue: Mutex<Vec<Platform>> = Mutex::new(plan.platforms.iter().rev().cloned().collect());
     let results: Mutex<Vec<PlatformRecord>> = Mutex::new(Vec::new());
     let workers = build.max_parallel.min(plan.platforms.len()).max(1);
@@ -73,15 +91,13 @@ pub fn run(
                     if emulated { "emulated" } else { "native" }
                 ));
                 let part = parts_root.as_ref().map(|r| r.join(platform.slug()));
-                let rec = build_one(
-                    plan,
-                    build,
-                    buildx,
-                    &platform,
+                let target = Target {
+                    platform: &platform,
                     emulated,
-                    work.path(),
-                    part.as_deref(),
-                );
+                    part: part.as_deref(),
+                    staging,
+                };
+                let rec = build_one(plan, build, buildx, &target, work.path());
                 match &rec.error {
                     None => {
                         printer.status(&format!("built {platform} in {:.1}s", rec.wall_seconds))
@@ -100,6 +116,40 @@ pub fn run(
     results.sort_by_key(|r| plan.platforms.iter().position(|p| *p == r.platform));
     record.platforms = results;
 
+    if crate::interrupt::interrupted() {
+        if let Some(root) = &parts_root {
+            let _ = std::fs::remove_dir_all(root);
+        }
+        let pushed: Vec<String> = record
+            .platforms
+            .iter()
+            .filter(|r| r.error.is_none())
+            .filter_map(|r| Some(format!("{} ({})", r.platform, r.build_digest.as_deref()?)))
+            .collect();
+        let stopped: Vec<String> = record
+            .platforms
+            .iter()
+            .filter(|r| r.error.is_some())
+            .map(|r| r.platform.to_string())
+            .collect();
+        let mut message = format!(
+            "interrupted: stopped {}",
+            if stopped.is_empty() {
+                "nothing".into()
+            } else {
+                stopped.join(", ")
+            }
+        );
+        let help = match &build.output {
+            Output::Registry { .. } if !pushed.is_empty() => {
+                message.push_str(&format!("; pushed by digest only: {}", pushed.join(", ")));
+                "no index was pushed and no tag moved".to_string()
+            }
+            Output::Registry { .. } => "nothing was pushed".to_string(),
+            Output::Layout { .. } => "no index was written".to_string(),
+        };
+        return Err(Error::Interrupted { message, help });
+    }
     let failed: Vec<&PlatformRecord> = record
         .platforms
         .iter()
@@ -180,6 +230,9 @@ pub fn run(
     Ok(())
 }
 
+/// Tag prefix of the per-platform staging tags pushed with the docker driver.
+pub const STAGING_PREFIX: &str = "mbx-staging";
+
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
@@ -210,6 +263,7 @@ pub fn build_args(
     metadata: &Path,
     part: Option<&Path>,
     cache: &[String],
+    staging: bool,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: String| a.push(s.into());
@@ -254,6 +308,10 @@ pub fn build_args(
     }
     match (&build.output, part) {
         (Output::Layout { .. }, Some(dir)) => push(format!("--output=type=oci,dest={},tar=false", dir.display())),
+        (Output::Registry { repository, .. }, _) if staging => push(format!(
+            "--output=type=image,name={repository}:{STAGING_PREFIX}-{},push=true,oci-mediatypes=true",
+            platform.slug()
+        )),
         (Output::Registry { repository, .. }, _) => push(format!(
             "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true"
         )),
@@ -272,18 +330,32 @@ pub fn build_args(
     a
 }
 
+/// One platform's build: where it goes and how.
+struct Target<'a> {
+    platform: &'a Platform,
+    emulated: bool,
+    /// The OCI layout directory of this platform (layout output).
+    part: Option<&'a Path>,
+    /// Push to a staging tag (docker driver) instead of by digest.
+    staging: bool,
+}
+
 fn build_one(
     plan: &Plan,
     build: &BuildPlan,
     buildx: &Buildx,
-    platform: &Platform,
-    emulated: bool,
+    target: &Target,
     work: &Path,
-    part: Option<&Path>,
 ) -> PlatformRecord {
+    let Target {
+        platform,
+        emulated,
+        part,
+        staging,
+    } = *target;
     let metadata = work.join(format!("{}.metadata.json", platform.slug()));
     let cache = cache::args(&build.cache, platform);
-    let args = build_args(plan, build, platform, &metadata, part, &cache.args);
+    let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
     let started = Instant::now();
     let outcome = buildx.build(args, &metadata, &secret_values(build));
     let wall = started.elapsed().as_secs_f64();
