@@ -405,6 +405,28 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
         "the labels input reached the image"
     );
 
+    // The builder mbx created: removed by the action when this mbx has
+    // `setup --cleanup`, else left (and removed here).
+    let has_cleanup = {
+        let o = Command::new(env!("CARGO_BIN_EXE_mbx"))
+            .args(["setup", "--help"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.trim_start().starts_with("--cleanup"))
+    };
+    let builder_exists = Command::new("docker")
+        .args(["buildx", "inspect", &builder.0])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert_eq!(
+        builder_exists, !has_cleanup,
+        "builder left in place exactly when mbx has no `setup --cleanup`:\n{log}"
+    );
+
     // 2. The builder's local state goes (a new runner would have none); the
     //    binary now comes through the download path, checked against the
     //    manifest; every step of both platforms must come from the gha cache.
