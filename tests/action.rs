@@ -1,0 +1,949 @@
+//! The GitHub Action (action.yml, scripts/action/, runtime/) end to end
+//! through nektos/act in self-hosted mode, on the real chain: act runs
+//! tests/fixtures/action/workflow.yml in a fixture repository holding
+//! examples/hello, and that workflow `uses: org/mbx-action@v1`.
+//!
+//! Stand-ins, and why:
+//! - `org/mbx-action@v1` and the runtime step it uses
+//!   (`org/mbx-action/runtime@<pinned commit>`) are this very tree: act's
+//!   `--local-repository OWNER/REPO@REF=DIR` maps both refs to a copy of it, so
+//!   nothing is fetched from github.com.
+//! - GitHub Releases: a loopback HTTP server serving the binary under
+//!   `/v<version>/mbx-<target>`, reached through the action's
+//!   `MBX_DOWNLOAD_BASE` override. The sha256 the action checks comes from the
+//!   copy's dist/manifest.json, written by the test as a release would.
+//! - The gha cache is act's own cache server (`--cache-server-addr 127.0.0.1`,
+//!   the v1 protocol). act exports ACTIONS_CACHE_URL but no
+//!   ACTIONS_RUNTIME_TOKEN; BuildKit only decodes the token (a JWT with `ac`,
+//!   `exp`, `nbf` claims) and never checks its signature, so the test mints an
+//!   unsigned one and hands it to act with `--env`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use sha2::Digest;
+use support::*;
+
+const ACTION: &str = "org/mbx-action";
+const TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// The commit action.yml pins its runtime step to.
+fn runtime_pin() -> String {
+    let yml = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
+    let needle = format!("uses: {ACTION}/runtime@");
+    let line = yml
+        .lines()
+        .find(|l| l.contains(&needle))
+        .expect("action.yml uses the runtime step");
+    let sha = line.split('@').nth(1).unwrap().trim().to_string();
+    assert!(
+        sha.len() == 40 && sha.bytes().all(|c| c.is_ascii_hexdigit()),
+        "the runtime step is pinned by a full commit sha, not `{sha}`"
+    );
+    sha
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    sha2::Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// sha256 of a (large) file with coreutils: the debug-built sha2 would take
+/// seconds over the 100+ MB debug binary.
+fn sha256_file(p: &Path) -> String {
+    let o = Command::new("sha256sum").arg(p).output().unwrap();
+    assert!(o.status.success());
+    String::from_utf8_lossy(&o.stdout)[..64].to_string()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// A copy of the action as a release tag would hold it: action.yml,
+/// scripts/action/, runtime/ and dist/manifest.json (replaced by `manifest`
+/// when given).
+fn action_tree(dir: &Path, manifest: Option<&serde_json::Value>) -> PathBuf {
+    let root = repo_root();
+    let a = dir.join("action");
+    std::fs::create_dir_all(a.join("scripts")).unwrap();
+    std::fs::copy(root.join("action.yml"), a.join("action.yml")).unwrap();
+    copy_dir(&root.join("scripts/action"), &a.join("scripts/action"));
+    copy_dir(&root.join("runtime"), &a.join("runtime"));
+    copy_dir(&root.join("dist"), &a.join("dist"));
+    let _ = std::fs::remove_dir_all(a.join("dist/out"));
+    if let Some(m) = manifest {
+        std::fs::write(
+            a.join("dist/manifest.json"),
+            serde_json::to_string_pretty(m).unwrap(),
+        )
+        .unwrap();
+    }
+    a
+}
+
+/// A manifest as the release workflow writes it, for one binary.
+fn release_manifest(version: &str, sha256: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": version,
+        "released": true,
+        "repository": ACTION,
+        "targets": {"X64": TARGET, "ARM64": "aarch64-unknown-linux-musl"},
+        "asset": "mbx-{target}",
+        "sha256": {TARGET: sha256},
+    })
+}
+
+/// A git repository holding examples/hello as hello/ and the test workflow.
+fn fixture_repo(dir: &Path) -> PathBuf {
+    let r = dir.join("repo");
+    std::fs::create_dir_all(r.join("hello")).unwrap();
+    std::fs::create_dir_all(r.join(".github/workflows")).unwrap();
+    std::fs::copy(
+        repo_root().join("examples/hello/Dockerfile"),
+        r.join("hello/Dockerfile"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo_root().join("tests/fixtures/action/workflow.yml"),
+        r.join(".github/workflows/mbx.yml"),
+    )
+    .unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=mbx test",
+            "-c",
+            "user.email=mbx@test.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "fixture",
+        ],
+    ] {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&r)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+    }
+    r
+}
+
+/// An unsigned runtime token: BuildKit reads the `ac` scopes and the
+/// validity window, and does not check the signature (act has no token).
+fn unsigned_runtime_jwt() -> String {
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = serde_json::json!({
+        "ac": r#"[{"Scope":"refs/heads/main","Permission":3}]"#,
+        "nbf": now - 60,
+        "exp": now + 3600,
+    });
+    format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&claims.to_string())
+    )
+}
+
+/// The stand-in for GitHub Releases: serves `files` (path → bytes) on
+/// 127.0.0.1 and records each requested path.
+struct Releases {
+    base: String,
+    requests: Arc<Mutex<Vec<String>>>,
+}
+
+fn serve_releases(files: HashMap<String, Vec<u8>>) -> Releases {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", l.local_addr().unwrap());
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    let files = Arc::new(files);
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let (files, seen) = (files.clone(), seen.clone());
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut first = String::new();
+                let _ = r.read_line(&mut first);
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                }
+                let path = first.split(' ').nth(1).unwrap_or("").to_string();
+                seen.lock().unwrap().push(path.clone());
+                let mut s = s;
+                match files.get(&path) {
+                    Some(b) => {
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                            b.len()
+                        );
+                        let _ = s.write_all(b);
+                    }
+                    None => {
+                        let _ = s.write_all(
+                            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                    }
+                }
+            });
+        }
+    });
+    Releases { base, requests }
+}
+
+/// Removes a buildx builder when dropped (the test's own, never ci-builder).
+struct BuilderGuard(String);
+
+impl BuilderGuard {
+    fn remove(&self) {
+        let _ = Command::new("docker")
+            .args(["buildx", "rm", "--force", &self.0])
+            .output();
+    }
+}
+
+impl Drop for BuilderGuard {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// Run the fixture workflow with act; returns the output and the whole log.
+fn act(repo: &Path, action: &Path, cache: &Path, env: &[(&str, String)]) -> (Output, String) {
+    let pin = runtime_pin();
+    let mut c = Command::new("timeout");
+    c.args(["900", "act", "push", "-P", "ubuntu-latest=-self-hosted"])
+        .args(["--cache-server-addr", "127.0.0.1", "--cache-server-path"])
+        .arg(cache)
+        .arg("--local-repository")
+        .arg(format!("{ACTION}@v1={}", action.display()))
+        .arg("--local-repository")
+        .arg(format!("{ACTION}@{pin}={}", action.display()))
+        .current_dir(repo)
+        .env("ACT_DISABLE_VERSION_CHECK", "1");
+    let config = chain_dir().join("mbx.toml");
+    c.args(["--env", &format!("MBX_CONFIG={}", config.display())]);
+    c.args(["--env", "NO_COLOR=1"]);
+    for (k, v) in env {
+        c.arg("--env").arg(format!("{k}={v}"));
+    }
+    let t = std::time::Instant::now();
+    let o = c.output().expect("act is installed by scripts/chain-up");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!(
+        "--- act exited {:?} in {:.1}s\n{log}",
+        o.status.code(),
+        t.elapsed().as_secs_f64()
+    );
+    (o, log)
+}
+
+/// What the mbx step wrote to GITHUB_STEP_SUMMARY: act prints it after the
+/// step (`⚙  Summary - …`) and starts the next step with an empty file.
+fn act_summary(log: &str) -> String {
+    let start = log
+        .find("Summary - ")
+        .unwrap_or_else(|| panic!("no job summary in act's log:\n{log}"));
+    let rest = &log[start + "Summary - ".len()..];
+    let end = rest.find("\n[mbx-action-test/").unwrap_or(rest.len());
+    rest[..end].to_string()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// act's tool cache (RUNNER_TOOL_CACHE in self-hosted mode).
+fn act_tool_cache() -> PathBuf {
+    PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/act/tool_cache")
+}
+
+/// A version string no other run used, so the tool cache cannot answer.
+fn unique_version() -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!("0.1.0-test.{}.{t}", std::process::id())
+}
+
+#[test]
+fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
+    require_chain();
+    let d = tempfile::tempdir().unwrap();
+    let repo = fixture_repo(d.path());
+    let cache = d.path().join("act-cache");
+    let image = unique_repo("action-hello");
+    let builder = BuilderGuard(format!("mbx-action-test-{}", std::process::id()));
+    let token = unsigned_runtime_jwt();
+    let env = |out: &Path| {
+        std::fs::create_dir_all(out).unwrap();
+        vec![
+            ("MBX_TEST_OUT", out.display().to_string()),
+            ("MBX_TEST_TAGS", format!("{image}:v1,{image}:latest")),
+            ("MBX_TEST_CACHE", "gha".to_string()),
+            ("MBX_TEST_BUILDER", builder.0.clone()),
+            ("ACTIONS_RUNTIME_TOKEN", token.clone()),
+        ]
+    };
+
+    // 1. mbx-binary: the freshly built binary; cold gha cache.
+    let action = action_tree(d.path(), None);
+    let out1 = d.path().join("out1");
+    let mut env1 = env(&out1);
+    env1.push(("MBX_TEST_BINARY", env!("CARGO_BIN_EXE_mbx").to_string()));
+    let (o, log) = act(&repo, &action, &cache, &env1);
+    assert!(o.status.success(), "act failed:\n{log}");
+    assert!(
+        log.contains("mbx: gha cache credentials from the runtime step"),
+        "the run step took the cache credentials from the runtime step's file:\n{log}"
+    );
+    assert!(
+        !log.contains(&token),
+        "the runtime token is masked in the log"
+    );
+    let temp_listing = read(&out1.join("runner-temp.txt"));
+    assert!(
+        !temp_listing.contains("mbx-runtime-"),
+        "the credentials file is deleted: {temp_listing}"
+    );
+
+    // The outputs against an independent read of the registry (skopeo).
+    let digest = read(&out1.join("digest"));
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}:v1"),
+    ]);
+    assert_eq!(
+        digest,
+        format!("sha256:{}", sha256_hex(raw.as_bytes())),
+        "output digest = the index the registry serves under :v1"
+    );
+    let latest = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}:latest"),
+    ]);
+    assert_eq!(latest, raw, ":latest is the same index");
+    let index = json(&raw);
+    assert_eq!(index_platforms(&index), vec!["linux/amd64", "linux/arm64"]);
+    let platform_digests = read_json(&out1.join("platform-digests.json"));
+    for m in index["manifests"].as_array().unwrap() {
+        let p = &m["platform"];
+        if p["os"] == "unknown" {
+            continue;
+        }
+        let name = format!(
+            "{}/{}",
+            p["os"].as_str().unwrap(),
+            p["architecture"].as_str().unwrap()
+        );
+        assert_eq!(platform_digests[&name], m["digest"], "{name}");
+    }
+    let metadata = read_json(&out1.join("metadata.json"));
+    assert_eq!(metadata["containerimage.digest"], digest.as_str());
+    let platforms = metadata["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), 2, "{metadata}");
+    for p in platforms {
+        assert_eq!(p["steps_total"], 3, "{p}");
+        assert!(p["error"].is_null(), "{p}");
+    }
+    let summary = act_summary(&log);
+    assert!(
+        summary.contains(&digest),
+        "summary names the index: {summary}"
+    );
+    assert!(summary.contains("linux/arm64"), "{summary}");
+    let config = json(&skopeo(&[
+        "inspect",
+        "--config",
+        "--raw",
+        "--tls-verify=false",
+        "--override-arch",
+        "arm64",
+        &format!("docker://{image}:v1"),
+    ]));
+    assert_eq!(
+        config["config"]["Labels"]["org.opencontainers.image.title"], "hello",
+        "the labels input reached the image"
+    );
+
+    // The builder mbx created: removed by the action when this mbx has
+    // `setup --cleanup`, else left (and removed here).
+    let has_cleanup = {
+        let o = Command::new(env!("CARGO_BIN_EXE_mbx"))
+            .args(["setup", "--help"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .any(|l| l.trim_start().starts_with("--cleanup"))
+    };
+    let builder_exists = Command::new("docker")
+        .args(["buildx", "inspect", &builder.0])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert_eq!(
+        builder_exists, !has_cleanup,
+        "builder left in place exactly when mbx has no `setup --cleanup`:\n{log}"
+    );
+
+    // 2. The builder's local state goes (a new runner would have none); the
+    //    binary now comes through the download path, checked against the
+    //    manifest; every step of both platforms must come from the gha cache.
+    builder.remove();
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_mbx")).unwrap();
+    let sha = sha256_file(Path::new(env!("CARGO_BIN_EXE_mbx")));
+    let version = unique_version();
+    let releases = serve_releases(HashMap::from([(
+        format!("/v{version}/mbx-{TARGET}"),
+        binary.clone(),
+    )]));
+    let d2 = tempfile::tempdir().unwrap();
+    let action2 = action_tree(d2.path(), Some(&release_manifest(&version, &sha)));
+    let out2 = d.path().join("out2");
+    let mut env2 = env(&out2);
+    env2.push(("MBX_DOWNLOAD_BASE", releases.base.clone()));
+    let (o, log) = act(&repo, &action2, &cache, &env2);
+    let cached = act_tool_cache().join("mbx").join(&version);
+    let kept = std::fs::read(cached.join("x64/mbx"));
+    let _ = std::fs::remove_dir_all(&cached);
+    assert!(o.status.success(), "act failed:\n{log}");
+    assert_eq!(
+        *releases.requests.lock().unwrap(),
+        vec![format!("/v{version}/mbx-{TARGET}")],
+        "one download from the releases stand-in"
+    );
+    assert!(log.contains("verified, kept in"), "{log}");
+    assert!(
+        kept.expect("the binary is kept in the tool cache") == binary,
+        "the tool cache holds the verified bytes"
+    );
+    let metadata = read_json(&out2.join("metadata.json"));
+    let platforms = metadata["platforms"].as_array().unwrap();
+    assert_eq!(platforms.len(), 2, "{metadata}");
+    for p in platforms {
+        assert_eq!(p["steps_total"], 3, "{p}");
+        assert_eq!(
+            p["steps_cached"], p["steps_total"],
+            "every step of {} from the gha cache: {p}",
+            p["platform"]
+        );
+    }
+    let digest2 = read(&out2.join("digest"));
+    let raw2 = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}:v1"),
+    ]);
+    assert_eq!(digest2, format!("sha256:{}", sha256_hex(raw2.as_bytes())));
+}
+
+#[test]
+fn a_tampered_download_stops_the_action_before_it_runs() {
+    require_chain();
+    let d = tempfile::tempdir().unwrap();
+    let repo = fixture_repo(d.path());
+    let binary = std::fs::read(env!("CARGO_BIN_EXE_mbx")).unwrap();
+    let sha = sha256_file(Path::new(env!("CARGO_BIN_EXE_mbx")));
+    let mut tampered = binary;
+    let i = tampered.len() / 2;
+    tampered[i] ^= 0x01; // one byte changed
+    let version = unique_version();
+    let releases = serve_releases(HashMap::from([(
+        format!("/v{version}/mbx-{TARGET}"),
+        tampered,
+    )]));
+    // The manifest in the action's tree holds the real binary's sha256.
+    let action = action_tree(d.path(), Some(&release_manifest(&version, &sha)));
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let image = unique_repo("action-tampered");
+    let (o, log) = act(
+        &repo,
+        &action,
+        &d.path().join("act-cache"),
+        &[
+            ("MBX_TEST_OUT", out.display().to_string()),
+            ("MBX_TEST_TAGS", format!("{image}:v1")),
+            ("MBX_TEST_CACHE", "gha".to_string()),
+            (
+                "MBX_TEST_BUILDER",
+                "mbx-action-tampered-never-created".into(),
+            ),
+            ("ACTIONS_RUNTIME_TOKEN", unsigned_runtime_jwt()),
+            ("MBX_DOWNLOAD_BASE", releases.base.clone()),
+        ],
+    );
+    let cached = act_tool_cache().join("mbx").join(&version);
+    let left = cached.join("x64/mbx").exists();
+    let _ = std::fs::remove_dir_all(&cached);
+    assert!(!o.status.success(), "the job must fail:\n{log}");
+    assert_eq!(
+        releases.requests.lock().unwrap().len(),
+        1,
+        "it was downloaded"
+    );
+    assert!(log.contains("sha256 mismatch"), "{log}");
+    assert!(log.contains(&sha), "names the expected sha256: {log}");
+    assert!(!left, "a tampered binary is never kept in the tool cache");
+    // Neither the credentials handoff nor the mbx step ran.
+    assert!(!log.contains("cache credentials handed over"), "{log}");
+    assert!(!log.contains("scripts/action/run"), "{log}");
+    assert!(
+        !log.contains(&format!("mbx {}", env!("CARGO_PKG_VERSION"))),
+        "{log}"
+    );
+    assert_eq!(read(&out.join("digest")), "", "no outputs");
+}
+
+/// The runtime step is pinned to a commit of this repository whose runtime/
+/// is the one in this tree, so what act maps in the tests is what a runner
+/// would fetch.
+#[test]
+fn the_runtime_step_pin_is_a_commit_with_this_runtime() {
+    let pin = runtime_pin();
+    let o = Command::new("git")
+        .args(["diff", "--quiet", &pin, "--", "runtime/"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "runtime/ differs from the pinned commit {pin} (or the commit is missing: \
+         CI needs the full history); commit runtime/ and update the pin in action.yml: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// scripts/action/run and scripts/action/fetch on their own (no act): inputs →
+// argv, injection, errors, the credentials handoff, the tool cache. `mbx` here
+// is a recorder around the real binary: `--help`/`--version` go to the real
+// one (so the flags it lacks are detected as in a real run), `ci` only
+// records its argv and environment.
+
+struct Recorder {
+    dir: tempfile::TempDir,
+}
+
+impl Recorder {
+    fn new() -> Recorder {
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case $a in --help|--version) exec '{real}' \"$@\";; esac; done\n\
+             if [ \"$1\" = ci ]; then printf '%s\\n' \"$@\" >'{d}/argv'; env >'{d}/env'; fi\nexit 0\n",
+            real = env!("CARGO_BIN_EXE_mbx"),
+            d = dir.path().display()
+        );
+        let p = dir.path().join("mbx");
+        std::fs::write(&p, script).unwrap();
+        Command::new("chmod").arg("+x").arg(&p).status().unwrap();
+        Recorder { dir }
+    }
+
+    /// Run scripts/action/run with these inputs (INPUT_* names) and extra env.
+    fn run(&self, inputs: &[(&str, &str)], extra: &[(&str, &str)]) -> Output {
+        let temp = self.dir.path().join("runner-temp");
+        std::fs::create_dir_all(&temp).unwrap();
+        let mut c = Command::new(repo_root().join("scripts/action/run"));
+        c.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("MBX", self.dir.path().join("mbx"))
+            .env("RUNNER_TEMP", &temp)
+            .env("GITHUB_OUTPUT", self.dir.path().join("github-output"))
+            .current_dir(self.dir.path());
+        for (k, v) in inputs {
+            c.env(format!("INPUT_{}", k.to_uppercase().replace('-', "_")), v);
+        }
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        eprintln!(
+            "--- run exited {:?}\n{}{}",
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    }
+
+    fn argv(&self) -> Vec<String> {
+        read(&self.dir.path().join("argv"))
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn env(&self) -> String {
+        // One leading newline so that every `\nKEY=VALUE\n` can be matched.
+        format!("\n{}", read(&self.dir.path().join("env")))
+    }
+
+    fn ran_ci(&self) -> bool {
+        self.dir.path().join("argv").exists()
+    }
+}
+
+/// `flag VALUE` pairs of an argv.
+fn pairs(argv: &[String], flag: &str) -> Vec<String> {
+    argv.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+fn ci_has_flag(flag: &str) -> bool {
+    let o = Command::new(env!("CARGO_BIN_EXE_mbx"))
+        .args(["ci", "--help"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .any(|l| l.trim_start().starts_with(flag))
+}
+
+#[test]
+fn run_maps_every_input_to_argv_and_secrets_only_to_the_environment() {
+    let r = Recorder::new();
+    let o = r.run(
+        &[
+            ("context", "ctx dir"),
+            ("file", "ctx dir/Dockerfile.prod"),
+            ("platforms", "linux/amd64,linux/arm64"),
+            (
+                "tags",
+                "ghcr.io/acme/app:1.0\nghcr.io/acme/app , ghcr.io/acme/app:sha-abc",
+            ),
+            ("labels", "a=1\n\n  b=two words  \n"),
+            ("build-args", "X=1\nY=has,comma"),
+            ("target", "prod"),
+            ("push", "true"),
+            ("provenance", "mode=max"),
+            ("sbom", "true"),
+            ("secrets", "TOKEN=s3cr3t-value\nNETRC=machine=x"),
+            ("cache", "registry"),
+            ("cache-scope-prefix", "app"),
+            ("builder", "b1"),
+            ("driver", "docker-container"),
+            (
+                "driver-opts",
+                "network=host,image=127.0.0.1:5000/moby/buildkit:local",
+            ),
+            ("buildkit-image", "127.0.0.1:5000/moby/buildkit:local"),
+            ("verify", "true"),
+            ("check-binaries", "true"),
+            ("summary", "false"),
+            ("github-token", "ghs_tokenvalue"),
+        ],
+        &[("ACTIONS_RUNTIME_TOKEN", "inherited-token")],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    let argv = r.argv();
+    assert_eq!(argv[0], "ci");
+    assert_eq!(pairs(&argv, "--context"), ["ctx dir"]);
+    assert_eq!(pairs(&argv, "--file"), ["ctx dir/Dockerfile.prod"]);
+    assert_eq!(pairs(&argv, "--image"), ["ghcr.io/acme/app"]);
+    assert_eq!(pairs(&argv, "--tag"), ["1.0", "latest", "sha-abc"]);
+    assert_eq!(pairs(&argv, "--label"), ["a=1", "b=two words"]);
+    assert_eq!(pairs(&argv, "--build-arg"), ["X=1", "Y=has,comma"]);
+    assert_eq!(pairs(&argv, "--target"), ["prod"]);
+    assert!(argv.contains(&"--push".to_string()));
+    assert_eq!(pairs(&argv, "--provenance"), ["mode=max"]);
+    assert_eq!(pairs(&argv, "--sbom"), ["true"]);
+    assert_eq!(
+        pairs(&argv, "--secret-env"),
+        ["TOKEN=MBX_SECRET_0", "NETRC=MBX_SECRET_1"]
+    );
+    assert_eq!(pairs(&argv, "--cache"), ["registry"]);
+    assert_eq!(pairs(&argv, "--cache-scope-prefix"), ["app"]);
+    assert_eq!(pairs(&argv, "--builder"), ["b1"]);
+    assert_eq!(
+        pairs(&argv, "--driver-opt"),
+        ["network=host", "image=127.0.0.1:5000/moby/buildkit:local"]
+    );
+    assert_eq!(
+        pairs(&argv, "--buildkit-image"),
+        ["127.0.0.1:5000/moby/buildkit:local"]
+    );
+    assert!(argv.contains(&"--check-binaries".to_string()));
+    assert_eq!(pairs(&argv, "--json").len(), 1);
+    assert!(!argv
+        .iter()
+        .any(|a| a.contains("s3cr3t") || a.contains("ghs_")));
+
+    let env = r.env();
+    assert!(env.contains("\nMBX_SECRET_0=s3cr3t-value\n"), "{env}");
+    assert!(env.contains("\nMBX_SECRET_1=machine=x\n"), "{env}");
+    assert!(env.contains("\nGITHUB_TOKEN=ghs_tokenvalue\n"), "{env}");
+    assert!(!env.contains("INPUT_SECRETS") && !env.contains("INPUT_GITHUB_TOKEN"));
+    assert!(
+        !env.contains("ACTIONS_RUNTIME_TOKEN"),
+        "an inherited runtime token never reaches mbx outside the handoff: {env}"
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("::add-mask::s3cr3t-value"), "{stdout}");
+    assert!(stdout.contains("::add-mask::ghs_tokenvalue"), "{stdout}");
+}
+
+#[test]
+fn run_passes_inputs_as_data_never_as_shell_text() {
+    let r = Recorder::new();
+    let marker = r.dir.path().join("pwned");
+    let evil = format!("$(touch {m}); `touch {m}`; touch {m}", m = marker.display());
+    let o = r.run(
+        &[
+            ("context", &evil),
+            ("target", "\"; touch pwned; echo \""),
+            ("build-args", &format!("A={evil}")),
+            ("cache", "none"),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!marker.exists(), "an input was run as shell code");
+    assert!(!r.dir.path().join("pwned").exists());
+    let argv = r.argv();
+    assert_eq!(pairs(&argv, "--context"), [evil.as_str()]);
+    assert_eq!(pairs(&argv, "--build-arg"), [format!("A={evil}")]);
+}
+
+#[test]
+fn run_refuses_what_it_cannot_do_with_exit_2() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("tags", "a.io/x/one:1,a.io/x/two:1"), ("cache", "none")],
+            "two repositories",
+        ),
+        (
+            &[("push", "true"), ("cache", "none")],
+            "push: true needs tags",
+        ),
+        (
+            &[("push", "yes"), ("cache", "none")],
+            "must be true or false",
+        ),
+        (&[("cache", "s3")], "must be gha, local, registry or none"),
+        (
+            &[("tags", "a.io/x@sha256:00"), ("cache", "none")],
+            "names a digest",
+        ),
+        (
+            &[("secrets", "no-equals-sign"), ("cache", "none")],
+            "not KEY=VALUE",
+        ),
+        (&[("cache", "gha")], "handed over no credentials file"),
+    ];
+    for (inputs, want) in cases {
+        let r = Recorder::new();
+        let o = r.run(inputs, &[]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(2), "{inputs:?}: {text}");
+        assert!(text.contains("::error title=mbx::"), "{text}");
+        assert!(text.contains(want), "{inputs:?}: wanted `{want}` in {text}");
+        assert!(!r.ran_ci(), "{inputs:?}: mbx ci must not run");
+    }
+}
+
+/// Inputs whose mbx flag may not exist yet: set to a non-default, they are
+/// passed when this mbx has the flag, and are an error otherwise (never
+/// ignored).
+#[test]
+fn run_never_ignores_an_input_this_mbx_cannot_honour() {
+    for (input, value, flag) in [
+        ("qemu-image", "127.0.0.1:5000/binfmt:local", "--qemu-image"),
+        ("verify", "false", "--no-verify"),
+    ] {
+        let r = Recorder::new();
+        let o = r.run(&[(input, value), ("cache", "none")], &[]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        if ci_has_flag(flag) {
+            assert_eq!(o.status.code(), Some(0), "{text}");
+            assert!(r.argv().contains(&flag.to_string()), "{flag} passed");
+        } else {
+            assert_eq!(o.status.code(), Some(2), "{text}");
+            assert!(text.contains(&format!("input '{input}")), "{text}");
+            assert!(text.contains(flag), "{text}");
+            assert!(!r.ran_ci());
+        }
+    }
+}
+
+#[test]
+fn run_takes_gha_credentials_from_the_handoff_file_and_deletes_it() {
+    let r = Recorder::new();
+    let f = r.dir.path().join("mbx-runtime-test");
+    std::fs::write(
+        &f,
+        "ACTIONS_RUNTIME_TOKEN=tok.from.file\nACTIONS_CACHE_URL=http://127.0.0.1:1/c/\nIGNORED=x\n",
+    )
+    .unwrap();
+    let o = r.run(
+        &[("cache", "gha")],
+        &[
+            ("MBX_RUNTIME_FILE", f.to_str().unwrap()),
+            ("ACTIONS_RUNTIME_TOKEN", "inherited"),
+            ("ACTIONS_RESULTS_URL", "http://inherited.invalid/"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!f.exists(), "the handoff file is deleted");
+    let env = r.env();
+    assert!(
+        env.contains("\nACTIONS_RUNTIME_TOKEN=tok.from.file\n"),
+        "{env}"
+    );
+    assert!(
+        env.contains("\nACTIONS_CACHE_URL=http://127.0.0.1:1/c/\n"),
+        "{env}"
+    );
+    assert!(
+        !env.contains("ACTIONS_RESULTS_URL") && !env.contains("IGNORED"),
+        "{env}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("::add-mask::tok.from.file"));
+}
+
+/// Run scripts/action/fetch with a tool cache and manifest of the test's own.
+fn fetch(action: &Path, tool_cache: &Path, extra: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(action.join("scripts/action/fetch"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("MBX_ACTION_PATH", action)
+        .env("RUNNER_OS", "Linux")
+        .env("RUNNER_ARCH", "X64")
+        .env("RUNNER_TOOL_CACHE", tool_cache);
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    eprintln!(
+        "--- fetch exited {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+#[test]
+fn fetch_verifies_downloads_and_reuses_the_tool_cache() {
+    let d = tempfile::tempdir().unwrap();
+    // fetch never runs what it fetches: any bytes do for this test.
+    let v1 = b"#!/bin/sh\necho mbx stand-in 1\n".to_vec();
+    let v0 = b"#!/bin/sh\necho mbx stand-in 0\n".to_vec();
+    let (s1, s0) = (sha256_hex(&v1), sha256_hex(&v0));
+    let releases = serve_releases(HashMap::from([
+        (format!("/v1.2.3/mbx-{TARGET}"), v1.clone()),
+        (format!("/v1.2.2/mbx-{TARGET}"), v0.clone()),
+    ]));
+    let mut m = release_manifest("1.2.3", &s1);
+    m["history"] = serde_json::json!({"1.2.2": {TARGET: s0}});
+    let action = action_tree(d.path(), Some(&m));
+    let tc = d.path().join("tool-cache");
+    let base = ("MBX_DOWNLOAD_BASE", releases.base.as_str());
+    let path_of = |o: &Output| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .to_string()
+    };
+
+    // Cold: downloaded, verified, kept.
+    let o = fetch(&action, &tc, &[base]);
+    assert_eq!(o.status.code(), Some(0));
+    let bin = tc.join("mbx/1.2.3/x64/mbx");
+    assert_eq!(path_of(&o), bin.display().to_string());
+    assert_eq!(std::fs::read(&bin).unwrap(), v1);
+    assert!(tc.join("mbx/1.2.3/x64.complete").exists());
+    // Warm: from the tool cache, no request.
+    let o = fetch(&action, &tc, &[base]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("from the tool cache"));
+    assert_eq!(releases.requests.lock().unwrap().len(), 1);
+    // A cached file changed on disk: downloaded again, not run.
+    std::fs::write(&bin, b"#!/bin/sh\necho evil\n").unwrap();
+    let o = fetch(&action, &tc, &[base]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(std::fs::read(&bin).unwrap(), v1);
+    assert_eq!(releases.requests.lock().unwrap().len(), 2);
+    // An older version whose sha256 the manifest keeps in `history`.
+    let o = fetch(&action, &tc, &[base, ("MBX_VERSION", "v1.2.2")]);
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(std::fs::read(tc.join("mbx/1.2.2/x64/mbx")).unwrap(), v0);
+
+    // Refusals, each before any download.
+    let n = releases.requests.lock().unwrap().len();
+    for (extra, want) in [
+        (
+            vec![("MBX_VERSION", "9.9.9")],
+            "records no sha256 for mbx 9.9.9",
+        ),
+        (vec![("MBX_VERSION", "../../x")], "is not a version"),
+        (
+            vec![("RUNNER_ARCH", "ARM")],
+            "no prebuilt mbx for runner arch 'ARM'",
+        ),
+        (vec![("RUNNER_OS", "Windows")], "Linux runners only"),
+    ] {
+        let mut e = vec![base];
+        e.extend(extra);
+        let o = fetch(&action, &tc, &e);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{text}");
+        assert!(text.contains(want), "wanted `{want}` in {text}");
+    }
+    assert_eq!(releases.requests.lock().unwrap().len(), n);
+
+    // A ref whose manifest records no release.
+    let unreleased = action_tree(
+        &d.path().join("u"),
+        Some(&serde_json::json!({"version": "1.2.3", "released": false,
+            "repository": ACTION, "targets": {"X64": TARGET}, "sha256": {}})),
+    );
+    let o = fetch(&unreleased, &tc, &[base]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("released false"));
+}
