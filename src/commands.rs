@@ -48,6 +48,12 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
             b.platforms.join(", ")
         ));
     }
+    for a in &setup.actions {
+        printer.status(&format!("setup: did {a}"));
+    }
+    if let Some(n) = setup.builder.as_ref().and_then(|b| b.note.as_ref()) {
+        printer.status(&format!("setup: note: {n}"));
+    }
     record.setup = Some(setup);
     finish(&plan, &build_plan, &buildx, &printer, record).await
 }

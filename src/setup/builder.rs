@@ -218,14 +218,19 @@ pub fn settings_from_instance(json: &str) -> Option<Settings> {
     })
 }
 
+/// buildx's record of builder `name`, when it keeps one (not for the
+/// docker context's own builders, e.g. `default`).
+pub fn instance_settings(name: &str) -> Option<Settings> {
+    docker_config_dir()
+        .map(|d| d.join("buildx").join("instances").join(name))
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| settings_from_instance(&t))
+}
+
 /// The existing builder's settings: buildx's instance file when readable,
 /// else what `docker buildx inspect` shows (config then unknown).
 fn existing_settings(info: &BuilderInfo) -> Settings {
-    let from_file = docker_config_dir()
-        .map(|d| d.join("buildx").join("instances").join(&info.name))
-        .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| settings_from_instance(&t));
-    if let Some(s) = from_file {
+    if let Some(s) = instance_settings(&info.name) {
         return s;
     }
     let driver_opts = info
@@ -303,9 +308,19 @@ pub async fn ensure(
     buildx: &Buildx,
     plan: &BuilderPlan,
     platforms: &[Platform],
+    prefetched: Option<Prefetched>,
 ) -> Result<BuilderRecord> {
     let want = Settings::wanted(plan)?;
-    let existing = blocking(|| buildx.inspect(&plan.name, false))?;
+    // buildx's instance file says at once whether the builder exists; only
+    // builders it keeps none for (docker driver) cost a `buildx inspect`.
+    let existing = match instance_settings(&plan.name) {
+        Some(s) => Some(BuilderInfo {
+            name: plan.name.clone(),
+            driver: s.driver,
+            ..Default::default()
+        }),
+        None => blocking(|| buildx.inspect(&plan.name, false))?,
+    };
     let mut differences = Vec::new();
     let action = match &existing {
         Some(info) if plan.driver == "docker" || info.driver == "docker" => {
@@ -364,7 +379,10 @@ pub async fn ensure(
     // The control API is asked through dial-stdio; a builder that is not
     // running yet is bootstrapped first (buildx inspect --bootstrap).
     let docker = buildx.docker.clone();
-    let mut workers = buildkit::list_workers(&docker, &plan.name, DIAL_TIMEOUT).await;
+    let mut workers = match prefetched {
+        Some(Prefetched(Ok(w))) if action == "reused" && !w.is_empty() => Ok(w),
+        _ => buildkit::list_workers(&docker, &plan.name, DIAL_TIMEOUT).await,
+    };
     let mut inspected: Option<BuilderInfo> = None;
     if workers.is_err() || workers.as_ref().is_ok_and(|w| w.is_empty()) {
         let info = blocking(|| buildx.inspect(&plan.name, true));
@@ -478,6 +496,22 @@ pub async fn ensure(
         differences,
         created_by_mbx: owned(&plan.name).is_some(),
     })
+}
+
+/// Workers asked for before setup knew it would reuse the builder (while
+/// buildx's version was being read), to save a round trip on warm runs.
+pub struct Prefetched(Result<Vec<buildkit::Worker>, buildkit::DialError>);
+
+/// When the builder exists with the wanted settings, ask its workers now.
+pub async fn prefetch(buildx: &Buildx, plan: &BuilderPlan) -> Option<Prefetched> {
+    let want = Settings::wanted(plan).ok()?;
+    let have = instance_settings(&plan.name)?;
+    if !have.differences(&want).is_empty() {
+        return None;
+    }
+    Some(Prefetched(
+        buildkit::list_workers(&buildx.docker, &plan.name, DIAL_TIMEOUT).await,
+    ))
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {

@@ -61,6 +61,7 @@ pub async fn list_workers(
                     chain(&e)
                 ))
             })?;
+        tracing::debug!(builder = %name, "HTTP/2 connected");
         let mut client = ControlClient::new(channel);
         let resp = client
             .list_workers(ListWorkersRequest { filter: Vec::new() })
@@ -72,6 +73,7 @@ pub async fn list_workers(
                     s.message()
                 ))
             })?;
+        tracing::debug!(builder = %name, "ListWorkers answered");
         Ok(resp
             .into_inner()
             .record

@@ -88,15 +88,18 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
     let mut actions = Vec::new();
     let env = preflight::env_var;
 
-    // Docker and buildx, asked at the same time.
+    // Docker, buildx and (when the builder already exists as wanted) its
+    // workers, asked at the same time: a warm run costs one round trip.
     let docker = docker::Docker::connect()?;
     let bx = buildx.clone();
     let version = tokio::task::spawn_blocking(move || bx.version());
-    let engine = docker.info().await?;
+    let (engine, prefetched) =
+        tokio::join!(docker.info(), builder::prefetch(buildx, &plan.builder));
+    let engine = engine?;
     let buildx_version = version
         .await
         .map_err(|e| Error::env(format!("buildx version check panicked: {e}"), ""))??;
-    phases.mark("docker+buildx");
+    phases.mark("probe");
 
     preflight::buildx(&buildx_version, plan, &env)?;
     if plan.builder.driver == "docker" {
@@ -107,7 +110,9 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
     let binfmt = ensure_qemu(plan, &docker, qemu_plan, &mut actions).await?;
     phases.mark("qemu");
 
-    let builder = builder::ensure(buildx, &plan.builder, &plan.platforms).await?;
+    // Handlers changed since the workers were asked: ask again.
+    let prefetched = prefetched.filter(|_| actions.is_empty());
+    let builder = builder::ensure(buildx, &plan.builder, &plan.platforms, prefetched).await?;
     match builder.action.as_str() {
         "created" | "recreated" => {
             actions.push(format!("{} builder `{}`", builder.action, builder.name))

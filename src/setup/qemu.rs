@@ -516,4 +516,72 @@ mod tests {
             .to_string();
         assert!(e.contains("lacks the F flag"), "{e}");
     }
+
+    #[test]
+    fn register_line_matches_debians_handler() {
+        // The entry mbx registers from the host must match what Debian's
+        // qemu-user-static registers (magic and mask from /usr/share/binfmts).
+        let line = register_line(
+            "qemu-aarch64",
+            &p("linux/arm64"),
+            "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+            "PF",
+        )
+        .unwrap();
+        assert_eq!(
+            line,
+            ":qemu-aarch64:M:0:\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:PF"
+        );
+        let debian = Handler::parse("qemu-aarch64", DEBIAN_AARCH64).unwrap();
+        let (magic, mask) = magic_and_mask(&p("linux/arm64")).unwrap();
+        let unesc = |s: &str| unhex(&s.replace("\\x", "")).unwrap();
+        assert_eq!(unesc(&magic), debian.magic);
+        assert_eq!(unesc(&mask), debian.mask);
+        // Big-endian: the mask's e_type byte moves.
+        let (_, mask) = magic_and_mask(&p("linux/s390x")).unwrap();
+        assert!(mask.ends_with("\\xff\\xfe\\xff\\xff"), "{mask}");
+    }
+
+    #[test]
+    fn problems_are_ordered_f_flag_first() {
+        let host = p("linux/amd64");
+        let want = [p("linux/arm64")];
+        // disabled AND without F: re-registration is needed, not just enabling
+        let both = fake_dir(&[(
+            "qemu-aarch64",
+            &DEBIAN_AARCH64
+                .replace("enabled", "disabled")
+                .replace("flags: PF", "flags: P"),
+        )]);
+        let f = inspect(&want, &host, Some(both.path())).unwrap();
+        // The interpreter exists only on machines with qemu-user-static.
+        let want_problem = if Path::new("/usr/libexec/qemu-binfmt/aarch64-binfmt-P").exists() {
+            Problem::NoFixBinary
+        } else {
+            Problem::StaleInterpreter
+        };
+        assert_eq!(f[0].problem, Some(want_problem));
+        let stale = fake_dir(&[(
+            "qemu-aarch64",
+            &DEBIAN_AARCH64.replace("flags: PF", "flags: P").replace(
+                "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+                "/nonexistent/qemu",
+            ),
+        )]);
+        let f = inspect(&want, &host, Some(stale.path())).unwrap();
+        assert_eq!(f[0].problem, Some(Problem::StaleInterpreter));
+        assert_eq!(f[0].record.interpreter_present, Some(false));
+        let e = problems_error(&f).unwrap().to_string();
+        assert!(e.contains("/nonexistent/qemu which does not exist"), "{e}");
+        // With F, a path absent from the host is fine (the kernel holds it open).
+        let held = fake_dir(&[(
+            "qemu-aarch64",
+            &DEBIAN_AARCH64.replace(
+                "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+                "/usr/bin/qemu-aarch64-in-image",
+            ),
+        )]);
+        let f = inspect(&want, &host, Some(held.path())).unwrap();
+        assert_eq!(f[0].problem, None);
+    }
 }
