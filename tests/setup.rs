@@ -515,3 +515,88 @@ fn handler_in_order_is_reported_with_its_qemu_version() {
     }
     assert_eq!(before, arm64_handlers());
 }
+
+fn grpc_platforms(builder: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let workers = rt
+        .block_on(mbx::setup::buildkit::list_workers(
+            "docker",
+            builder,
+            std::time::Duration::from_secs(20),
+        ))
+        .unwrap_or_else(|e| panic!("ListWorkers on {builder}: {e}"));
+    workers.into_iter().flat_map(|w| w.platforms).collect()
+}
+
+#[test]
+fn grpc_answer_is_the_truth_not_buildx_ls() {
+    // REAL-CHAIN's pitfall: with the arm64 handler gone, `buildx ls` still
+    // marks the requested `linux/arm64*`; BuildKit's ListWorkers (which
+    // re-detects emulators on each call) does not list it. mbx asks BuildKit.
+    require_chain();
+    let name = unique("truth");
+    let _builder = BuilderGuard(name.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    {
+        let _lock = binfmt_exclusive();
+        let _restore = HandlerGuard::new();
+        unregister_all();
+        let made = Command::new("docker")
+            .args(["buildx", "create", "--bootstrap", "--name", &name])
+            .args([
+                "--driver",
+                "docker-container",
+                "--platform",
+                "linux/amd64,linux/arm64",
+            ])
+            .args([
+                "--driver-opt",
+                "image=127.0.0.1:5000/moby/buildkit:local,network=host",
+            ])
+            .args(["--buildkitd-config"])
+            .arg(chain_dir().join("buildkitd.toml"))
+            .output()
+            .unwrap();
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+        let ls = Command::new("docker")
+            .args(["buildx", "ls"])
+            .output()
+            .unwrap();
+        let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
+        let line = ls
+            .lines()
+            .find(|l| l.contains(&format!("{name}0")))
+            .unwrap_or("");
+        assert!(line.contains("linux/arm64*"), "buildx ls: {ls}");
+        let grpc = grpc_platforms(&name);
+        assert!(
+            !grpc.contains(&"linux/arm64".to_string()),
+            "ListWorkers lists arm64 without a handler: {grpc:?}"
+        );
+        assert_eq!(grpc, buildctl_platforms(&name));
+        // the guard puts the handler back here
+    }
+    let _shared = binfmt_shared();
+    assert!(grpc_platforms(&name).contains(&"linux/arm64".to_string()));
+    let o = setup(
+        &name,
+        &state_dir(&tmp),
+        &[
+            "--builder-platforms",
+            "linux/amd64,linux/arm64",
+            "--platforms",
+            "linux/amd64,linux/arm64",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("builder   {name} reused")), "{out}");
+    arm64_run_step(&name);
+}

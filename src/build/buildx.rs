@@ -93,13 +93,6 @@ impl Buildx {
         self.run(a).map(|_| ()).map_err(Error::from)
     }
 
-    /// `docker buildx stop NAME`: the BuildKit container stops, its state stays.
-    pub fn stop(&self, name: &str) -> Result<()> {
-        self.run(os_args(["buildx", "stop", name]))
-            .map(|_| ())
-            .map_err(Error::from)
-    }
-
     pub fn remove(&self, name: &str) -> Result<()> {
         self.run(os_args(["buildx", "rm", name]))
             .map(|_| ())

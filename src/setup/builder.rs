@@ -303,7 +303,8 @@ fn forget_owned(name: &str) {
 
 /// Create the builder when absent, reuse it when its settings match,
 /// recreate it when they differ and `plan.recreate`; bootstrap it; ask its
-/// workers which platforms they build, and check every requested one is there.
+/// workers which platforms they build (BuildKit re-detects QEMU emulators on
+/// each ListWorkers), and check every requested one is there.
 pub async fn ensure(
     buildx: &Buildx,
     plan: &BuilderPlan,
@@ -441,45 +442,6 @@ pub async fn ensure(
             )
         }
     };
-    let (worker_platforms, buildkit_version, note) = if source == "control-api"
-        && check_platforms(&plan.name, &worker_platforms, platforms).is_err()
-        && plan.driver != "docker"
-    {
-        // BuildKit detects emulators when it starts: a handler registered
-        // since then is only seen after a restart (state is kept).
-        let before = worker_platforms.join(", ");
-        blocking(|| buildx.stop(&plan.name))?;
-        blocking(|| buildx.inspect(&plan.name, true))?;
-        let ws = buildkit::list_workers(&docker, &plan.name, DIAL_TIMEOUT)
-            .await
-            .map_err(|e| {
-                Error::env(
-                    format!(
-                        "builder `{}` restarted but its control API does not answer: {e}",
-                        plan.name
-                    ),
-                    "run `mbx setup --recreate`",
-                )
-            })?;
-        let mut ps: Vec<String> = Vec::new();
-        for w in &ws {
-            for p in &w.platforms {
-                if !ps.contains(p) {
-                    ps.push(p.clone());
-                }
-            }
-        }
-        (
-            ps,
-            ws.iter().find_map(|w| w.buildkit_version.clone()).or(buildkit_version),
-            Some(format!(
-                "restarted builder `{}` so BuildKit re-detects QEMU emulators (its workers listed only {before})",
-                plan.name
-            )),
-        )
-    } else {
-        (worker_platforms, buildkit_version, note)
-    };
     check_platforms(&plan.name, &worker_platforms, platforms)?;
     Ok(BuilderRecord {
         name: plan.name.clone(),
@@ -576,8 +538,8 @@ fn check_platforms(name: &str, have: &[String], platforms: &[Platform]) -> Resul
             }
         ),
         format!(
-            "register QEMU binfmt handlers for {} (`mbx setup --reset-qemu`) and then recreate the builder \
-(`mbx setup --recreate`; BuildKit reads the handlers when it starts), or add a native node for it",
+            "register QEMU binfmt handlers for {} (`mbx setup --reset-qemu`; BuildKit re-detects emulators \
+when asked), or add a native node for it to the builder",
             missing.join(", ")
         ),
     ))

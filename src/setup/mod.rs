@@ -119,7 +119,6 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
         }
         _ => {}
     }
-    actions.extend(builder_actions(&builder));
     phases.mark("builder");
 
     preflight::buildkit(builder.buildkit_version.as_deref(), plan, &env)?;
@@ -131,14 +130,6 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
         actions,
         phases: phases.list,
     })
-}
-
-fn builder_actions(b: &crate::run::BuilderRecord) -> Vec<String> {
-    b.note
-        .iter()
-        .filter(|n| n.starts_with("restarted"))
-        .cloned()
-        .collect()
 }
 
 /// Inspect the handlers; repair what is broken (or everything with
