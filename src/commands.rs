@@ -244,10 +244,15 @@ pub fn render_setup(s: &crate::run::SetupRecord, plan: &Plan) -> String {
         for d in &b.differences {
             let _ = writeln!(o, "          was: {d}");
         }
+        let via = b
+            .control_api_via
+            .as_deref()
+            .map(|v| format!(" via {v}"))
+            .unwrap_or_default();
         let source = match b.platforms_source.as_str() {
-            "control-api" => "BuildKit control API, ListWorkers",
-            "buildx-inspect" => "docker buildx inspect (fallback)",
-            other => other,
+            "control-api" => format!("BuildKit control API, ListWorkers{via}"),
+            "buildx-inspect" => "docker buildx inspect (fallback)".to_string(),
+            other => other.to_string(),
         };
         let _ = writeln!(
             o,

@@ -82,6 +82,10 @@ pub struct BuilderRecord {
     pub platforms_source: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// How the control API was reached (`docker buildx dial-stdio`, or
+    /// `buildctl dial-stdio` exec'd in a local docker-container builder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_api_via: Option<String>,
     /// How an existing builder differed from the wanted settings (when recreated).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub differences: Vec<String>,

@@ -137,9 +137,23 @@ fn builder_created_reused_recreated_and_cleaned_up() {
     let out = stdout(&o);
     assert!(out.contains(&format!("builder   {name} reused")), "{out}");
     assert!(
-        out.contains("platforms (BuildKit control API, ListWorkers): linux/amd64"),
+        out.contains("platforms (BuildKit control API, ListWorkers via buildctl dial-stdio in the BuildKit container (Engine API exec)): linux/amd64"),
         "{out}"
     );
+
+    // Stopped: the exec path cannot reach it; `docker buildx dial-stdio` boots it.
+    let stop = Command::new("docker")
+        .args(["buildx", "stop", &name])
+        .output()
+        .unwrap();
+    assert!(stop.status.success());
+    let s = setup_json(&name, &state, &[]);
+    assert_eq!(s["builder"]["action"], "reused", "{s}");
+    assert_eq!(
+        s["builder"]["control_api_via"], "docker buildx dial-stdio",
+        "{s}"
+    );
+    assert_eq!(s["builder"]["platforms_source"], "control-api", "{s}");
 
     // Other settings → a clear error saying how it differs, exit 1.
     let cfg = tmp.path().join("buildkitd.toml");
@@ -214,6 +228,32 @@ fn builder_created_reused_recreated_and_cleaned_up() {
         .output()
         .unwrap();
     assert!(!gone.status.success(), "builder still there after cleanup");
+}
+
+#[test]
+fn docker_driver_builder_is_asked_over_dial_stdio() {
+    // The docker driver's BuildKit lives inside dockerd: no container to
+    // exec into, dial-stdio is the way (as for kubernetes and remote).
+    require_chain();
+    let tmp = tempfile::tempdir().unwrap();
+    let s = setup_json(
+        "default",
+        &state_dir(&tmp),
+        &["--driver", "docker", "--platforms", "linux/amd64"],
+    );
+    let b = &s["builder"];
+    assert_eq!(b["action"], "reused", "{s}");
+    assert_eq!(b["driver"], "docker", "{s}");
+    assert_eq!(b["control_api_via"], "docker buildx dial-stdio", "{s}");
+    assert!(
+        b["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "linux/amd64"),
+        "{s}"
+    );
+    assert_eq!(b["created_by_mbx"], false);
 }
 
 #[test]

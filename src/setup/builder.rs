@@ -24,6 +24,8 @@ use crate::setup::buildkit;
 
 /// How long the control API may take to answer once the builder runs.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
+/// The direct exec path is only worth it when it answers at once.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The settings that make two builders "the same" for mbx.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -161,6 +163,10 @@ struct Instance {
 #[serde(rename_all = "PascalCase")]
 struct InstanceNode {
     #[serde(default)]
+    name: String,
+    #[serde(default)]
+    endpoint: String,
+    #[serde(default)]
     platforms: Option<Vec<InstancePlatform>>,
     #[serde(default)]
     driver_opts: Option<BTreeMap<String, String>>,
@@ -218,13 +224,58 @@ pub fn settings_from_instance(json: &str) -> Option<Settings> {
     })
 }
 
-/// buildx's record of builder `name`, when it keeps one (not for the
-/// docker context's own builders, e.g. `default`).
-pub fn instance_settings(name: &str) -> Option<Settings> {
+fn instance_text(name: &str) -> Option<String> {
     docker_config_dir()
         .map(|d| d.join("buildx").join("instances").join(name))
         .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|t| settings_from_instance(&t))
+}
+
+/// buildx's record of builder `name`, when it keeps one (not for the
+/// docker context's own builders, e.g. `default`).
+pub fn instance_settings(name: &str) -> Option<Settings> {
+    instance_text(name).and_then(|t| settings_from_instance(&t))
+}
+
+/// The BuildKit container of a one-node docker-container builder on the
+/// daemon at `host` (`buildx_buildkit_<node>`), from buildx's instance file.
+pub fn local_container(json: &str, host: &str) -> Option<String> {
+    let inst: Instance = serde_json::from_str(json).ok()?;
+    if inst.driver != "docker-container" || inst.nodes.len() != 1 {
+        return None;
+    }
+    let node = &inst.nodes[0];
+    let local = node.endpoint == host
+        || (node.endpoint == "default" && std::env::var_os("DOCKER_HOST").is_none());
+    (local && !node.name.is_empty()).then(|| format!("buildx_buildkit_{}", node.name))
+}
+
+/// Ask the workers: straight through the Engine API when the builder is a
+/// local docker-container one, else (or when that fails, e.g. the container
+/// is stopped) through `docker buildx dial-stdio`, which also boots it.
+async fn ask_workers(
+    buildx: &Buildx,
+    engine: Option<&crate::setup::docker::Docker>,
+    name: &str,
+) -> (
+    Result<Vec<buildkit::Worker>, buildkit::DialError>,
+    &'static str,
+) {
+    let container = engine.and_then(|e| {
+        instance_text(name)
+            .and_then(|t| local_container(&t, e.host()))
+            .map(|c| (e, c))
+    });
+    if let Some((e, c)) = container {
+        match buildkit::list_workers_exec(e.engine(), &c, EXEC_TIMEOUT).await {
+            Ok(w) if !w.is_empty() => return (Ok(w), buildkit::VIA_EXEC),
+            Ok(_) => tracing::debug!("no worker over exec; trying dial-stdio"),
+            Err(err) => tracing::debug!(%err, "exec dial failed; trying dial-stdio"),
+        }
+    }
+    (
+        buildkit::list_workers(&buildx.docker, name, DIAL_TIMEOUT).await,
+        buildkit::VIA_DIAL_STDIO,
+    )
 }
 
 /// The existing builder's settings: buildx's instance file when readable,
@@ -309,6 +360,7 @@ pub async fn ensure(
     buildx: &Buildx,
     plan: &BuilderPlan,
     platforms: &[Platform],
+    engine: Option<&crate::setup::docker::Docker>,
     prefetched: Option<Prefetched>,
 ) -> Result<BuilderRecord> {
     let want = Settings::wanted(plan)?;
@@ -380,9 +432,9 @@ pub async fn ensure(
     // The control API is asked through dial-stdio; a builder that is not
     // running yet is bootstrapped first (buildx inspect --bootstrap).
     let docker = buildx.docker.clone();
-    let mut workers = match prefetched {
-        Some(Prefetched(Ok(w))) if action == "reused" && !w.is_empty() => Ok(w),
-        _ => buildkit::list_workers(&docker, &plan.name, DIAL_TIMEOUT).await,
+    let (mut workers, mut via) = match prefetched {
+        Some(Prefetched(Ok(w), via)) if action == "reused" && !w.is_empty() => (Ok(w), via),
+        _ => ask_workers(buildx, engine, &plan.name).await,
     };
     let mut inspected: Option<BuilderInfo> = None;
     if workers.is_err() || workers.as_ref().is_ok_and(|w| w.is_empty()) {
@@ -406,9 +458,10 @@ pub async fn ensure(
         };
         inspected = Some(info);
         workers = buildkit::list_workers(&docker, &plan.name, DIAL_TIMEOUT).await;
+        via = buildkit::VIA_DIAL_STDIO;
     }
 
-    let (worker_platforms, buildkit_version, source, note) = match workers {
+    let (worker_platforms, buildkit_version, source, via, note) = match workers {
         Ok(ws) if !ws.is_empty() => {
             let mut ps: Vec<String> = Vec::new();
             for w in &ws {
@@ -419,7 +472,7 @@ pub async fn ensure(
                 }
             }
             let v = ws.iter().find_map(|w| w.buildkit_version.clone());
-            (ps, v, "control-api", None)
+            (ps, v, "control-api", Some(via), None)
         }
         other => {
             let why = match other {
@@ -436,6 +489,7 @@ pub async fn ensure(
                 info.platforms.clone(),
                 info.buildkit_version.clone(),
                 "buildx-inspect",
+                None,
                 Some(format!(
                     "could not ask BuildKit's control API ({why}); platforms read from `docker buildx inspect`, which may list requested platforms the worker lacks"
                 )),
@@ -455,6 +509,7 @@ pub async fn ensure(
         platforms: worker_platforms,
         platforms_source: source.into(),
         note,
+        control_api_via: via.map(str::to_string),
         differences,
         created_by_mbx: owned(&plan.name).is_some(),
     })
@@ -462,18 +517,24 @@ pub async fn ensure(
 
 /// Workers asked for before setup knew it would reuse the builder (while
 /// buildx's version was being read), to save a round trip on warm runs.
-pub struct Prefetched(Result<Vec<buildkit::Worker>, buildkit::DialError>);
+pub struct Prefetched(
+    Result<Vec<buildkit::Worker>, buildkit::DialError>,
+    &'static str,
+);
 
 /// When the builder exists with the wanted settings, ask its workers now.
-pub async fn prefetch(buildx: &Buildx, plan: &BuilderPlan) -> Option<Prefetched> {
+pub async fn prefetch(
+    buildx: &Buildx,
+    engine: Option<&crate::setup::docker::Docker>,
+    plan: &BuilderPlan,
+) -> Option<Prefetched> {
     let want = Settings::wanted(plan).ok()?;
     let have = instance_settings(&plan.name)?;
     if !have.differences(&want).is_empty() {
         return None;
     }
-    Some(Prefetched(
-        buildkit::list_workers(&buildx.docker, &plan.name, DIAL_TIMEOUT).await,
-    ))
+    let (w, via) = ask_workers(buildx, engine, &plan.name).await;
+    Some(Prefetched(w, via))
 }
 
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
@@ -659,5 +720,17 @@ mod tests {
             d[2].contains("platforms are (detected), wanted linux/arm64"),
             "{d:?}"
         );
+    }
+
+    #[test]
+    fn local_container_only_for_one_local_docker_container_node() {
+        let sock = "unix:///var/run/docker.sock";
+        assert_eq!(
+            local_container(INSTANCE, sock).as_deref(),
+            Some("buildx_buildkit_ci-builder0")
+        );
+        assert_eq!(local_container(INSTANCE, "tcp://10.0.0.1:2376"), None);
+        let remote = INSTANCE.replace("docker-container", "remote");
+        assert_eq!(local_container(&remote, sock), None);
     }
 }

@@ -38,6 +38,15 @@ impl Docker {
         Ok(Docker { engine, host })
     }
 
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// `unix:///var/run/docker.sock`, or what DOCKER_HOST says.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// Ping and read the version, within a few seconds.
     pub async fn info(&self) -> Result<EngineInfo> {
         let v = tokio::time::timeout(Duration::from_secs(10), self.engine.version())

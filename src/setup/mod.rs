@@ -93,8 +93,10 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
     let docker = docker::Docker::connect()?;
     let bx = buildx.clone();
     let version = tokio::task::spawn_blocking(move || bx.version());
-    let (engine, prefetched) =
-        tokio::join!(docker.info(), builder::prefetch(buildx, &plan.builder));
+    let (engine, prefetched) = tokio::join!(
+        docker.info(),
+        builder::prefetch(buildx, Some(&docker), &plan.builder)
+    );
     let engine = engine?;
     let buildx_version = version
         .await
@@ -112,7 +114,14 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
 
     // Handlers changed since the workers were asked: ask again.
     let prefetched = prefetched.filter(|_| actions.is_empty());
-    let builder = builder::ensure(buildx, &plan.builder, &plan.platforms, prefetched).await?;
+    let builder = builder::ensure(
+        buildx,
+        &plan.builder,
+        &plan.platforms,
+        Some(&docker),
+        prefetched,
+    )
+    .await?;
     match builder.action.as_str() {
         "created" | "recreated" => {
             actions.push(format!("{} builder `{}`", builder.action, builder.name))
