@@ -640,3 +640,37 @@ fn grpc_answer_is_the_truth_not_buildx_ls() {
     assert!(out.contains(&format!("builder   {name} reused")), "{out}");
     arm64_run_step(&name);
 }
+
+#[test]
+fn too_old_buildx_is_refused_before_anything_changes() {
+    // No old buildx can be installed here: a shim in front of the real docker
+    // CLI answers `buildx version` as buildx 0.10.4 would, and passes every
+    // other command through (the daemon, QEMU and builders stay real).
+    require_chain();
+    let tmp = tempfile::tempdir().unwrap();
+    let shim = tmp.path().join("docker");
+    std::fs::write(
+        &shim,
+        "#!/bin/sh\nif [ \"$1 $2\" = \"buildx version\" ]; then echo 'github.com/docker/buildx v0.10.4 c513d34'; exit 0; fi\nexec docker \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let name = unique("oldbx");
+    let mut c = mbx();
+    c.env("MBX_DOCKER", &shim)
+        .env("MBX_STATE_DIR", state_dir(&tmp))
+        .args(["setup", "--builder", &name]);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(
+        e.contains("buildx 0.10.4 is too old: mbx needs ≥ 0.13.0"),
+        "{e}"
+    );
+    assert!(e.contains("help: upgrade the buildx plugin"), "{e}");
+    let absent = Command::new("docker")
+        .args(["buildx", "inspect", &name])
+        .output()
+        .unwrap();
+    assert!(!absent.status.success(), "no builder may be created");
+}
