@@ -129,7 +129,16 @@ fn builder_created_reused_recreated_and_cleaned_up() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["probe", "preflight", "qemu", "builder"]);
+    assert_eq!(
+        names,
+        [
+            "probe",
+            "preflight",
+            "qemu",
+            "builder (created)",
+            "workers (boot + ListWorkers)"
+        ]
+    );
 
     // Same settings → reused.
     let o = setup(&name, &state, &[]);

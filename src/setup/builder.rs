@@ -19,7 +19,7 @@ use crate::build::buildx::{BuilderInfo, Buildx};
 use crate::error::{Error, Result};
 use crate::plan::BuilderPlan;
 use crate::platform::Platform;
-use crate::run::BuilderRecord;
+use crate::run::{BuilderRecord, PhaseTiming};
 use crate::setup::buildkit;
 
 /// How long the control API may take to answer once the builder runs.
@@ -362,7 +362,8 @@ pub async fn ensure(
     platforms: &[Platform],
     engine: Option<&crate::setup::docker::Docker>,
     prefetched: Option<Prefetched>,
-) -> Result<BuilderRecord> {
+) -> Result<(BuilderRecord, Vec<PhaseTiming>)> {
+    let t0 = std::time::Instant::now();
     let want = Settings::wanted(plan)?;
     // buildx's instance file says at once whether the builder exists; only
     // builders it keeps none for (docker driver) cost a `buildx inspect`.
@@ -432,6 +433,7 @@ pub async fn ensure(
     // The control API is asked through dial-stdio; a builder that is not
     // running yet is bootstrapped first (buildx inspect --bootstrap).
     let docker = buildx.docker.clone();
+    let t1 = std::time::Instant::now();
     let (mut workers, mut via) = match prefetched {
         Some(Prefetched(Ok(w), via)) if action == "reused" && !w.is_empty() => (Ok(w), via),
         _ => ask_workers(buildx, engine, &plan.name).await,
@@ -497,7 +499,18 @@ pub async fn ensure(
         }
     };
     check_platforms(&plan.name, &worker_platforms, platforms)?;
-    Ok(BuilderRecord {
+    let t2 = std::time::Instant::now();
+    let timings = vec![
+        PhaseTiming {
+            name: format!("builder ({action})"),
+            seconds: (t1 - t0).as_secs_f64(),
+        },
+        PhaseTiming {
+            name: "workers (boot + ListWorkers)".into(),
+            seconds: (t2 - t1).as_secs_f64(),
+        },
+    ];
+    let record = BuilderRecord {
         name: plan.name.clone(),
         driver: if plan.driver.is_empty() {
             existing.map(|i| i.driver).unwrap_or_default()
@@ -512,7 +525,8 @@ pub async fn ensure(
         control_api_via: via.map(str::to_string),
         differences,
         created_by_mbx: owned(&plan.name).is_some(),
-    })
+    };
+    Ok((record, timings))
 }
 
 /// Workers asked for before setup knew it would reuse the builder (while

@@ -114,7 +114,7 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
 
     // Handlers changed since the workers were asked: ask again.
     let prefetched = prefetched.filter(|_| actions.is_empty());
-    let builder = builder::ensure(
+    let (builder, builder_phases) = builder::ensure(
         buildx,
         &plan.builder,
         &plan.platforms,
@@ -128,7 +128,9 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
         }
         _ => {}
     }
-    phases.mark("builder");
+    // The builder's own split (compare/create, then boot + ListWorkers).
+    phases.start = Instant::now();
+    phases.list.extend(builder_phases);
 
     preflight::buildkit(builder.buildkit_version.as_deref(), plan, &env)?;
     Ok(SetupRecord {
