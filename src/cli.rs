@@ -20,6 +20,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole pipeline: setup, build every platform, verify, report.
@@ -42,6 +44,16 @@ requested platform."
     Setup(SetupArgs),
     /// Build each platform on an existing builder and merge the results (no setup, no verify).
     Build(BuildOnlyArgs),
+    /// Join the parts built by `mbx build --push` on several runners into one index.
+    #[command(
+        long_about = "Multi-runner mode: each matrix job builds its platform on a native runner \
+with `mbx build --platform P --push --image REPO --json part.json` and uploads the part as an artifact; \
+a final job downloads them all and runs `mbx merge --parts DIR`, which checks the parts fit together, \
+pushes one index with the tags, reads it back and reports.\n\nExample:\n  \
+mbx build --platform linux/arm64 --image ghcr.io/acme/app --push --json part-arm64.json\n  \
+mbx merge --parts parts/ --tag v1.2.0"
+    )]
+    Merge(MergeArgs),
     /// Read an image index back (registry or OCI layout) and check its platforms.
     #[command(
         long_about = "Read a pushed image (REF = registry reference, tag or digest) or an OCI \
@@ -76,7 +88,12 @@ pub enum CacheKind {
 #[derive(Debug, Clone, Args)]
 pub struct PlatformArgs {
     /// Platforms to build, comma- or newline-separated.
-    #[arg(long, env = "MBX_PLATFORMS", default_value = "linux/amd64,linux/arm64")]
+    #[arg(
+        long,
+        visible_alias = "platform",
+        env = "MBX_PLATFORMS",
+        default_value = "linux/amd64,linux/arm64"
+    )]
     pub platforms: String,
 }
 
@@ -176,6 +193,27 @@ pub struct BuildArgs {
     /// Provenance attestation, passed to buildx (e.g. false, mode=max).
     #[arg(long)]
     pub provenance: Option<String>,
+    /// SBOM attestation, passed to buildx (e.g. true, generator=IMAGE).
+    #[arg(long)]
+    pub sbom: Option<String>,
+    /// Annotations KEY=VALUE, repeatable; `index:KEY=VALUE` goes on the merged index.
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// A build secret in buildx syntax (id=KEY,src=FILE or id=KEY,env=VAR), repeatable.
+    #[arg(long = "secret", value_name = "SPEC")]
+    pub secrets: Vec<String>,
+    /// A build secret from a file, KEY=PATH (as build-push-action's secret-files), repeatable.
+    #[arg(long = "secret-file", value_name = "KEY=PATH")]
+    pub secret_files: Vec<String>,
+    /// A build secret from an environment variable, KEY=VAR, repeatable.
+    #[arg(long = "secret-env", value_name = "KEY=VAR")]
+    pub secret_envs: Vec<String>,
+    /// Extra cache source passed to buildx unchanged, repeatable.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Extra cache destination passed to buildx unchanged, repeatable.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
     /// Do not use cache when building.
     #[arg(long)]
     pub no_cache: bool,
@@ -203,6 +241,8 @@ pub struct CiArgs {
     pub qemu: QemuArgs,
     #[command(flatten)]
     pub build: BuildArgs,
+    #[command(flatten)]
+    pub verify: VerifyFlags,
 }
 
 #[derive(Debug, Args)]
@@ -235,6 +275,30 @@ pub struct BuildOnlyArgs {
     pub build: BuildArgs,
 }
 
+/// How the result is read back and what is checked (shared by `ci` and `verify`).
+#[derive(Debug, Clone, Args)]
+pub struct VerifyFlags {
+    /// Read every layer and check each ELF binary's machine matches its platform.
+    #[arg(long)]
+    pub check_binaries: bool,
+    /// Largest (compressed) layer read by --check-binaries.
+    #[arg(long, value_name = "BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    pub max_layer_bytes: u64,
+    /// Give up reading the registry after this many seconds (retries included).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+    /// Use plain http for this registry host (loopback hosts always use http).
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Registry user (with --password-stdin); else ~/.docker/config.json, else on
+    /// ghcr.io GITHUB_ACTOR and GITHUB_TOKEN.
+    #[arg(long, env = "MBX_REGISTRY_USERNAME")]
+    pub username: Option<String>,
+    /// Read the registry password or token from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Image reference (tag or digest) or an OCI image layout directory.
@@ -244,12 +308,35 @@ pub struct VerifyArgs {
     /// Fail when the index holds platforms that were not required.
     #[arg(long)]
     pub exact: bool,
-    /// Use plain http for this registry host (loopback hosts always use http).
-    #[arg(long = "insecure-registry", value_name = "HOST")]
-    pub insecure_registries: Vec<String>,
+    #[command(flatten)]
+    pub verify: VerifyFlags,
     /// Print the verification as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Directory holding the parts' run records (searched recursively).
+    #[arg(long, value_name = "DIR")]
+    pub parts: PathBuf,
+    /// Tags, repeatable or comma/newline-separated (default: the tags the parts were built with).
+    #[arg(long = "tag", short = 't')]
+    pub tags: Vec<String>,
+    /// Platforms the index must hold (default: those of the parts).
+    #[arg(long, visible_alias = "platform")]
+    pub platforms: Option<String>,
+    /// Annotation for the merged index, index:KEY=VALUE, repeatable.
+    #[arg(long = "annotation", value_name = "index:KEY=VALUE")]
+    pub annotations: Vec<String>,
+    /// buildx builder whose registry settings imagetools uses, if it exists.
+    #[arg(long, default_value = "ci-builder")]
+    pub builder: String,
+    /// Write the merged run record as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    #[command(flatten)]
+    pub verify: VerifyFlags,
 }
 
 #[derive(Debug, Args)]

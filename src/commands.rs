@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::build::buildx::Buildx;
-use crate::cli::{BuildOnlyArgs, CiArgs, ReportArgs, SetupArgs, VerifyArgs};
+use crate::cli::{BuildOnlyArgs, CiArgs, MergeArgs, ReportArgs, SetupArgs, VerifyArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::plan::{self, BuildPlan, Output, Plan};
@@ -26,6 +26,7 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         local: args.local,
     };
     let build_plan = plan.build.clone().expect("ci has a build");
+    let (checks, opts) = plan::verify(&args.verify, false)?;
     let printer = Printer::new(false);
     let buildx = Buildx::default();
     let mut record = RunRecord::new(plan.host.clone());
@@ -55,7 +56,16 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         printer.status(&format!("setup: note: {n}"));
     }
     record.setup = Some(setup);
-    finish(&plan, &build_plan, &buildx, &printer, record).await
+    finish(
+        &checks,
+        &opts,
+        &plan,
+        &build_plan,
+        &buildx,
+        &printer,
+        record,
+    )
+    .await
 }
 
 pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
@@ -82,7 +92,7 @@ pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
     let printer = Printer::new(false);
     let mut record = RunRecord::new(plan.host.clone());
     let result = tokio::task::block_in_place(|| {
-        build::run(&plan, &build_plan, &buildx, &printer, &mut record)
+        build::run(&plan, &build_plan, &buildx, &printer, &mut record, false)
     });
     record.wall_seconds = now() - record.started_at;
     print!("{}", report::terminal::render(&record));
@@ -94,45 +104,24 @@ pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
 
 /// Build, verify, report; the common tail of `ci`.
 async fn finish(
+    checks: &verify::Checks,
+    opts: &verify::Options,
     plan: &Plan,
     build_plan: &BuildPlan,
     buildx: &Buildx,
     printer: &Printer,
     mut record: RunRecord,
 ) -> Result<ExitStatus> {
-    let built =
-        tokio::task::block_in_place(|| build::run(plan, build_plan, buildx, printer, &mut record));
+    let built = tokio::task::block_in_place(|| {
+        build::run(plan, build_plan, buildx, printer, &mut record, true)
+    });
     if built.is_ok() {
         printer.status("verify: reading the result back");
         let reference = match &build_plan.output {
             Output::Layout { dir, .. } => dir.display().to_string(),
             Output::Registry { repository, tags } => format!("{repository}:{}", tags[0]),
         };
-        match verify::run(&reference, &plan.platforms, false, &[]).await {
-            Ok(v) => {
-                let mut checks = v.checks;
-                if let (Some(read), Some(merged)) = (&v.index_digest, &record.index_digest) {
-                    checks.push(Check {
-                        name: "index digest".into(),
-                        passed: read == merged,
-                        detail: if read == merged {
-                            format!("{reference} resolves to the merged index")
-                        } else {
-                            format!("{reference} resolves to {read}, not the merged {merged}")
-                        },
-                    });
-                }
-                record.verified = !checks.is_empty() && checks.iter().all(|c| c.passed);
-                record.checks = checks;
-            }
-            Err(e) => {
-                record.checks.push(Check {
-                    name: "read back".into(),
-                    passed: false,
-                    detail: e.to_string(),
-                });
-            }
-        }
+        read_back(&reference, &plan.platforms, checks, opts, &mut record).await;
     }
     record.wall_seconds = now() - record.started_at;
     print!("{}", report::terminal::render(&record));
@@ -147,6 +136,148 @@ async fn finish(
             "verification failed: the result does not hold what was asked (see the checks above)",
             "",
         ))
+    }
+}
+
+/// The verify stage into the record: every check, plus whether the reference
+/// resolves to the index the build stage merged.
+async fn read_back(
+    reference: &str,
+    platforms: &[Platform],
+    checks: &verify::Checks,
+    opts: &verify::Options,
+    record: &mut RunRecord,
+) {
+    match verify::run(reference, platforms, checks, opts).await {
+        Ok(v) => {
+            let mut checks = v.checks;
+            if let (Some(read), Some(merged)) = (&v.index_digest, &record.index_digest) {
+                checks.push(Check {
+                    name: "index digest".into(),
+                    passed: read == merged,
+                    detail: if read == merged {
+                        format!("{reference} resolves to the merged index")
+                    } else {
+                        format!("{reference} resolves to {read}, not the merged {merged}")
+                    },
+                });
+            }
+            record.verified = !checks.is_empty() && checks.iter().all(|c| c.passed);
+            record.checks = checks;
+        }
+        Err(e) => {
+            record.checks.push(Check {
+                name: "read back".into(),
+                passed: false,
+                detail: e.to_string(),
+            });
+        }
+    }
+}
+
+/// Join multi-runner parts into one index, verify, report.
+pub async fn merge(args: MergeArgs) -> Result<ExitStatus> {
+    let parts = build::parts::load(&args.parts)?;
+    let mut tags: Vec<String> = Vec::new();
+    for t in args
+        .tags
+        .iter()
+        .flat_map(|t| t.split([',', '\n']))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let full = format!("{}:{t}", parts.repository);
+        plan::ImageRef::parse(&full)
+            .map_err(|e| Error::input(e, "pass --tag NAME, e.g. --tag v1.2.0"))?;
+        if !tags.contains(&t.to_string()) {
+            tags.push(t.to_string());
+        }
+    }
+    if tags.is_empty() {
+        let prefix = format!("{}:", parts.repository);
+        tags = parts
+            .tags
+            .iter()
+            .filter_map(|t| t.strip_prefix(&prefix))
+            .map(str::to_string)
+            .collect();
+    }
+    if tags.is_empty() {
+        tags.push("latest".into());
+    }
+    let required = match &args.platforms {
+        Some(p) => plan::platforms(&crate::cli::PlatformArgs {
+            platforms: p.clone(),
+        })?,
+        None => parts.platforms.iter().map(|p| p.platform.clone()).collect(),
+    };
+    for a in &args.annotations {
+        if !a.starts_with("index:") || !a.contains('=') {
+            return Err(Error::input(
+                format!("annotation `{a}` is not index:KEY=VALUE"),
+                "the merged index takes --annotation index:KEY=VALUE",
+            ));
+        }
+    }
+    let (checks, opts) = plan::verify(&args.verify, false)?;
+    let printer = Printer::new(false);
+    let buildx = Buildx::default();
+    let builder = match buildx.inspect(&args.builder, false) {
+        Ok(Some(_)) => args.builder.clone(),
+        _ => String::new(),
+    };
+    let mut record = RunRecord::new(Platform::host());
+    record.output = parts.repository.clone();
+    record.tags = tags
+        .iter()
+        .map(|t| format!("{}:{t}", parts.repository))
+        .collect();
+    record.platforms = parts.platforms;
+    printer.status(&format!(
+        "merging {} part(s) into {} ({})",
+        parts.files.len(),
+        parts.repository,
+        record
+            .platforms
+            .iter()
+            .map(|p| p.platform.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    let digests: Vec<String> = record
+        .platforms
+        .iter()
+        .filter_map(|p| p.build_digest.clone())
+        .collect();
+    let merged = tokio::task::block_in_place(|| {
+        build::merge::registry(
+            &buildx,
+            &builder,
+            &parts.repository,
+            &tags,
+            &digests,
+            &args.annotations,
+        )
+    })?;
+    for p in &mut record.platforms {
+        p.digest = merged
+            .platform_digests
+            .get(&p.platform.to_string())
+            .cloned();
+    }
+    record.index_digest = Some(merged.index_digest);
+    printer.status("verify: reading the result back");
+    let reference = format!("{}:{}", parts.repository, tags[0]);
+    read_back(&reference, &required, &checks, &opts, &mut record).await;
+    record.wall_seconds = now() - record.started_at;
+    print!("{}", report::terminal::render(&record));
+    if let Some(p) = &args.json {
+        report::write_json(&record, p)?;
+    }
+    if record.verified {
+        Ok(0)
+    } else {
+        Err(Error::verify("verification failed: the merged index does not hold what was asked (see the checks above)", ""))
     }
 }
 
@@ -279,46 +410,15 @@ pub fn render_setup(s: &crate::run::SetupRecord, plan: &Plan) -> String {
 
 pub async fn verify(args: VerifyArgs) -> Result<ExitStatus> {
     let platforms = plan::platforms(&args.platforms)?;
-    let v = verify::run(
-        &args.reference,
-        &platforms,
-        args.exact,
-        &args.insecure_registries,
-    )
-    .await?;
+    let (checks, opts) = plan::verify(&args.verify, args.exact)?;
+    let v = verify::run(&args.reference, &platforms, &checks, &opts).await?;
     if args.json {
-        let platforms: Vec<serde_json::Value> = v
-            .platforms
-            .iter()
-            .map(|(p, d)| serde_json::json!({"platform": p, "digest": d}))
-            .collect();
-        let out = serde_json::json!({
-            "reference": args.reference,
-            "index_digest": v.index_digest,
-            "verified": v.passed(),
-            "platforms": platforms,
-            "checks": v.checks,
-        });
+        let out = report::verification::json(&args.reference, &v);
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
     } else {
-        if let Some(d) = &v.index_digest {
-            println!("index {d}");
-        }
-        for c in &v.checks {
-            println!(
-                "{} {}: {}",
-                if c.passed { "✓" } else { "✗" },
-                c.name,
-                c.detail
-            );
-        }
-        println!(
+        print!(
             "{}",
-            if v.passed() {
-                "verified"
-            } else {
-                "verification FAILED"
-            }
+            report::verification::render(&args.reference, &platforms, &v)
         );
     }
     Ok(if v.passed() { 0 } else { 1 })

@@ -22,6 +22,9 @@ pub enum Error {
     /// The result could not be read back or is not what was asked. Exit 1.
     #[error("{message}")]
     Verify { message: String, help: String },
+    /// Stopped by Ctrl-C or SIGTERM. Exit 130.
+    #[error("{message}")]
+    Interrupted { message: String, help: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -57,7 +60,8 @@ impl Error {
             Error::Input { help, .. }
             | Error::Environment { help, .. }
             | Error::Build { help, .. }
-            | Error::Verify { help, .. } => Some(help.as_str()).filter(|h| !h.is_empty()),
+            | Error::Verify { help, .. }
+            | Error::Interrupted { help, .. } => Some(help.as_str()).filter(|h| !h.is_empty()),
             Error::Command(_) => None,
         }
     }
@@ -65,6 +69,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Input { .. } => 2,
+            Error::Interrupted { .. } => 130,
             _ => 1,
         }
     }

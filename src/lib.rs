@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod digest;
 pub mod error;
+pub mod interrupt;
 pub mod plan;
 pub mod platform;
 pub mod process;

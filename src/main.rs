@@ -28,10 +28,12 @@ fn main() {
         }
     };
     let outcome = runtime.block_on(async {
+        mbx::interrupt::install();
         match cli.command {
             Command::Ci(a) => commands::ci(a).await,
             Command::Setup(a) => commands::setup(a).await,
             Command::Build(a) => commands::build_only(a).await,
+            Command::Merge(a) => commands::merge(a).await,
             Command::Verify(a) => commands::verify(a).await,
             Command::Report(a) => commands::report(a).await,
         }

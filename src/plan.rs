@@ -42,6 +42,16 @@ pub struct BuildPlan {
     pub output: Output,
     pub cache: Cache,
     pub provenance: Option<String>,
+    pub sbom: Option<String>,
+    /// Annotations for each platform's manifest.
+    pub annotations: Vec<String>,
+    /// Annotations for the merged index (given as `index:KEY=VALUE`).
+    pub index_annotations: Vec<String>,
+    /// Secrets in buildx syntax; they name files or variables, never values.
+    pub secrets: Vec<String>,
+    /// User-given cache sources and destinations, passed through unchanged.
+    pub extra_cache_from: Vec<String>,
+    pub extra_cache_to: Vec<String>,
     pub no_cache: bool,
     pub pull: bool,
     pub max_parallel: usize,
@@ -443,6 +453,26 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
             ));
         }
     }
+    let mut annotations = Vec::new();
+    let mut index_annotations = Vec::new();
+    for a in &args.annotations {
+        let (kv, index) = match a.strip_prefix("index:") {
+            Some(kv) => (kv, true),
+            None => (a.as_str(), false),
+        };
+        if !kv.contains('=') || kv.starts_with('=') {
+            return Err(Error::input(
+                format!("annotation `{a}` is not KEY=VALUE"),
+                "pass --annotation KEY=VALUE (or index:KEY=VALUE for the merged index)",
+            ));
+        }
+        if index {
+            index_annotations.push(format!("index:{kv}"));
+        } else {
+            annotations.push(a.clone());
+        }
+    }
+    let secrets = secrets(args)?;
     Ok(BuildPlan {
         context: context.clone(),
         dockerfile,
@@ -452,11 +482,74 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         output,
         cache,
         provenance: args.provenance.clone(),
+        sbom: args.sbom.clone(),
+        annotations,
+        index_annotations,
+        secrets,
+        extra_cache_from: args.cache_from.clone(),
+        extra_cache_to: args.cache_to.clone(),
         no_cache: args.no_cache,
         pull: args.pull,
         max_parallel: args.max_parallel.unwrap_or(usize::MAX),
         json: args.json.clone(),
     })
+}
+
+/// Secrets as buildx `--secret` specs. Only file paths and variable names
+/// travel on the command line; a value never does.
+fn secrets(args: &BuildArgs) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for s in &args.secrets {
+        let fields: Vec<(&str, &str)> = s.split(',').filter_map(|f| f.split_once('=')).collect();
+        let has = |k: &str| fields.iter().any(|(a, _)| *a == k);
+        if !has("id") || !(has("src") || has("source") || has("env")) {
+            return Err(Error::input(
+                format!(
+                    "secret `{}` is not in buildx syntax (its value is not shown)",
+                    s.split([',', '=']).next().unwrap_or("")
+                ),
+                "pass --secret id=KEY,src=FILE or id=KEY,env=VAR; or --secret-file KEY=PATH / --secret-env KEY=VAR",
+            ));
+        }
+        out.push(s.clone());
+    }
+    for f in &args.secret_files {
+        let (k, path) = f
+            .split_once('=')
+            .filter(|(k, p)| !k.is_empty() && !p.is_empty())
+            .ok_or_else(|| {
+                Error::input(
+                    "a --secret-file is not KEY=PATH",
+                    "pass --secret-file KEY=PATH, e.g. --secret-file npmrc=./.npmrc",
+                )
+            })?;
+        if !Path::new(path).is_file() {
+            return Err(Error::input(
+                format!("secret file for `{k}` does not exist: {path}"),
+                "pass --secret-file KEY=PATH naming an existing file",
+            ));
+        }
+        out.push(format!("id={k},src={path}"));
+    }
+    for e in &args.secret_envs {
+        let (k, var) = e
+            .split_once('=')
+            .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+            .ok_or_else(|| {
+                Error::input(
+                    "a --secret-env is not KEY=VAR",
+                    "pass --secret-env KEY=VAR, e.g. --secret-env token=GIT_AUTH_TOKEN",
+                )
+            })?;
+        if std::env::var_os(var).is_none() {
+            return Err(Error::input(
+                format!("secret `{k}` reads the environment variable {var}, which is not set"),
+                format!("set {var} in the step's environment or drop --secret-env {k}={var}"),
+            ));
+        }
+        out.push(format!("id={k},env={var}"));
+    }
+    Ok(out)
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -466,6 +559,58 @@ fn default_cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| Path::new(".mbx-cache").to_path_buf())
         .join("mbx")
+}
+
+/// `--check-binaries`, `--timeout`, credentials… → what verify checks and how
+/// it reaches the registry. Reads the password from stdin with --password-stdin.
+pub fn verify(
+    flags: &crate::cli::VerifyFlags,
+    exact: bool,
+) -> Result<(crate::verify::Checks, crate::verify::Options)> {
+    if flags.timeout == 0 {
+        return Err(Error::input(
+            "--timeout must be at least 1 second",
+            "pass --timeout SECONDS, e.g. --timeout 60",
+        ));
+    }
+    let password = if flags.password_stdin {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
+            Error::input(
+                format!("cannot read the password from stdin: {e}"),
+                "pipe the password or token into mbx",
+            )
+        })?;
+        let s = s.trim_end_matches(['\n', '\r']).to_string();
+        if s.is_empty() {
+            return Err(Error::input(
+                "--password-stdin read an empty password",
+                "pipe the password or token into mbx, e.g. `echo \"$TOKEN\" | mbx …`",
+            ));
+        }
+        Some(s)
+    } else {
+        None
+    };
+    if password.is_some() != flags.username.is_some() {
+        return Err(Error::input(
+            "--username and --password-stdin go together",
+            "pass both, e.g. `echo \"$TOKEN\" | mbx verify REF --username USER --password-stdin`",
+        ));
+    }
+    Ok((
+        crate::verify::Checks {
+            exact,
+            binaries: flags.check_binaries,
+            max_layer_bytes: flags.max_layer_bytes,
+        },
+        crate::verify::Options {
+            insecure: flags.insecure_registries.clone(),
+            username: flags.username.clone(),
+            password,
+            timeout: std::time::Duration::from_secs(flags.timeout),
+        },
+    ))
 }
 
 #[cfg(test)]

@@ -34,16 +34,28 @@ pub fn display_command(program: &str, args: &[OsString], secrets: &[String]) -> 
 /// Run to completion, capturing both streams; a non-zero exit is a `CommandError`.
 pub fn run_captured(program: &str, args: &[OsString]) -> Result<Output, CommandError> {
     tracing::debug!(command = %display_command(program, args, &[]), "run");
-    let out = Command::new(program)
+    let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| CommandError {
             command: display_command(program, args, &[]),
             status: None,
             stdout_tail: String::new(),
             stderr_tail: format!("could not start `{program}`: {e}"),
         })?;
+    let pid = child.id();
+    crate::interrupt::register(pid);
+    let out = child.wait_with_output();
+    crate::interrupt::unregister(pid);
+    let out = out.map_err(|e| CommandError {
+        command: display_command(program, args, &[]),
+        status: None,
+        stdout_tail: String::new(),
+        stderr_tail: format!("waiting for `{program}` failed: {e}"),
+    })?;
     if out.status.success() {
         Ok(out)
     } else {

@@ -25,6 +25,9 @@ pub struct RunRecord {
     #[serde(default)]
     pub checks: Vec<Check>,
     pub wall_seconds: f64,
+    /// Things the user should know about how the run went (e.g. a fallback taken).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]

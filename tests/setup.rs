@@ -304,11 +304,13 @@ fn cleanup_never_removes_a_builder_mbx_did_not_create() {
 }
 
 #[test]
-fn docker_driver_refusals_are_real_and_explained() {
+fn docker_driver_really_refuses_push_by_digest() {
+    // Why mbx's build stage pushes per-platform staging tags on the docker
+    // driver (tests/build.rs checks that path): buildx refuses push-by-digest
+    // there even with the containerd image store, as on this chain.
     require_chain();
     let ctx = repo_root().join("examples/hello");
     let repo = unique_repo("docker-driver");
-    // What buildx itself says on the docker driver (the chain's `default`).
     let raw = Command::new("docker")
         .args([
             "buildx",
@@ -330,37 +332,6 @@ fn docker_driver_refusals_are_real_and_explained() {
         raw_err.contains("push-by-digest is currently not implemented for docker driver"),
         "{raw_err}"
     );
-
-    // mbx says it before building, with the fix.
-    let mut c = mbx();
-    c.args([
-        "ci",
-        "--local",
-        "--driver",
-        "docker",
-        "--builder",
-        "default",
-    ])
-    .args([
-        "--context",
-        ctx.to_str().unwrap(),
-        "--image",
-        &repo,
-        "--push",
-    ]);
-    let o = run(c);
-    assert_eq!(o.status.code(), Some(1));
-    let e = stderr(&o);
-    assert!(
-        e.contains("the docker driver (builder `default`) cannot do what this build needs"),
-        "{e}"
-    );
-    assert!(
-        e.contains("push-by-digest is currently not implemented for docker driver"),
-        "{e}"
-    );
-    assert!(e.contains("help: use --driver docker-container"), "{e}");
-    assert!(!e.contains("#1 "), "nothing was built: {e}");
 }
 
 // ---------------------------------------------------------------- binfmt

@@ -124,6 +124,7 @@ impl Buildx {
                     "install the docker CLI or set MBX_DOCKER",
                 )
             })?;
+        crate::interrupt::register(child.id());
         let mut stdout = child.stdout.take().expect("piped");
         let out_thread = std::thread::spawn(move || {
             let mut s = Vec::new();
@@ -135,9 +136,10 @@ impl Buildx {
         progress
             .read_from(stderr)
             .map_err(|e| Error::env(format!("reading buildx progress failed: {e}"), ""))?;
-        let status = child
-            .wait()
-            .map_err(|e| Error::env(format!("waiting for buildx failed: {e}"), ""))?;
+        let status = child.wait();
+        crate::interrupt::unregister(child.id());
+        let status =
+            status.map_err(|e| Error::env(format!("waiting for buildx failed: {e}"), ""))?;
         let stdout = out_thread.join().unwrap_or_default();
         let metadata = std::fs::read(metadata_file)
             .ok()
@@ -164,11 +166,20 @@ impl Buildx {
         builder: &str,
         tags: &[String],
         sources: &[String],
+        annotations: &[String],
         dry_run: bool,
     ) -> Result<String> {
-        let mut a = os_args(["buildx", "imagetools", "create", "--builder", builder]);
+        let mut a = os_args(["buildx", "imagetools", "create"]);
+        if !builder.is_empty() {
+            a.push("--builder".into());
+            a.push(builder.into());
+        }
         if dry_run {
             a.push("--dry-run".into());
+        }
+        for an in annotations {
+            a.push("--annotation".into());
+            a.push(an.into());
         }
         for t in tags {
             a.push("--tag".into());

@@ -33,7 +33,12 @@ fn platform_digests(children: &[Value]) -> BTreeMap<String, String> {
 /// Merge per-platform OCI layouts (`parts`, each built for one platform) into
 /// the layout at `out`, whose `index.json` then names one image index tagged
 /// `ref_name`.
-pub fn layouts(parts: &[(Platform, &Path)], out: &Path, ref_name: &str) -> Result<Merged> {
+pub fn layouts(
+    parts: &[(Platform, &Path)],
+    out: &Path,
+    ref_name: &str,
+    annotations: &[String],
+) -> Result<Merged> {
     let io = |what: &str, e: std::io::Error| {
         Error::build(
             format!("merging the OCI layouts: {what}: {e}"),
@@ -94,11 +99,19 @@ pub fn layouts(parts: &[(Platform, &Path)], out: &Path, ref_name: &str) -> Resul
             }
         }
     }
-    let index = json!({
+    let mut index = json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": children,
     });
+    let index_annotations: serde_json::Map<String, Value> = annotations
+        .iter()
+        .filter_map(|a| a.strip_prefix("index:").unwrap_or(a).split_once('='))
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    if !index_annotations.is_empty() {
+        index["annotations"] = Value::Object(index_annotations);
+    }
     let bytes = serde_json::to_vec_pretty(&index).expect("json");
     let digest = sha256(&bytes);
     std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), &bytes)
@@ -135,6 +148,7 @@ pub fn registry(
     repository: &str,
     tags: &[String],
     digests: &[String],
+    annotations: &[String],
 ) -> Result<Merged> {
     let tags: Vec<String> = tags.iter().map(|t| format!("{repository}:{t}")).collect();
     let sources: Vec<String> = digests
@@ -148,13 +162,13 @@ pub fn registry(
     )
     };
     let printed = buildx
-        .imagetools_create(builder, &tags, &sources, true)
+        .imagetools_create(builder, &tags, &sources, annotations, true)
         .map_err(fail)?;
     let bytes = printed.strip_suffix('\n').unwrap_or(&printed).as_bytes();
     let index: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::build(format!("imagetools printed no index: {e}"), ""))?;
     buildx
-        .imagetools_create(builder, &tags, &sources, false)
+        .imagetools_create(builder, &tags, &sources, annotations, false)
         .map_err(fail)?;
     Ok(Merged {
         index_digest: sha256(bytes),

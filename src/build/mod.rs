@@ -4,6 +4,7 @@
 pub mod buildx;
 pub mod cache;
 pub mod merge;
+pub mod parts;
 pub mod progress;
 
 use std::ffi::OsString;
@@ -18,7 +19,8 @@ use crate::report::terminal::Printer;
 use crate::run::{PlatformRecord, RunRecord};
 use buildx::{BuildOutcome, Buildx};
 
-/// Build every platform, then merge. Fills `record.platforms`, `record.output`,
+/// Build every platform, then merge (unless `merge` is false and the output
+/// is a registry: multi-runner parts, joined later by `mbx merge`). Fills `record.platforms`, `record.output`,
 /// `record.tags` and `record.index_digest`; on a failed platform the record
 /// still holds every platform's result and the error says what failed.
 pub fn run(
@@ -27,6 +29,7 @@ pub fn run(
     buildx: &Buildx,
     printer: &Printer,
     record: &mut RunRecord,
+    merge: bool,
 ) -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("mbx-build-")
@@ -55,6 +58,24 @@ pub fn run(
         }
     }
 
+    // The docker driver cannot push by digest: each platform goes to a staging tag.
+    let driver = match record.setup.as_ref().and_then(|s| s.builder.as_ref()) {
+        Some(b) => b.driver.clone(),
+        None => buildx
+            .inspect(&plan.builder.name, false)?
+            .map(|i| i.driver)
+            .unwrap_or_default(),
+    };
+    let staging = driver == "docker" && matches!(build.output, Output::Registry { .. });
+    if let (true, Output::Registry { repository, .. }) = (staging, &build.output) {
+        let note = format!(
+            "the docker driver cannot push by digest: each platform was pushed to a staging tag \
+             ({repository}:{}-<os>-<arch>); use the docker-container driver to avoid them",
+            STAGING_PREFIX
+        );
+        printer.status(&note);
+        record.notes.push(note);
+    }
     let queue: Mutex<Vec<Platform>> = Mutex::new(plan.platforms.iter().rev().cloned().collect());
     let results: Mutex<Vec<PlatformRecord>> = Mutex::new(Vec::new());
     let workers = build.max_parallel.min(plan.platforms.len()).max(1);
@@ -70,15 +91,13 @@ pub fn run(
                     if emulated { "emulated" } else { "native" }
                 ));
                 let part = parts_root.as_ref().map(|r| r.join(platform.slug()));
-                let rec = build_one(
-                    plan,
-                    build,
-                    buildx,
-                    &platform,
+                let target = Target {
+                    platform: &platform,
                     emulated,
-                    work.path(),
-                    part.as_deref(),
-                );
+                    part: part.as_deref(),
+                    staging,
+                };
+                let rec = build_one(plan, build, buildx, &target, work.path());
                 match &rec.error {
                     None => {
                         printer.status(&format!("built {platform} in {:.1}s", rec.wall_seconds))
@@ -97,6 +116,40 @@ pub fn run(
     results.sort_by_key(|r| plan.platforms.iter().position(|p| *p == r.platform));
     record.platforms = results;
 
+    if crate::interrupt::interrupted() {
+        if let Some(root) = &parts_root {
+            let _ = std::fs::remove_dir_all(root);
+        }
+        let pushed: Vec<String> = record
+            .platforms
+            .iter()
+            .filter(|r| r.error.is_none())
+            .filter_map(|r| Some(format!("{} ({})", r.platform, r.build_digest.as_deref()?)))
+            .collect();
+        let stopped: Vec<String> = record
+            .platforms
+            .iter()
+            .filter(|r| r.error.is_some())
+            .map(|r| r.platform.to_string())
+            .collect();
+        let mut message = format!(
+            "interrupted: stopped {}",
+            if stopped.is_empty() {
+                "nothing".into()
+            } else {
+                stopped.join(", ")
+            }
+        );
+        let help = match &build.output {
+            Output::Registry { .. } if !pushed.is_empty() => {
+                message.push_str(&format!("; pushed by digest only: {}", pushed.join(", ")));
+                "no index was pushed and no tag moved".to_string()
+            }
+            Output::Registry { .. } => "nothing was pushed".to_string(),
+            Output::Layout { .. } => "no index was written".to_string(),
+        };
+        return Err(Error::Interrupted { message, help });
+    }
     let failed: Vec<&PlatformRecord> = record
         .platforms
         .iter()
@@ -130,6 +183,10 @@ pub fn run(
         return Err(Error::build(msg, help));
     }
 
+    if !merge && matches!(build.output, Output::Registry { .. }) {
+        printer.status("pushed by digest only; join the parts with `mbx merge --parts DIR`");
+        return Ok(());
+    }
     printer.status("merging platforms into one index");
     let merged = match &build.output {
         Output::Layout { dir, ref_name } => {
@@ -143,7 +200,7 @@ pub fn run(
                 .iter()
                 .map(|(p, d)| (p.clone(), d.as_path()))
                 .collect();
-            let m = merge::layouts(&refs, dir, ref_name);
+            let m = merge::layouts(&refs, dir, ref_name, &build.index_annotations);
             let _ = std::fs::remove_dir_all(root);
             m?
         }
@@ -153,7 +210,14 @@ pub fn run(
                 .iter()
                 .filter_map(|r| r.build_digest.clone())
                 .collect();
-            merge::registry(buildx, &plan.builder.name, repository, tags, &digests)?
+            merge::registry(
+                buildx,
+                &plan.builder.name,
+                repository,
+                tags,
+                &digests,
+                &build.index_annotations,
+            )?
         }
     };
     for r in &mut record.platforms {
@@ -165,6 +229,9 @@ pub fn run(
     record.index_digest = Some(merged.index_digest);
     Ok(())
 }
+
+/// Tag prefix of the per-platform staging tags pushed with the docker driver.
+pub const STAGING_PREFIX: &str = "mbx-staging";
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
@@ -196,6 +263,7 @@ pub fn build_args(
     metadata: &Path,
     part: Option<&Path>,
     cache: &[String],
+    staging: bool,
 ) -> Vec<OsString> {
     let mut a: Vec<OsString> = Vec::new();
     let mut push = |s: String| a.push(s.into());
@@ -221,6 +289,17 @@ pub fn build_args(
     if let Some(p) = &build.provenance {
         push(format!("--provenance={p}"));
     }
+    if let Some(p) = &build.sbom {
+        push(format!("--sbom={p}"));
+    }
+    for an in &build.annotations {
+        push("--annotation".into());
+        push(an.clone());
+    }
+    for sec in &build.secrets {
+        push("--secret".into());
+        push(sec.clone());
+    }
     if build.no_cache {
         push("--no-cache".into());
     }
@@ -229,30 +308,54 @@ pub fn build_args(
     }
     match (&build.output, part) {
         (Output::Layout { .. }, Some(dir)) => push(format!("--output=type=oci,dest={},tar=false", dir.display())),
+        (Output::Registry { repository, .. }, _) if staging => push(format!(
+            "--output=type=image,name={repository}:{STAGING_PREFIX}-{},push=true,oci-mediatypes=true",
+            platform.slug()
+        )),
         (Output::Registry { repository, .. }, _) => push(format!(
-            "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true"
+            "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true"
         )),
         (Output::Layout { .. }, None) => unreachable!("layout output needs a part directory"),
     }
     for c in cache {
         push(c.clone());
     }
+    for c in &build.extra_cache_from {
+        push(format!("--cache-from={c}"));
+    }
+    for c in &build.extra_cache_to {
+        push(format!("--cache-to={c}"));
+    }
     a.push(build.context.clone().into_os_string());
     a
+}
+
+/// One platform's build: where it goes and how.
+struct Target<'a> {
+    platform: &'a Platform,
+    emulated: bool,
+    /// The OCI layout directory of this platform (layout output).
+    part: Option<&'a Path>,
+    /// Push to a staging tag (docker driver) instead of by digest.
+    staging: bool,
 }
 
 fn build_one(
     plan: &Plan,
     build: &BuildPlan,
     buildx: &Buildx,
-    platform: &Platform,
-    emulated: bool,
+    target: &Target,
     work: &Path,
-    part: Option<&Path>,
 ) -> PlatformRecord {
+    let Target {
+        platform,
+        emulated,
+        part,
+        staging,
+    } = *target;
     let metadata = work.join(format!("{}.metadata.json", platform.slug()));
     let cache = cache::args(&build.cache, platform);
-    let args = build_args(plan, build, platform, &metadata, part, &cache.args);
+    let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
     let started = Instant::now();
     let outcome = buildx.build(args, &metadata, &secret_values(build));
     let wall = started.elapsed().as_secs_f64();

@@ -529,3 +529,149 @@ mod tests {
         assert_eq!(p.steps().len(), 1);
     }
 }
+
+/// The parser on streams captured from real buildx runs (tests/data/README.md).
+#[cfg(test)]
+mod fixtures {
+    use super::*;
+
+    fn parse(name: &str) -> Progress {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/rawjson")
+            .join(name);
+        let mut p = Progress::new();
+        p.read_from(std::fs::File::open(&path).unwrap()).unwrap();
+        assert_eq!(p.malformed, 0, "{name}");
+        p
+    }
+
+    /// Instruction steps in Dockerfile order (BuildKit may announce them out of order).
+    fn instructions(p: &Progress) -> Vec<Step> {
+        let mut v: Vec<Step> = p.steps().into_iter().filter(|s| s.instruction).collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    #[test]
+    fn uncached_builds_run_every_step() {
+        for f in ["hello-amd64-nocache.json", "hello-arm64-nocache.json"] {
+            let p = parse(f);
+            let steps = instructions(&p);
+            let names: Vec<&str> = steps.iter().map(|s| s.instruction_text()).collect();
+            assert_eq!(names.len(), 4, "{f}: {names:?}");
+            assert!(
+                names[0].starts_with("FROM 127.0.0.1:5000/mbx/busybox:latest@sha256:"),
+                "{f}"
+            );
+            assert!(
+                names[1].starts_with("RUN echo \"built for linux/"),
+                "{f}: {}",
+                names[1]
+            );
+            // FROM may show as cached (the base is already in BuildKit's store); the RUN steps ran.
+            assert!(
+                steps[1..].iter().all(|s| !s.cached && s.error.is_none()),
+                "{f}"
+            );
+            assert!(
+                steps
+                    .iter()
+                    .all(|s| s.started.is_some() && s.completed >= s.started),
+                "{f}"
+            );
+            // The CPU-bound steps took real time; their logs were kept.
+            assert!(
+                steps[2].busy_seconds > 0.1,
+                "{f}: {}",
+                steps[2].busy_seconds
+            );
+            assert!(
+                steps[1]
+                    .log_tail
+                    .iter()
+                    .any(|l| l.contains("built for linux/")),
+                "{f}: {:?}",
+                steps[1].log_tail
+            );
+        }
+        let arm = parse("hello-arm64-nocache.json");
+        assert!(
+            instructions(&arm)[1]
+                .log_tail
+                .iter()
+                .any(|l| l.ends_with("aarch64")),
+            "uname -m under QEMU"
+        );
+    }
+
+    #[test]
+    fn a_cached_build_marks_the_run_steps_cached() {
+        let p = parse("hello-arm64-cached.json");
+        let steps = instructions(&p);
+        let run: Vec<&Step> = steps
+            .iter()
+            .filter(|s| s.instruction_text().starts_with("RUN"))
+            .collect();
+        assert_eq!(run.len(), 3);
+        assert!(run.iter().all(|s| s.cached), "{run:?}");
+    }
+
+    #[test]
+    fn a_failing_build_keeps_the_error_log_and_final_text() {
+        let p = parse("fail-arm64.json");
+        let failed: Vec<Step> = p
+            .steps()
+            .into_iter()
+            .filter(|s| s.error.is_some())
+            .collect();
+        assert_eq!(failed.len(), 1);
+        let s = &failed[0];
+        assert!(
+            s.instruction && s.instruction_text().starts_with("RUN echo start"),
+            "{}",
+            s.name
+        );
+        assert!(
+            s.error.as_deref().unwrap().contains("exit code: 7"),
+            "{:?}",
+            s.error
+        );
+        assert!(
+            s.log_tail.iter().any(|l| l == "about to fail"),
+            "{:?}",
+            s.log_tail
+        );
+        assert!(
+            p.text_tail()
+                .iter()
+                .any(|l| l.starts_with("ERROR: failed to solve")),
+            "{:?}",
+            p.text_tail()
+        );
+    }
+
+    #[test]
+    fn a_truncated_stream_keeps_what_was_complete() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/rawjson/hello-amd64-nocache.json");
+        let bytes = std::fs::read(path).unwrap();
+        let mut p = Progress::new();
+        p.feed(&bytes[..bytes.len() / 2]);
+        p.finish();
+        assert!(!p.steps().is_empty());
+        assert_eq!(p.malformed, 0, "a cut object becomes text, not an error");
+        assert!(!p.text_tail().is_empty());
+    }
+
+    #[test]
+    fn garbage_input_is_text_not_a_panic() {
+        let mut p = Progress::new();
+        let mut junk: Vec<u8> = (0..20_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        junk.extend_from_slice(b"{\"vertexes\": [1, 2, }\n]]]}}}{{{\"");
+        p.feed(&junk);
+        p.finish();
+        assert!(p.steps().is_empty());
+    }
+}

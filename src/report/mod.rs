@@ -1,6 +1,7 @@
 //! Report stage: the only place that writes the user-facing report.
 
 pub mod terminal;
+pub mod verification;
 
 use std::path::Path;
 

@@ -166,6 +166,9 @@ pub fn render(record: &RunRecord) -> String {
             "verification FAILED\n"
         });
     }
+    for n in &record.notes {
+        out.push_str(&format!("note    {n}\n"));
+    }
     out.push_str(&format!("total   {}\n", secs(record.wall_seconds)));
     out
 }

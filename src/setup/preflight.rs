@@ -96,45 +96,37 @@ pub fn buildkit(
 }
 
 /// The docker driver (BuildKit inside dockerd) cannot do what mbx's build
-/// stage asks of it. `containerd_store`: the daemon keeps images in
-/// containerd, which lifts the multi-platform and cache-export limits but
-/// not push-by-digest.
+/// stage asks of it when the daemon keeps images in its classic store
+/// (`containerd_store` false): no cache export, no OCI layout output. (It
+/// never pushes by digest either, whatever the store: the build stage pushes
+/// per-platform staging tags instead and says so. Each platform is built on
+/// its own, so the docker driver's refusal of multi-platform builds does not
+/// arise.)
 pub fn docker_driver(plan: &Plan, containerd_store: bool) -> Result<()> {
-    if plan.builder.driver != "docker" {
+    if plan.builder.driver != "docker" || containerd_store {
         return Ok(());
     }
     let Some(build) = &plan.build else {
         return Ok(());
     };
     let mut why = Vec::new();
-    if let Output::Registry { .. } = &build.output {
-        why.push(
-            "push by digest: mbx pushes each platform by digest and merges the digests into one index, \
-and buildx refuses that on the docker driver (\"push-by-digest is currently not implemented for docker driver\")"
-                .to_string(),
-        );
+    if !matches!(build.cache, Cache::None) {
+        why.push("cache export: without the containerd image store the docker driver cannot export a build cache (buildx: \"Cache export is not supported for the docker driver\"); or pass --cache none".to_string());
     }
-    if !containerd_store {
-        if plan.platforms.len() > 1 {
-            why.push("multi-platform: without the containerd image store the docker driver cannot hold images of several platforms (\"Multi-platform build is not supported for the docker driver\")".into());
-        }
-        if !matches!(build.cache, Cache::None) {
-            why.push("cache export: without the containerd image store the docker driver cannot export a build cache (\"Cache export is not supported for the docker driver\")".into());
-        }
-        if let Output::Layout { .. } = &build.output {
-            why.push("OCI layout output: without the containerd image store the docker driver has no OCI exporter (\"OCI exporter is not supported for the docker driver\")".into());
-        }
+    if let Output::Layout { .. } = &build.output {
+        why.push("OCI layout output: without the containerd image store the docker driver has no OCI exporter (buildx: \"OCI exporter is not supported for the docker driver\"); or push with --registry".into());
     }
     if why.is_empty() {
         return Ok(());
     }
     Err(Error::env(
         format!(
-            "the docker driver (builder `{}`) cannot do what this build needs:\n  {}",
+            "the docker driver (builder `{}`, daemon without the containerd image store) cannot do what this build needs:\n  {}",
             plan.builder.name,
             why.join("\n  ")
         ),
-        "use --driver docker-container (mbx's default): a BuildKit container that pushes by digest, exports caches and builds every platform",
+        "use --driver docker-container (mbx's default): a BuildKit container that exports caches, writes OCI layouts and pushes by digest; \
+or enable the containerd image store in dockerd (\"features\": {\"containerd-snapshotter\": true})",
     ))
 }
 
@@ -164,6 +156,12 @@ mod tests {
                 output,
                 cache,
                 provenance: None,
+                sbom: None,
+                annotations: vec![],
+                index_annotations: vec![],
+                secrets: vec![],
+                extra_cache_from: vec![],
+                extra_cache_to: vec![],
                 no_cache: false,
                 pull: false,
                 max_parallel: 2,
@@ -221,14 +219,6 @@ mod tests {
 
     #[test]
     fn docker_driver_limits() {
-        let p = plan("docker", reg(), Cache::None);
-        let e = docker_driver(&p, true).unwrap_err();
-        assert!(
-            e.to_string()
-                .contains("push-by-digest is currently not implemented"),
-            "{e}"
-        );
-        assert!(e.help().unwrap().contains("--driver docker-container"));
         let layout = Output::Layout {
             dir: "out".into(),
             ref_name: "latest".into(),
@@ -237,16 +227,18 @@ mod tests {
             dir: "c".into(),
             prefix: "a".into(),
         };
+        // containerd store: nothing to refuse (push-by-digest is worked around).
+        assert!(docker_driver(&plan("docker", reg(), cache.clone()), true).is_ok());
         assert!(docker_driver(&plan("docker", layout.clone(), cache.clone()), true).is_ok());
-        let e = docker_driver(&plan("docker", layout, cache), false)
-            .unwrap_err()
-            .to_string();
+        // classic store: cache export and OCI layouts are refused.
+        let e = docker_driver(&plan("docker", layout, cache.clone()), false).unwrap_err();
+        let s = e.to_string();
         assert!(
-            e.contains("Multi-platform")
-                && e.contains("Cache export")
-                && e.contains("OCI exporter"),
-            "{e}"
+            s.contains("Cache export is not supported") && s.contains("OCI exporter"),
+            "{s}"
         );
-        assert!(docker_driver(&plan("docker-container", reg(), Cache::None), false).is_ok());
+        assert!(e.help().unwrap().contains("--driver docker-container"));
+        assert!(docker_driver(&plan("docker", reg(), Cache::None), false).is_ok());
+        assert!(docker_driver(&plan("docker-container", reg(), cache), false).is_ok());
     }
 }

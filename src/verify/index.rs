@@ -7,7 +7,8 @@ use serde::Deserialize;
 use crate::error::Result;
 use crate::platform::Platform;
 use crate::run::Check;
-use crate::verify::Source;
+use crate::verify::elf;
+use crate::verify::{Checks, Source};
 
 #[derive(Debug, Deserialize)]
 pub struct Manifest {
@@ -16,6 +17,8 @@ pub struct Manifest {
     #[serde(default)]
     pub manifests: Option<Vec<Descriptor>>,
     pub config: Option<Descriptor>,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,8 +97,9 @@ pub async fn check(
     top: &[u8],
     top_digest: Option<String>,
     required: &[Platform],
-    exact: bool,
+    checks: &Checks,
 ) -> Result<Verification> {
+    let exact = checks.exact;
     let mut v = Verification {
         index_digest: top_digest,
         ..Default::default()
@@ -201,61 +205,25 @@ pub async fn check(
         );
     }
 
-    for (p, d) in &listed {
+    let tmp = tempfile::Builder::new()
+        .prefix("mbx-verify-")
+        .tempdir()
+        .map_err(|e| {
+            crate::error::Error::env(
+                format!("cannot create a temporary directory: {e}"),
+                "check TMPDIR",
+            )
+        })?;
+    // Every platform's manifest, config (and layers) are read concurrently.
+    let per_platform = futures::future::join_all(
+        listed
+            .iter()
+            .map(|(p, d)| check_platform(source, p, d, checks, tmp.path())),
+    )
+    .await;
+    for ((p, d), platform_checks) in listed.iter().zip(per_platform) {
         v.platforms.push((p.clone(), d.digest.clone()));
-        let name = format!("manifest {p}");
-        let (bytes, _) = match source.manifest(&d.digest).await {
-            Ok(x) => x,
-            Err(e) => {
-                v.push(name, false, format!("cannot fetch {}: {e}", d.digest));
-                continue;
-            }
-        };
-        let m: Manifest = match serde_json::from_slice(&bytes) {
-            Ok(m) => m,
-            Err(e) => {
-                v.push(name, false, format!("{} is not a manifest: {e}", d.digest));
-                continue;
-            }
-        };
-        if let Some(mt) = m.media_type.as_deref() {
-            if mt != d.media_type {
-                v.push(
-                    name,
-                    false,
-                    format!("the index says {} but the manifest is {mt}", d.media_type),
-                );
-                continue;
-            }
-        }
-        let Some(cfg) = m.config else {
-            v.push(name, false, format!("{} has no config", d.digest));
-            continue;
-        };
-        let config: ImageConfig = match source.blob(&cfg.digest).await.and_then(|b| {
-            serde_json::from_slice(&b)
-                .map_err(|e| crate::error::Error::verify(format!("config is not JSON: {e}"), ""))
-        }) {
-            Ok(c) => c,
-            Err(e) => {
-                v.push(
-                    name,
-                    false,
-                    format!("cannot read config {}: {e}", cfg.digest),
-                );
-                continue;
-            }
-        };
-        let says = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
-        if &says == p {
-            v.push(name, true, format!("config says {says}"));
-        } else {
-            v.push(
-                name,
-                false,
-                format!("the index lists it as {p} but its config says {says}"),
-            );
-        }
+        v.checks.extend(platform_checks);
     }
 
     if !attestations.is_empty() {
@@ -288,4 +256,161 @@ pub async fn check(
         }
     }
     Ok(v)
+}
+
+/// The checks of one platform's manifest: fetchable, media type, config
+/// platform, and (with `--check-binaries`) the ELF machine of its binaries.
+async fn check_platform(
+    source: &Source,
+    p: &Platform,
+    d: &Descriptor,
+    checks: &Checks,
+    tmp: &std::path::Path,
+) -> Vec<Check> {
+    let name = format!("manifest {p}");
+    let fail = |detail: String| {
+        vec![Check {
+            name: name.clone(),
+            passed: false,
+            detail,
+        }]
+    };
+    let (bytes, _) = match source.manifest(&d.digest).await {
+        Ok(x) => x,
+        Err(e) => return fail(format!("cannot fetch {}: {e}", d.digest)),
+    };
+    let m: Manifest = match serde_json::from_slice(&bytes) {
+        Ok(m) => m,
+        Err(e) => return fail(format!("{} is not a manifest: {e}", d.digest)),
+    };
+    if let Some(mt) = m.media_type.as_deref() {
+        if mt != d.media_type {
+            return fail(format!(
+                "the index says {} but the manifest is {mt}",
+                d.media_type
+            ));
+        }
+    }
+    let Some(cfg) = m.config else {
+        return fail(format!("{} has no config", d.digest));
+    };
+    let config: ImageConfig = match source.blob(&cfg.digest).await.and_then(|b| {
+        serde_json::from_slice(&b)
+            .map_err(|e| crate::error::Error::verify(format!("config is not JSON: {e}"), ""))
+    }) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("cannot read config {}: {e}", cfg.digest)),
+    };
+    let says = Platform::new(&config.os, &config.architecture, config.variant.as_deref());
+    let mut out = vec![if &says == p {
+        Check {
+            name: name.clone(),
+            passed: true,
+            detail: format!("config says {says}"),
+        }
+    } else {
+        Check {
+            name: name.clone(),
+            passed: false,
+            detail: format!("the index lists it as {p} but its config says {says}"),
+        }
+    }];
+    if checks.binaries {
+        out.push(check_binaries(source, p, &m.layers, checks.max_layer_bytes, tmp).await);
+    }
+    out
+}
+
+async fn check_binaries(
+    source: &Source,
+    p: &Platform,
+    layers: &[Descriptor],
+    cap: u64,
+    tmp: &std::path::Path,
+) -> Check {
+    let name = format!("binaries {p}");
+    let Some(expected) = elf::expected_machine(p) else {
+        return Check {
+            name,
+            passed: false,
+            detail: format!("mbx does not know the ELF machine of {p}"),
+        };
+    };
+    let mut scan = elf::ElfScan::default();
+    // Platforms may share a layer digest: each downloads into its own directory.
+    let tmp = tmp.join(p.slug());
+    if let Err(e) = std::fs::create_dir_all(&tmp) {
+        return Check {
+            name,
+            passed: false,
+            detail: format!("cannot create {}: {e}", tmp.display()),
+        };
+    }
+    for layer in layers {
+        let file = match source
+            .layer_file(&layer.digest, layer.size, &tmp, cap)
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                return Check {
+                    name,
+                    passed: false,
+                    detail: e.to_string(),
+                }
+            }
+        };
+        let result = tokio::task::spawn_blocking({
+            let file = file.clone();
+            move || elf::scan_layer(&file, expected)
+        })
+        .await;
+        if matches!(source, Source::Registry(_)) {
+            let _ = std::fs::remove_file(&file);
+        }
+        match result {
+            Ok(Ok(s)) => scan.merge(s),
+            Ok(Err(e)) => {
+                return Check {
+                    name,
+                    passed: false,
+                    detail: format!("layer {} is not a readable tar: {e}", layer.digest),
+                }
+            }
+            Err(e) => {
+                return Check {
+                    name,
+                    passed: false,
+                    detail: format!("scanning layer {} failed: {e}", layer.digest),
+                }
+            }
+        }
+    }
+    match scan.mismatches.first() {
+        None if scan.checked == 0 => Check {
+            name,
+            passed: true,
+            detail: "no ELF executables or libraries in the layers".into(),
+        },
+        None => Check {
+            name,
+            passed: true,
+            detail: format!(
+                "{} ELF file(s), all {}",
+                scan.checked,
+                elf::machine_name(expected)
+            ),
+        },
+        Some((path, machine)) => Check {
+            name,
+            passed: false,
+            detail: format!(
+                "{path} is {} but {p} needs {} ({} of {} ELF file(s) wrong)",
+                elf::machine_name(*machine),
+                elf::machine_name(expected),
+                scan.mismatch_count,
+                scan.checked
+            ),
+        },
+    }
 }

@@ -50,6 +50,22 @@ impl Layout {
         Ok(bytes)
     }
 
+    /// The path of a blob in the layout (layers are read in place).
+    pub fn blob_path(&self, digest: &str) -> Result<std::path::PathBuf> {
+        let (algo, hex) = digest
+            .split_once(':')
+            .filter(|(_, h)| !h.contains(['/', '.']))
+            .ok_or_else(|| Error::verify(format!("`{digest}` is not a digest"), ""))?;
+        let path = self.dir.join("blobs").join(algo).join(hex);
+        if !path.is_file() {
+            return Err(Error::verify(
+                format!("blob {digest} missing from {}", self.dir.display()),
+                "",
+            ));
+        }
+        Ok(path)
+    }
+
     /// The image index the layout holds: `index.json` names one index blob
     /// (as buildx and mbx write it), or is itself the list of manifests.
     pub fn top(&self) -> Result<(Vec<u8>, Option<String>)> {

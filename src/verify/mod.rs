@@ -1,33 +1,46 @@
 //! Verify stage: read the result back (registry or OCI layout) and prove every
 //! requested platform is there and is what it claims to be.
 
+pub mod elf;
 pub mod index;
 pub mod layout;
 pub mod registry;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::platform::Platform;
 
 pub use index::Verification;
+pub use registry::Options;
 
 /// Where an image is read back from.
 pub enum Source {
     Layout(layout::Layout),
-    Registry(registry::Registry),
+    Registry(Box<registry::Registry>),
+}
+
+/// What to check beyond the index and the configs.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// Fail when the index holds platforms that were not required.
+    pub exact: bool,
+    /// Read the layers and check the ELF machine of every binary.
+    pub binaries: bool,
+    /// Largest layer (compressed) read for the binary check.
+    pub max_layer_bytes: u64,
 }
 
 impl Source {
     /// A directory path is a layout; anything else an image reference.
-    pub fn open(reference: &str, insecure: &[String]) -> Result<Source> {
+    pub fn open(reference: &str, opts: &Options) -> Result<Source> {
         let p = Path::new(reference);
         if p.is_dir() {
             return Ok(Source::Layout(layout::Layout::open(p)?));
         }
-        Ok(Source::Registry(registry::Registry::new(
-            reference, insecure,
-        )?))
+        Ok(Source::Registry(Box::new(registry::Registry::new(
+            reference, opts,
+        )?)))
     }
 
     pub async fn top(&self) -> Result<(Vec<u8>, Option<String>)> {
@@ -50,16 +63,41 @@ impl Source {
             Source::Registry(r) => r.blob(digest).await,
         }
     }
+
+    /// A layer as a local file: the blob itself in a layout, a download
+    /// into `tmp` from a registry.
+    pub async fn layer_file(
+        &self,
+        digest: &str,
+        size: u64,
+        tmp: &Path,
+        cap: u64,
+    ) -> Result<PathBuf> {
+        if size > cap {
+            return Err(Error::verify(
+                format!("layer {digest} is {size} bytes, over the cap of {cap}"),
+                "raise --max-layer-bytes to check it",
+            ));
+        }
+        match self {
+            Source::Layout(l) => l.blob_path(digest),
+            Source::Registry(r) => {
+                let dest = tmp.join(digest.replace(':', "-"));
+                r.blob_to_file(digest, &dest, cap).await?;
+                Ok(dest)
+            }
+        }
+    }
 }
 
 /// Read `reference` and check it holds every platform in `required`.
 pub async fn run(
     reference: &str,
     required: &[Platform],
-    exact: bool,
-    insecure: &[String],
+    checks: &Checks,
+    opts: &Options,
 ) -> Result<Verification> {
-    let source = Source::open(reference, insecure)?;
+    let source = Source::open(reference, opts)?;
     let (top, digest) = source.top().await?;
-    index::check(&source, &top, digest, required, exact).await
+    index::check(&source, &top, digest, required, checks).await
 }

@@ -1,10 +1,20 @@
-//! `Registry`: the one client through which mbx reads images back (oci-client).
-//! Plain http only for loopback hosts or ones the user names as insecure;
-//! no platform resolver, so an index is never narrowed to one platform.
+//! `Registry`: the one client through which mbx reads images back.
+//!
+//! oci-client does the authentication handshake (the `/v2/` challenge, the
+//! bearer token flow, basic auth); mbx then makes its reads itself so that it
+//! can retry registry faults with backoff (honouring `Retry-After`), check
+//! every digest, and stream layers with a size cap. Plain http only for
+//! loopback hosts or hosts named with `--insecure-registry`. No platform
+//! resolver: an index is never narrowed to one platform.
+
+use std::io::Write;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
+use oci_client::{Client, Reference, RegistryOperation};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -15,28 +25,111 @@ pub const ACCEPTED: &[&str] = &[
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
-pub struct Registry {
-    client: Client,
-    reference: Reference,
+/// A tag that was just pushed may not be readable at once on eventually
+/// consistent registries; a missing top-level manifest is retried this long.
+const UNKNOWN_MANIFEST_WINDOW: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// How to reach and log in to a registry.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hosts to reach over plain http (loopback hosts always are).
+    pub insecure: Vec<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// The whole read, retries included, must finish within this.
+    pub timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            insecure: Vec::new(),
+            username: None,
+            password: None,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Credentials and where they came from (for messages; never the secret).
+#[derive(Clone)]
+struct Credentials {
     auth: RegistryAuth,
+    source: String,
+}
+
+#[derive(Clone)]
+enum Authz {
+    Unknown,
+    Header(Option<String>),
+}
+
+pub struct Registry {
+    oci: Client,
+    http: reqwest::Client,
+    reference: Reference,
+    creds: Credentials,
+    scheme: &'static str,
+    authz: tokio::sync::Mutex<Authz>,
+    started: Instant,
+    timeout: Duration,
 }
 
 pub fn is_loopback_host(host: &str) -> bool {
-    let h = host.rsplit_once(':').map_or(host, |(h, port)| {
-        if port.bytes().all(|c| c.is_ascii_digit()) {
-            h
-        } else {
-            host
-        }
-    });
+    let h = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
+        _ => host,
+    };
     let h = h.trim_start_matches('[').trim_end_matches(']');
     h == "localhost"
         || h.parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Which credentials to use for `host`: explicit flags, then
+/// `~/.docker/config.json`, then on ghcr.io the Actions actor and
+/// `GITHUB_TOKEN`, else anonymous.
+fn credentials(
+    host: &str,
+    opts: &Options,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Credentials> {
+    match (&opts.username, &opts.password) {
+        (Some(u), Some(p)) => {
+            return Ok(Credentials {
+                auth: RegistryAuth::Basic(u.clone(), p.clone()),
+                source: "--username/--password-stdin".into(),
+            })
+        }
+        (Some(_), None) | (None, Some(_)) => return Err(Error::input(
+            "--username and --password-stdin go together",
+            "pass both, e.g. `echo \"$TOKEN\" | mbx verify REF --username USER --password-stdin`",
+        )),
+        (None, None) => {}
+    }
+    if let Some(auth) = docker_config_auth(host, env) {
+        return Ok(Credentials {
+            auth,
+            source: "~/.docker/config.json".into(),
+        });
+    }
+    if host == "ghcr.io" {
+        if let (Some(actor), Some(token)) = (env("GITHUB_ACTOR"), env("GITHUB_TOKEN")) {
+            return Ok(Credentials {
+                auth: RegistryAuth::Basic(actor, token),
+                source: "GITHUB_ACTOR and GITHUB_TOKEN".into(),
+            });
+        }
+    }
+    Ok(Credentials {
+        auth: RegistryAuth::Anonymous,
+        source: "none (anonymous)".into(),
+    })
+}
+
 impl Registry {
-    pub fn new(reference: &str, insecure: &[String]) -> Result<Registry> {
+    pub fn new(reference: &str, opts: &Options) -> Result<Registry> {
         let reference: Reference = reference.parse().map_err(|e| {
             Error::input(
                 format!("`{reference}` is not an image reference: {e}"),
@@ -44,22 +137,35 @@ impl Registry {
             )
         })?;
         let host = reference.resolve_registry().to_string();
-        let mut http: Vec<String> = insecure.to_vec();
-        if is_loopback_host(&host) {
-            http.push(host.clone());
+        let insecure = is_loopback_host(&host) || opts.insecure.iter().any(|h| h == &host);
+        let mut http_hosts = opts.insecure.clone();
+        if insecure {
+            http_hosts.push(host.clone());
         }
         let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(http),
+            protocol: ClientProtocol::HttpsExcept(http_hosts),
             platform_resolver: None,
-            connect_timeout: Some(std::time::Duration::from_secs(10)),
-            read_timeout: Some(std::time::Duration::from_secs(60)),
+            connect_timeout: Some(Duration::from_secs(10)),
+            read_timeout: Some(Duration::from_secs(60)),
             ..ClientConfig::default()
         };
-        let auth = docker_config_auth(&host).unwrap_or(RegistryAuth::Anonymous);
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let creds = credentials(&host, opts, &env)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("mbx/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::env(format!("cannot make an HTTP client: {e}"), ""))?;
         Ok(Registry {
-            client: Client::new(config),
+            oci: Client::new(config),
+            http,
             reference,
-            auth,
+            creds,
+            scheme: if insecure { "http" } else { "https" },
+            authz: tokio::sync::Mutex::new(Authz::Unknown),
+            started: Instant::now(),
+            timeout: opts.timeout,
         })
     }
 
@@ -67,80 +173,376 @@ impl Registry {
         self.reference.resolve_registry()
     }
 
-    fn at(&self, digest: &str) -> Reference {
-        Reference::with_digest(
-            self.reference.registry().to_string(),
-            self.reference.repository().to_string(),
-            digest.to_string(),
+    fn url(&self, kind: &str, what: &str) -> String {
+        format!(
+            "{}://{}/v2/{}/{kind}/{what}",
+            self.scheme,
+            self.host(),
+            self.reference.repository()
         )
+    }
+
+    /// The Authorization header, from the handshake (done once; again after a 401).
+    async fn authorization(&self, renew: bool) -> Result<Option<String>> {
+        let mut slot = self.authz.lock().await;
+        if let (Authz::Header(h), false) = (&*slot, renew) {
+            return Ok(h.clone());
+        }
+        let deadline = self.started + self.timeout;
+        let mut attempt = 0;
+        let token = loop {
+            match self
+                .oci
+                .auth(&self.reference, &self.creds.auth, RegistryOperation::Pull)
+                .await
+            {
+                Ok(t) => break t,
+                Err(e) => {
+                    let text = e.to_string();
+                    if !text.contains("error sending request") {
+                        return Err(self
+                            .denied(401, &format!("the login to {} failed: {text}", self.host())));
+                    }
+                    // A connection fault during the handshake: retry like any read.
+                    let delay = backoff(attempt);
+                    if Instant::now() + delay > deadline {
+                        return Err(self.unreachable(&text));
+                    }
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        };
+        let header = match token {
+            Some(token) => Some(format!("Bearer {token}")),
+            None => match &self.creds.auth {
+                RegistryAuth::Basic(u, p) => {
+                    use base64::Engine;
+                    Some(format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+                    ))
+                }
+                _ => None,
+            },
+        };
+        *slot = Authz::Header(header.clone());
+        Ok(header)
+    }
+
+    fn unreachable(&self, why: &str) -> Error {
+        Error::verify(
+            format!("cannot reach the registry {}: {why}", self.host()),
+            format!(
+                "check the registry at {} is up and reachable (for mbx's test chain: scripts/chain-up)",
+                self.host()
+            ),
+        )
+    }
+
+    fn denied(&self, status: u16, what: &str) -> Error {
+        let help = match (status, &self.creds.auth) {
+            (403, _) => "the credentials lack read access: in GitHub Actions give the job `permissions: packages: read` \
+                         (`packages: write` to push), or use a token with read:packages"
+                .to_string(),
+            (_, RegistryAuth::Anonymous) => format!(
+                "log in first: `docker login {}`, or pass --username USER --password-stdin; on ghcr.io in Actions set GITHUB_TOKEN",
+                self.host()
+            ),
+            _ => format!("the registry refused the credentials from {}; check the user and password or token", self.creds.source),
+        };
+        Error::verify(format!("{status} {what}"), help)
+    }
+
+    /// GET with retries: connection faults, 429 and 5xx are retried with
+    /// exponential backoff and jitter (or the server's `Retry-After`) until
+    /// the timeout; a missing top-level manifest is retried for a few seconds
+    /// (just pushed); 401 gets one fresh login; 403 and other 4xx fail at once.
+    async fn get(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        what: &str,
+        top: bool,
+    ) -> Result<reqwest::Response> {
+        let deadline = self.started + self.timeout;
+        let mut attempt: u32 = 0;
+        let mut renewed = false;
+        loop {
+            let auth = self.authorization(false).await?;
+            let mut req = self.http.get(url);
+            if let Some(a) = accept {
+                req = req.header(reqwest::header::ACCEPT, a);
+            }
+            if let Some(h) = auth {
+                req = req.header(reqwest::header::AUTHORIZATION, h);
+            }
+            let (fault, retry_after) = match req.send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let retry_after = resp
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    let body = resp.text().await.unwrap_or_default();
+                    let code = registry_error_code(&body);
+                    match status {
+                        401 if !renewed => {
+                            renewed = true;
+                            self.authorization(true).await?;
+                            continue;
+                        }
+                        401 | 403 => {
+                            return Err(self.denied(
+                                status,
+                                &format!("reading {what} from {}: {}", self.host(), brief(&body)),
+                            ))
+                        }
+                        404 if top
+                            && code.as_deref() == Some("MANIFEST_UNKNOWN")
+                            && self.started.elapsed() + backoff(attempt)
+                                < UNKNOWN_MANIFEST_WINDOW.min(self.timeout) =>
+                        {
+                            // Just pushed? Eventually consistent registries catch up in seconds.
+                            tokio::time::sleep(backoff(attempt)).await;
+                            attempt += 1;
+                            continue;
+                        }
+                        404 => {
+                            return Err(Error::verify(
+                                format!("{what} not found in {}: {}", self.host(), brief(&body)),
+                                if top {
+                                    "check the image name and tag; was it pushed?"
+                                } else {
+                                    ""
+                                },
+                            ))
+                        }
+                        429 | 500..=599 => (
+                            format!("{what}: HTTP {status} {}", brief(&body)),
+                            retry_after,
+                        ),
+                        _ => {
+                            return Err(Error::verify(
+                                format!(
+                                    "reading {what} from {} failed: HTTP {status} {}",
+                                    self.host(),
+                                    brief(&body)
+                                ),
+                                "",
+                            ))
+                        }
+                    }
+                }
+                Err(e) => {
+                    let mut why = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(s) = src {
+                        why = format!("{why}: {s}");
+                        src = s.source();
+                    }
+                    (format!("{what}: {why}"), None)
+                }
+            };
+            let delay = retry_after.unwrap_or_else(|| backoff(attempt));
+            if Instant::now() + delay > deadline {
+                return Err(Error::verify(
+                    format!(
+                        "gave up reading from {} after {:.0}s: {fault}",
+                        self.host(),
+                        self.started.elapsed().as_secs_f64()
+                    ),
+                    "the registry kept failing; check it and run again, or raise --timeout",
+                ));
+            }
+            tracing::debug!(%fault, ?delay, attempt, "registry fault, retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
     }
 
     /// The manifest the reference names: raw bytes and digest.
     pub async fn top(&self) -> Result<(Vec<u8>, String)> {
-        self.manifest_at(&self.reference).await
+        let what = self
+            .reference
+            .digest()
+            .or(self.reference.tag())
+            .unwrap_or("latest")
+            .to_string();
+        self.manifest_inner(&what, true).await
     }
 
     pub async fn manifest(&self, digest: &str) -> Result<(Vec<u8>, String)> {
-        self.manifest_at(&self.at(digest)).await
+        self.manifest_inner(digest, false).await
     }
 
-    async fn manifest_at(&self, r: &Reference) -> Result<(Vec<u8>, String)> {
-        let (bytes, digest) = self
-            .client
-            .pull_manifest_raw(r, &self.auth, ACCEPTED)
-            .await
-            .map_err(|e| self.fault(r, e))?;
-        Ok((bytes.to_vec(), digest))
-    }
-
-    pub async fn blob(&self, digest: &str) -> Result<Vec<u8>> {
-        let mut out: Vec<u8> = Vec::new();
-        let r = self.at(digest);
-        self.client
-            .pull_blob(&r, digest, &mut out)
-            .await
-            .map_err(|e| self.fault(&r, e))?;
-        Ok(out)
-    }
-
-    fn fault(&self, r: &Reference, e: oci_client::errors::OciDistributionError) -> Error {
-        let text = e.to_string();
-        let help = if text.contains("error sending request") || text.contains("onnect") {
-            format!("check the registry at {} is up and reachable (for mbx's test chain: scripts/chain-up)", self.host())
-        } else if text.contains("401")
-            || text.contains("403")
-            || text.contains("nauthorized")
-            || text.contains("enied")
-        {
-            format!(
-                "log in first (`docker login {}`) or grant the token read access to packages",
-                self.host()
+    async fn manifest_inner(&self, what: &str, top: bool) -> Result<(Vec<u8>, String)> {
+        let label = format!("manifest {}", self.reference_for(what));
+        let resp = self
+            .get(
+                &self.url("manifests", what),
+                Some(&ACCEPTED.join(", ")),
+                &label,
+                top,
             )
+            .await?;
+        let header = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::verify(format!("reading {label} failed: {e}"), ""))?
+            .to_vec();
+        let digest = crate::digest::sha256(&bytes);
+        if what.starts_with("sha256:") && digest != what {
+            return Err(Error::verify(
+                format!("{label}: content hashes to {digest}"),
+                "the registry served other bytes than the digest names",
+            ));
+        }
+        if let Some(h) = header.filter(|h| h.starts_with("sha256:")) {
+            if h != digest {
+                return Err(Error::verify(format!("{label}: Docker-Content-Digest says {h} but the content hashes to {digest}"), ""));
+            }
+        }
+        Ok((bytes, digest))
+    }
+
+    fn reference_for(&self, what: &str) -> String {
+        let sep = if what.starts_with("sha256:") {
+            '@'
         } else {
-            String::new()
+            ':'
         };
-        Error::verify(format!("reading {r} failed: {text}"), help)
+        format!("{}/{}{sep}{what}", self.host(), self.reference.repository())
+    }
+
+    /// A small blob (a config) in memory, digest checked.
+    pub async fn blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let label = format!("blob {}", self.reference_for(digest));
+        let resp = self
+            .get(&self.url("blobs", digest), None, &label, false)
+            .await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| Error::verify(format!("reading {label} failed: {e}"), ""))?
+            .to_vec();
+        let actual = crate::digest::sha256(&bytes);
+        if actual != digest {
+            return Err(Error::verify(
+                format!("{label}: content hashes to {actual}"),
+                "",
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Stream a blob (a layer) into `dest`, refusing more than `cap` bytes;
+    /// the digest is checked as it streams.
+    pub async fn blob_to_file(&self, digest: &str, dest: &Path, cap: u64) -> Result<u64> {
+        let label = format!("blob {}", self.reference_for(digest));
+        let mut resp = self
+            .get(&self.url("blobs", digest), None, &label, false)
+            .await?;
+        let io = |e: std::io::Error| {
+            Error::env(
+                format!("writing {} failed: {e}", dest.display()),
+                "check TMPDIR has space",
+            )
+        };
+        let mut f = std::io::BufWriter::new(std::fs::File::create(dest).map_err(io)?);
+        let mut hasher = Sha256::new();
+        let mut n: u64 = 0;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .map_err(|e| Error::verify(format!("reading {label} failed: {e}"), ""))?
+        {
+            n += chunk.len() as u64;
+            if n > cap {
+                return Err(Error::verify(
+                    format!("{label} is larger than the cap of {cap} bytes"),
+                    "raise --max-layer-bytes",
+                ));
+            }
+            hasher.update(&chunk);
+            f.write_all(&chunk).map_err(io)?;
+        }
+        f.flush().map_err(io)?;
+        let actual = format!("sha256:{}", hex(&hasher.finalize()));
+        if actual != digest {
+            return Err(Error::verify(
+                format!("{label}: content hashes to {actual}"),
+                "",
+            ));
+        }
+        Ok(n)
     }
 }
 
-/// Basic credentials for `host` from `~/.docker/config.json` (`auths.<host>.auth`).
-fn docker_config_auth(host: &str) -> Option<RegistryAuth> {
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The first error code of an OCI error envelope (`{"errors":[{"code":…}]}`).
+fn registry_error_code(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    v["errors"][0]["code"].as_str().map(str::to_string)
+}
+
+fn brief(body: &str) -> String {
+    let b = body.trim();
+    if let Some(code) = registry_error_code(b) {
+        let v: serde_json::Value = serde_json::from_str(b).unwrap_or_default();
+        let msg = v["errors"][0]["message"].as_str().unwrap_or("");
+        return format!("{code} {msg}").trim().to_string();
+    }
+    crate::error::tail(b, 3, 300)
+}
+
+/// Exponential backoff with jitter: 250 ms × 2^attempt, capped, 50–100 %.
+fn backoff(attempt: u32) -> Duration {
+    let base = Duration::from_millis(250)
+        .saturating_mul(1u32 << attempt.min(10))
+        .min(MAX_BACKOFF);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let frac = 0.5 + (nanos % 1000) as f64 / 2000.0;
+    base.mul_f64(frac)
+}
+
+/// Basic credentials for `host` from `$DOCKER_CONFIG/config.json` or
+/// `~/.docker/config.json` (`auths.<host>.auth`, base64 of `user:password`).
+fn docker_config_auth(host: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<RegistryAuth> {
     use base64::Engine;
-    let dir = std::env::var_os("DOCKER_CONFIG")
+    let dir = env("DOCKER_CONFIG")
         .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker"))
-        })?;
+        .or_else(|| env("HOME").map(|h| std::path::PathBuf::from(h).join(".docker")))?;
     let text = std::fs::read(dir.join("config.json")).ok()?;
     let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
     let auths = v.get("auths")?.as_object()?;
+    let wanted = if host == "index.docker.io" {
+        "docker.io"
+    } else {
+        host
+    };
     let entry = auths
         .iter()
         .find(|(k, _)| {
-            k.trim_start_matches("https://")
-                .trim_start_matches("http://")
-                .trim_end_matches('/')
-                == host
+            let k = k
+                .trim_start_matches("https://")
+                .trim_start_matches("http://");
+            let k = k.split('/').next().unwrap_or(k);
+            k == wanted || (wanted == "docker.io" && k == "index.docker.io")
         })?
         .1;
     let raw = base64::engine::general_purpose::STANDARD
@@ -154,15 +556,88 @@ fn docker_config_auth(host: &str) -> Option<RegistryAuth> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
 
     #[test]
     fn loopback_hosts() {
         assert!(is_loopback_host("127.0.0.1:5000"));
         assert!(is_loopback_host("localhost"));
         assert!(is_loopback_host("127.1.2.3"));
-        assert!(!is_loopback_host("ghcr.io"));
         assert!(is_loopback_host("[::1]:5000"));
+        assert!(!is_loopback_host("ghcr.io"));
         assert!(!is_loopback_host("127.example.com:5000"));
         assert!(!is_loopback_host("registry.local:5000"));
+    }
+
+    fn env_of(m: HashMap<&'static str, String>) -> impl Fn(&str) -> Option<String> {
+        move |k: &str| m.get(k).cloned()
+    }
+
+    fn user(c: &Credentials) -> Option<String> {
+        match &c.auth {
+            RegistryAuth::Basic(u, _) => Some(u.clone()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn credential_order() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = r#"{"auths":{"https://127.0.0.1:5001":{"auth":"bWJ4Om1ieC1zZWNyZXQ="}}}"#; // mbx:mbx-secret
+        std::fs::write(d.path().join("config.json"), cfg).unwrap();
+        let env = env_of(HashMap::from([
+            ("DOCKER_CONFIG", d.path().display().to_string()),
+            ("GITHUB_ACTOR", "octocat".to_string()),
+            ("GITHUB_TOKEN", "ghs_x".to_string()),
+        ]));
+        let none = Options::default();
+        assert_eq!(
+            user(&credentials("127.0.0.1:5001", &none, &env).unwrap()).as_deref(),
+            Some("mbx")
+        );
+        let c = credentials("ghcr.io", &none, &env).unwrap();
+        assert_eq!(user(&c).as_deref(), Some("octocat"));
+        assert_eq!(c.source, "GITHUB_ACTOR and GITHUB_TOKEN");
+        assert!(
+            user(&credentials("127.0.0.1:5000", &none, &env).unwrap()).is_none(),
+            "anonymous elsewhere"
+        );
+        let flags = Options {
+            username: Some("me".into()),
+            password: Some("pw".into()),
+            ..Options::default()
+        };
+        assert_eq!(
+            user(&credentials("127.0.0.1:5001", &flags, &env).unwrap()).as_deref(),
+            Some("me")
+        );
+        let half = Options {
+            username: Some("me".into()),
+            ..Options::default()
+        };
+        assert_eq!(
+            credentials("x", &half, &env).err().map(|e| e.exit_code()),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert!(
+            backoff(0) >= Duration::from_millis(125) && backoff(0) <= Duration::from_millis(250)
+        );
+        assert!(
+            backoff(3) >= Duration::from_millis(1000) && backoff(3) <= Duration::from_millis(2000)
+        );
+        assert!(backoff(30) <= MAX_BACKOFF);
+    }
+
+    #[test]
+    fn error_envelope() {
+        let b =
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(registry_error_code(b).as_deref(), Some("MANIFEST_UNKNOWN"));
+        assert_eq!(brief(b), "MANIFEST_UNKNOWN manifest unknown");
+        assert_eq!(registry_error_code("<html>"), None);
     }
 }

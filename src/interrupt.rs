@@ -1,0 +1,64 @@
+//! Ctrl-C (SIGINT) and SIGTERM: stop the child processes (buildx builds,
+//! imagetools) cleanly, then let the pipeline report what was pushed.
+//! With no child running, exit at once with status 130.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// True once a stop signal arrived.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+/// Track a running child so a stop signal reaches it.
+pub fn register(pid: u32) {
+    CHILDREN.lock().expect("children").push(pid);
+    // A signal that came just before the child started still stops it.
+    if interrupted() {
+        signal(pid);
+    }
+}
+
+pub fn unregister(pid: u32) {
+    CHILDREN.lock().expect("children").retain(|p| *p != pid);
+}
+
+fn signal(pid: u32) {
+    // SAFETY: kill(2) with a pid we spawned; no memory is touched.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGINT);
+    }
+}
+
+/// Listen for SIGINT and SIGTERM for the rest of the process.
+pub fn install() {
+    tokio::spawn(async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            let first = !INTERRUPTED.swap(true, Ordering::SeqCst);
+            let children: Vec<u32> = CHILDREN.lock().expect("children").clone();
+            if children.is_empty() || !first {
+                eprintln!("mbx: interrupted");
+                std::process::exit(130);
+            }
+            eprintln!(
+                "mbx: interrupted: stopping {} build process(es)…",
+                children.len()
+            );
+            for pid in children {
+                signal(pid);
+            }
+        }
+    });
+}
