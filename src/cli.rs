@@ -20,6 +20,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the whole pipeline: setup, build every platform, verify, report.
@@ -195,6 +197,36 @@ pub struct BuilderArgs {
     /// `[builder] buildkitd-config` in the config file].
     #[arg(long, env = "MBX_BUILDKITD_CONFIG", value_name = "FILE")]
     pub buildkitd_config: Option<PathBuf>,
+    /// Platforms a new builder declares (`buildx create --platform`); default: what BuildKit detects.
+    #[arg(long, value_name = "PLATFORMS")]
+    pub builder_platforms: Option<String>,
+    /// Remove and recreate an existing builder whose settings differ (else that is an error).
+    #[arg(long)]
+    pub recreate: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QemuFrom {
+    /// Run a privileged binfmt installer image through the Docker Engine API (--qemu-image).
+    Image,
+    /// Register the host's qemu-user-static interpreters (needs root).
+    Host,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct QemuArgs {
+    /// Where missing QEMU handlers come from.
+    #[arg(long, value_enum, default_value = "image")]
+    pub qemu_from: QemuFrom,
+    /// binfmt installer image for --qemu-from image (takes `--install ARCHS`, `--uninstall NAMES`
+    /// like tonistiigi/binfmt) [env: MBX_QEMU_IMAGE, or `[qemu] image` in the config file;
+    /// default: tonistiigi/binfmt pinned by digest].
+    #[arg(long, env = "MBX_QEMU_IMAGE", value_name = "IMAGE")]
+    pub qemu_image: Option<String>,
+    /// Unregister and register again the handlers of the requested foreign platforms
+    /// (fixes a handler without the F flag or with a stale interpreter).
+    #[arg(long)]
+    pub reset_qemu: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -287,6 +319,8 @@ pub struct CiArgs {
     #[command(flatten)]
     pub builder: BuilderArgs,
     #[command(flatten)]
+    pub qemu: QemuArgs,
+    #[command(flatten)]
     pub build: BuildArgs,
     #[command(flatten)]
     pub verify: VerifyFlags,
@@ -318,6 +352,14 @@ pub struct SetupArgs {
     pub platforms: PlatformArgs,
     #[command(flatten)]
     pub builder: BuilderArgs,
+    #[command(flatten)]
+    pub qemu: QemuArgs,
+    /// Remove what mbx created (the builder named by --builder, if mbx created it) and stop.
+    #[arg(long)]
+    pub cleanup: bool,
+    /// Print what setup found as JSON (the run record's `setup` part) on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -41,7 +41,8 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         join(&plan.platforms),
         plan.host
     ));
-    let setup = setup::run(&plan, &buildx).await?;
+    let qemu = setup::QemuPlan::from_args(&args.qemu, &config);
+    let setup = setup::run(&plan, &buildx, &qemu).await?;
     if let Some(b) = &setup.builder {
         printer.status(&format!(
             "setup: builder `{}` {} ({}, BuildKit {}), platforms: {}",
@@ -51,6 +52,12 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
             b.buildkit_version.as_deref().unwrap_or("?"),
             b.platforms.join(", ")
         ));
+    }
+    for a in &setup.actions {
+        printer.status(&format!("setup: did {a}"));
+    }
+    if let Some(n) = setup.builder.as_ref().and_then(|b| b.note.as_ref()) {
+        printer.status(&format!("setup: note: {n}"));
     }
     record.setup = Some(setup);
     let report_opts = report::ReportOptions::from_flags(&args.report)?;
@@ -74,9 +81,7 @@ pub async fn build_only(args: BuildOnlyArgs) -> Result<ExitStatus> {
         builder: plan::BuilderPlan {
             name: args.builder.clone(),
             driver: String::new(),
-            driver_opts: Vec::new(),
-            buildkit_image: None,
-            buildkitd_config: None,
+            ..Default::default()
         },
         build: Some(plan::build(&args.build, args.local)?),
         local: args.local,
@@ -319,32 +324,121 @@ pub async fn setup(args: SetupArgs) -> Result<ExitStatus> {
         local: true,
     };
     let buildx = Buildx::default();
-    let s = setup::run(&plan, &buildx).await?;
-    println!("docker   {}", s.docker_version.as_deref().unwrap_or("?"));
-    println!("buildx   {}", s.buildx_version.as_deref().unwrap_or("?"));
+    if args.cleanup {
+        let name = &plan.builder.name;
+        let done = tokio::task::block_in_place(|| setup::builder::cleanup(&buildx, name))?;
+        match done {
+            setup::builder::Cleanup::Removed => {
+                println!("cleanup   removed builder `{name}` (created by mbx)")
+            }
+            setup::builder::Cleanup::NotOurs => {
+                println!("cleanup   left builder `{name}` alone: mbx did not create it")
+            }
+            setup::builder::Cleanup::Absent => {
+                println!("cleanup   no builder `{name}`: nothing to remove")
+            }
+        }
+        return Ok(0);
+    }
+    let qemu = setup::QemuPlan::from_args(&args.qemu, &config);
+    let s = setup::run(&plan, &buildx, &qemu).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s).expect("json"));
+        return Ok(0);
+    }
+    print!("{}", render_setup(&s, &plan));
+    Ok(0)
+}
+
+/// The human summary of what setup found and did.
+pub fn render_setup(s: &crate::run::SetupRecord, plan: &Plan) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "docker    {}",
+        s.docker_version.as_deref().unwrap_or("?")
+    );
+    let _ = writeln!(
+        o,
+        "buildx    {}",
+        s.buildx_version.as_deref().unwrap_or("?")
+    );
+    for p in plan.platforms.iter().filter(|p| p.is_native_on(&plan.host)) {
+        let _ = writeln!(o, "native    {p}");
+    }
     for b in &s.binfmt {
-        println!(
-            "qemu     {}: handler {} ({}, flags {})",
+        let interp = match (b.interpreter.as_deref(), b.interpreter_present) {
+            (Some(i), Some(false)) => format!("{i}, not on the host: held open by the kernel (F)"),
+            (Some(i), _) => i.to_string(),
+            (None, _) => "-".into(),
+        };
+        let _ = writeln!(
+            o,
+            "qemu      {}: handler {} ({}, flags {}{}){}{}",
             b.platform,
             b.handler.as_deref().unwrap_or("-"),
-            b.interpreter.as_deref().unwrap_or("-"),
-            b.flags
+            interp,
+            b.flags,
+            if b.enabled { "" } else { ", disabled" },
+            b.qemu_version
+                .as_deref()
+                .map(|v| format!(", {v}"))
+                .unwrap_or_default(),
+            b.repaired
+                .as_deref()
+                .map(|r| format!(" [repaired: was {r}]"))
+                .unwrap_or_default(),
         );
     }
-    for p in plan.platforms.iter().filter(|p| p.is_native_on(&plan.host)) {
-        println!("native   {p}");
-    }
     if let Some(b) = &s.builder {
-        println!(
-            "builder  {} {} (driver {}, BuildKit {})\n         platforms: {}",
+        let _ = writeln!(
+            o,
+            "builder   {} {} (driver {}, BuildKit {}{})",
             b.name,
             b.action,
             b.driver,
             b.buildkit_version.as_deref().unwrap_or("?"),
+            if b.created_by_mbx {
+                ", created by mbx"
+            } else {
+                ""
+            }
+        );
+        for d in &b.differences {
+            let _ = writeln!(o, "          was: {d}");
+        }
+        let via = b
+            .control_api_via
+            .as_deref()
+            .map(|v| format!(" via {v}"))
+            .unwrap_or_default();
+        let source = match b.platforms_source.as_str() {
+            "control-api" => format!("BuildKit control API, ListWorkers{via}"),
+            "buildx-inspect" => "docker buildx inspect (fallback)".to_string(),
+            other => other.to_string(),
+        };
+        let _ = writeln!(
+            o,
+            "          platforms ({source}): {}",
             b.platforms.join(", ")
         );
+        if let Some(n) = &b.note {
+            let _ = writeln!(o, "          note: {n}");
+        }
     }
-    Ok(0)
+    for a in &s.actions {
+        let _ = writeln!(o, "did       {a}");
+    }
+    let phases: Vec<String> = s
+        .phases
+        .iter()
+        .map(|p| format!("{} {:.2}s", p.name, p.seconds))
+        .collect();
+    if !phases.is_empty() {
+        let _ = writeln!(o, "time      {}", phases.join(", "));
+    }
+    o
 }
 
 pub async fn verify(args: VerifyArgs) -> Result<ExitStatus> {

@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 pub struct Config {
     #[serde(default)]
     pub builder: BuilderConfig,
+    #[serde(default)]
+    pub qemu: QemuConfig,
     /// Where the file was read from, for messages.
     #[serde(skip)]
     pub path: Option<PathBuf>,
@@ -33,6 +35,13 @@ pub struct BuilderConfig {
     pub buildkitd_config: Option<PathBuf>,
     #[serde(default)]
     pub driver_opts: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QemuConfig {
+    /// binfmt installer image for `--qemu-from image`.
+    pub image: Option<String>,
 }
 
 impl Config {
@@ -68,7 +77,7 @@ impl Config {
         let mut c: Config = toml::from_str(&text).map_err(|e| {
             Error::input(
                 format!("config file `{}` is not valid: {e}", path.display()),
-                "the file takes a [builder] table with buildkit-image, buildkitd-config, driver-opts",
+                "the file takes a [builder] table with buildkit-image, buildkitd-config, driver-opts and a [qemu] table with image",
             )
         })?;
         c.path = Some(path.to_path_buf());

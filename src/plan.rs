@@ -19,13 +19,17 @@ pub struct Plan {
     pub local: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BuilderPlan {
     pub name: String,
     pub driver: String,
     pub driver_opts: Vec<String>,
     pub buildkit_image: Option<String>,
     pub buildkitd_config: Option<PathBuf>,
+    /// Platforms given to `buildx create --platform` (empty: detected).
+    pub platforms: Vec<String>,
+    /// Recreate an existing builder whose settings differ.
+    pub recreate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -248,7 +252,23 @@ pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
             .clone()
             .or_else(|| config.builder.buildkit_image.clone()),
         buildkitd_config,
+        platforms: builder_platforms(args)?,
+        recreate: args.recreate,
     })
+}
+
+fn builder_platforms(args: &BuilderArgs) -> Result<Vec<String>> {
+    match &args.builder_platforms {
+        None => Ok(Vec::new()),
+        Some(s) => Platform::parse_list(s)
+            .map(|ps| ps.iter().map(ToString::to_string).collect())
+            .map_err(|e| {
+                Error::input(
+                    e.to_string(),
+                    "pass --builder-platforms as a comma-separated list, e.g. linux/amd64,linux/arm64",
+                )
+            }),
+    }
 }
 
 pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {

@@ -60,6 +60,18 @@ pub struct SetupRecord {
     pub buildx_version: Option<String>,
     pub binfmt: Vec<BinfmtRecord>,
     pub builder: Option<BuilderRecord>,
+    /// What setup changed on the machine, in order (e.g. "registered qemu-aarch64 (host, flags PF)").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// Wall time of each setup phase, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub phases: Vec<PhaseTiming>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PhaseTiming {
+    pub name: String,
+    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +82,16 @@ pub struct BinfmtRecord {
     pub interpreter: Option<String>,
     pub enabled: bool,
     pub flags: String,
+    /// Does the interpreter path exist on the host? (With the F flag the kernel
+    /// holds it open, so a path only inside an installer image is fine.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter_present: Option<bool>,
+    /// `qemu-aarch64 version 7.2.x …`, when the interpreter can be run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu_version: Option<String>,
+    /// What was wrong before setup repaired it (`missing`, `disabled`, `no F flag`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repaired: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +103,22 @@ pub struct BuilderRecord {
     pub buildkit_version: Option<String>,
     /// Platforms the builder's workers report.
     pub platforms: Vec<String>,
+    /// Where `platforms` came from: `control-api` (BuildKit's ListWorkers) or
+    /// `buildx-inspect` (fallback, see `note`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platforms_source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// How the control API was reached (`docker buildx dial-stdio`, or
+    /// `buildctl dial-stdio` exec'd in a local docker-container builder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_api_via: Option<String>,
+    /// How an existing builder differed from the wanted settings (when recreated).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+    /// mbx created it (so `mbx setup --cleanup` may remove it).
+    #[serde(default)]
+    pub created_by_mbx: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

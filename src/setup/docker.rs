@@ -18,6 +18,14 @@ pub struct EngineInfo {
     pub api_version: String,
 }
 
+/// What a finished installer container said.
+#[derive(Debug, Clone)]
+pub struct InstallerRun {
+    pub exit_code: i64,
+    pub output: String,
+    pub pulled: bool,
+}
+
 impl Docker {
     /// Connect as the docker CLI would: `DOCKER_HOST`, else the local socket.
     pub fn connect() -> Result<Docker> {
@@ -30,6 +38,15 @@ impl Docker {
         Ok(Docker { engine, host })
     }
 
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// `unix:///var/run/docker.sock`, or what DOCKER_HOST says.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// Ping and read the version, within a few seconds.
     pub async fn info(&self) -> Result<EngineInfo> {
         let v = tokio::time::timeout(Duration::from_secs(10), self.engine.version())
@@ -40,6 +57,113 @@ impl Docker {
             version: v.version.unwrap_or_default(),
             api_version: v.api_version.unwrap_or_default(),
         })
+    }
+}
+
+impl Docker {
+    /// Does the daemon keep images in containerd (`driver-type
+    /// io.containerd.snapshotter.v1`)? The docker driver can then export
+    /// caches and multi-platform images; without it, it cannot.
+    pub async fn containerd_store(&self) -> Result<bool> {
+        let info = tokio::time::timeout(Duration::from_secs(10), self.engine.info())
+            .await
+            .map_err(|_| unreachable(&self.host, "no answer within 10 s"))?
+            .map_err(|e| unreachable(&self.host, &e.to_string()))?;
+        Ok(info
+            .driver_status
+            .unwrap_or_default()
+            .iter()
+            .any(|kv| kv.len() == 2 && kv[0] == "driver-type" && kv[1].contains("containerd")))
+    }
+
+    /// Run a binfmt installer image, privileged, with `args` (e.g.
+    /// `--install arm64`), pulling it first when absent; wait for it, keep its
+    /// output, remove it.
+    pub async fn run_installer(&self, image: &str, args: &[String]) -> Result<InstallerRun> {
+        use bollard::query_parameters::{
+            CreateContainerOptionsBuilder, CreateImageOptionsBuilder, LogsOptionsBuilder,
+            RemoveContainerOptionsBuilder,
+        };
+        use futures_util::StreamExt;
+
+        let fail = |what: &str, e: &dyn std::fmt::Display| {
+            Error::env(
+                format!("binfmt installer image `{image}`: {what}: {e}"),
+                "pass --qemu-image IMAGE naming an image the daemon can pull (it must accept `--install ARCHS` like tonistiigi/binfmt), or --qemu-from host",
+            )
+        };
+        let mut pulled = false;
+        if self.engine.inspect_image(image).await.is_err() {
+            let opts = CreateImageOptionsBuilder::new().from_image(image).build();
+            let mut pull = self.engine.create_image(Some(opts), None, None);
+            while let Some(step) = pull.next().await {
+                step.map_err(|e| fail("pull failed", &e))?;
+            }
+            pulled = true;
+        }
+        let name = format!(
+            "mbx-binfmt-{}-{}",
+            std::process::id(),
+            crate::run::now() as u64
+        );
+        let body = bollard::models::ContainerCreateBody {
+            image: Some(image.to_string()),
+            cmd: Some(args.to_vec()),
+            host_config: Some(bollard::models::HostConfig {
+                privileged: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let created = self
+            .engine
+            .create_container(
+                Some(CreateContainerOptionsBuilder::new().name(&name).build()),
+                body,
+            )
+            .await
+            .map_err(|e| fail("create failed", &e))?;
+        let id = created.id;
+        let result = async {
+            self.engine
+                .start_container(&id, None)
+                .await
+                .map_err(|e| fail("start failed", &e))?;
+            let mut exit_code = 0;
+            let mut wait = self.engine.wait_container(&id, None);
+            while let Some(w) = wait.next().await {
+                match w {
+                    Ok(r) => exit_code = r.status_code,
+                    // bollard reports a non-zero exit as an error carrying the code
+                    Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => {
+                        exit_code = code
+                    }
+                    Err(e) => return Err(fail("wait failed", &e)),
+                }
+            }
+            let mut output = String::new();
+            let mut logs = self.engine.logs(
+                &id,
+                Some(LogsOptionsBuilder::new().stdout(true).stderr(true).build()),
+            );
+            while let Some(Ok(chunk)) = logs.next().await {
+                output.push_str(&chunk.to_string());
+            }
+            Ok(InstallerRun {
+                exit_code,
+                output,
+                pulled,
+            })
+        }
+        .await;
+        let _ = self
+            .engine
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
+            .await;
+        result
     }
 }
 

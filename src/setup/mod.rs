@@ -1,26 +1,222 @@
 //! Setup stage: the machine can build every requested platform.
-//! Docker answers → buildx is there → QEMU handlers for foreign platforms →
-//! the builder exists and its workers list every platform.
+//! Docker answers → buildx is there and recent enough → preflight (driver
+//! limits, gha cache v2) → QEMU handlers for foreign platforms, repaired when
+//! broken → the builder exists with the wanted settings and its BuildKit
+//! workers list every platform. Each phase is timed into the record.
 
 pub mod builder;
+pub mod buildkit;
 pub mod docker;
+pub mod preflight;
 pub mod qemu;
 
-use crate::build::buildx::Buildx;
-use crate::error::Result;
-use crate::plan::Plan;
-use crate::run::SetupRecord;
+use std::time::Instant;
 
-pub async fn run(plan: &Plan, buildx: &Buildx) -> Result<SetupRecord> {
-    let engine = docker::Docker::connect()?.info().await?;
-    let buildx_version = buildx.version()?;
-    let binfmt = qemu::check(&plan.platforms, &plan.host, None)?;
-    let builder =
-        tokio::task::block_in_place(|| builder::ensure(buildx, &plan.builder, &plan.platforms))?;
+use crate::build::buildx::Buildx;
+use crate::cli::{QemuArgs, QemuFrom};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::run::{PhaseTiming, SetupRecord};
+
+/// The default binfmt installer: tonistiigi/binfmt (QEMU 10.2.3), pinned by digest.
+pub const DEFAULT_QEMU_IMAGE: &str = "docker.io/tonistiigi/binfmt:qemu-v10.2.3@sha256:400a4873b838d1b89194d982c45e5fb3cda4593fbfd7e08a02e76b03b21166f0";
+
+/// How missing QEMU handlers are installed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QemuSource {
+    /// A privileged installer container run through the Engine API.
+    Image(String),
+    /// The host's qemu-user-static, registered by writing binfmt_misc.
+    Host,
+}
+
+#[derive(Debug, Clone)]
+pub struct QemuPlan {
+    pub source: QemuSource,
+    pub reset: bool,
+}
+
+impl QemuPlan {
+    pub fn from_args(args: &QemuArgs, config: &Config) -> QemuPlan {
+        let source = match args.qemu_from {
+            QemuFrom::Host => QemuSource::Host,
+            QemuFrom::Image => QemuSource::Image(
+                args.qemu_image
+                    .clone()
+                    .or_else(|| config.qemu.image.clone())
+                    .unwrap_or_else(|| DEFAULT_QEMU_IMAGE.to_string()),
+            ),
+        };
+        QemuPlan {
+            source,
+            reset: args.reset_qemu,
+        }
+    }
+}
+
+impl Default for QemuPlan {
+    fn default() -> Self {
+        QemuPlan {
+            source: QemuSource::Image(DEFAULT_QEMU_IMAGE.into()),
+            reset: false,
+        }
+    }
+}
+
+struct Phases {
+    start: Instant,
+    list: Vec<PhaseTiming>,
+}
+
+impl Phases {
+    fn mark(&mut self, name: &str) {
+        let now = Instant::now();
+        self.list.push(PhaseTiming {
+            name: name.into(),
+            seconds: (now - self.start).as_secs_f64(),
+        });
+        self.start = now;
+    }
+}
+
+pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<SetupRecord> {
+    let mut phases = Phases {
+        start: Instant::now(),
+        list: Vec::new(),
+    };
+    let mut actions = Vec::new();
+    let env = preflight::env_var;
+
+    // Docker, buildx and (when the builder already exists as wanted) its
+    // workers, asked at the same time: a warm run costs one round trip.
+    let docker = docker::Docker::connect()?;
+    let bx = buildx.clone();
+    let version = tokio::task::spawn_blocking(move || bx.version());
+    let (engine, prefetched) = tokio::join!(
+        docker.info(),
+        builder::prefetch(buildx, Some(&docker), &plan.builder)
+    );
+    let engine = engine?;
+    let buildx_version = version
+        .await
+        .map_err(|e| Error::env(format!("buildx version check panicked: {e}"), ""))??;
+    phases.mark("probe");
+
+    preflight::buildx(&buildx_version, plan, &env)?;
+    if plan.builder.driver == "docker" {
+        preflight::docker_driver(plan, docker.containerd_store().await?)?;
+    }
+    phases.mark("preflight");
+
+    let binfmt = ensure_qemu(plan, &docker, qemu_plan, &mut actions).await?;
+    phases.mark("qemu");
+
+    // Handlers changed since the workers were asked: ask again.
+    let prefetched = prefetched.filter(|_| actions.is_empty());
+    let (builder, builder_phases) = builder::ensure(
+        buildx,
+        &plan.builder,
+        &plan.platforms,
+        Some(&docker),
+        prefetched,
+    )
+    .await?;
+    match builder.action.as_str() {
+        "created" | "recreated" => {
+            actions.push(format!("{} builder `{}`", builder.action, builder.name))
+        }
+        _ => {}
+    }
+    // The builder's own split (compare/create, then boot + ListWorkers).
+    phases.start = Instant::now();
+    phases.list.extend(builder_phases);
+
+    preflight::buildkit(builder.buildkit_version.as_deref(), plan, &env)?;
     Ok(SetupRecord {
         docker_version: Some(engine.version),
         buildx_version: Some(buildx_version),
         binfmt,
         builder: Some(builder),
+        actions,
+        phases: phases.list,
     })
+}
+
+/// Inspect the handlers; repair what is broken (or everything with
+/// `reset`) from the chosen source; inspect again and fail with what is
+/// still wrong.
+async fn ensure_qemu(
+    plan: &Plan,
+    docker: &docker::Docker,
+    qp: &QemuPlan,
+    actions: &mut Vec<String>,
+) -> Result<Vec<crate::run::BinfmtRecord>> {
+    let findings = qemu::inspect(&plan.platforms, &plan.host, None)?;
+    let to_fix: Vec<&qemu::Finding> = findings
+        .iter()
+        .filter(|f| qp.reset || f.problem.is_some())
+        .collect();
+    if to_fix.is_empty() {
+        return Ok(findings.into_iter().map(|f| f.record).collect());
+    }
+    match &qp.source {
+        QemuSource::Host => {
+            for f in &to_fix {
+                actions.extend(qemu::repair_from_host(None, f, qp.reset)?);
+            }
+        }
+        QemuSource::Image(image) => {
+            let uninstall: Vec<String> = to_fix
+                .iter()
+                .flat_map(|f| f.handlers.iter().map(|h| h.name.clone()))
+                .collect();
+            let install: Vec<String> = to_fix
+                .iter()
+                .map(|f| qemu::installer_arch(&f.platform).to_string())
+                .collect();
+            let mut args = Vec::new();
+            if !uninstall.is_empty() {
+                args.push("--uninstall".to_string());
+                args.push(uninstall.join(","));
+            }
+            args.push("--install".to_string());
+            args.push(install.join(","));
+            let run = docker.run_installer(image, &args).await?;
+            if run.exit_code != 0 {
+                return Err(Error::env(
+                    format!(
+                        "binfmt installer `{image} {}` exited with status {}:\n{}",
+                        args.join(" "),
+                        run.exit_code,
+                        crate::error::tail(&run.output, 20, 4096)
+                    ),
+                    "check the installer image takes `--install ARCHS` like tonistiigi/binfmt, or use --qemu-from host",
+                ));
+            }
+            actions.push(format!(
+                "ran {}{image} {} (privileged)",
+                if run.pulled { "(pulled) " } else { "" },
+                args.join(" ")
+            ));
+        }
+    }
+    let after = qemu::inspect(&plan.platforms, &plan.host, None)?;
+    if let Some(e) = qemu::problems_error(&after) {
+        return Err(e);
+    }
+    Ok(after
+        .into_iter()
+        .map(|f| {
+            let mut r = f.record;
+            if let Some(before) = findings.iter().find(|b| b.platform == r.platform) {
+                r.repaired = match &before.problem {
+                    Some(p) => Some(p.describe().to_string()),
+                    None if qp.reset => Some("reset".to_string()),
+                    None => None,
+                };
+            }
+            r
+        })
+        .collect())
 }

@@ -159,16 +159,51 @@ fn ensure_mounted(dir: &Path) -> Result<()> {
     ))
 }
 
-/// Check a handler exists, is enabled and has the F flag for every platform
-/// that `host` cannot run natively. Returns what was found for the record.
-pub fn check(
+/// What is wrong with a platform's handler, if anything.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Problem {
+    Missing,
+    Disabled,
+    NoFixBinary,
+    /// Registered without F and its interpreter is not on the host: exec fails.
+    StaleInterpreter,
+}
+
+impl Problem {
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Problem::Missing => "missing",
+            Problem::Disabled => "disabled",
+            Problem::NoFixBinary => "no F flag",
+            Problem::StaleInterpreter => "interpreter missing",
+        }
+    }
+}
+
+/// One foreign platform's handler as found.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub platform: Platform,
+    /// Every handler matching the platform's ELF header; the kernel uses the
+    /// newest (last registered), which binfmt_misc does not show: mbx reports
+    /// the first by name and repairs them all.
+    pub handlers: Vec<Handler>,
+    pub problem: Option<Problem>,
+    pub record: BinfmtRecord,
+}
+
+fn dir_or_default(dir: Option<&Path>) -> PathBuf {
+    dir.map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(BINFMT_DIR))
+}
+
+/// Read the handlers of every platform `host` cannot run natively.
+pub fn inspect(
     platforms: &[Platform],
     host: &Platform,
     dir: Option<&Path>,
-) -> Result<Vec<BinfmtRecord>> {
-    let dir: PathBuf = dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(BINFMT_DIR));
+) -> Result<Vec<Finding>> {
+    let dir = dir_or_default(dir);
     let foreign: Vec<&Platform> = platforms.iter().filter(|p| !p.is_native_on(host)).collect();
     if foreign.is_empty() {
         return Ok(Vec::new());
@@ -180,45 +215,233 @@ pub fn check(
             "run mbx as root, or on a machine where binfmt_misc is readable",
         )
     })?;
-    let mut records = Vec::new();
-    let mut problems = Vec::new();
+    let mut out = Vec::new();
     for p in foreign {
         let Some(header) = elf_header(p) else {
-            problems.push(format!(
-                "{p}: mbx does not know the ELF machine of this architecture"
+            return Err(Error::input(
+                format!("{p}: mbx does not know the ELF machine of this architecture"),
+                "build it on a native runner, or ask for linux/arm64, arm, 386, ppc64le, s390x, riscv64",
             ));
-            continue;
         };
-        let found = handlers.iter().find(|h| h.matches(&header));
-        records.push(BinfmtRecord {
+        let matching: Vec<Handler> = handlers
+            .iter()
+            .filter(|h| h.matches(&header))
+            .cloned()
+            .collect();
+        let found = matching.first();
+        let present = found.map(|h| Path::new(&h.interpreter).exists());
+        let problem = match found {
+            None => Some(Problem::Missing),
+            Some(h) if !h.has_fix_binary() && present == Some(false) => {
+                Some(Problem::StaleInterpreter)
+            }
+            Some(h) if !h.has_fix_binary() => Some(Problem::NoFixBinary),
+            Some(h) if !h.enabled => Some(Problem::Disabled),
+            Some(_) => None,
+        };
+        let record = BinfmtRecord {
             platform: p.clone(),
             handler: found.map(|h| h.name.clone()),
             interpreter: found.map(|h| h.interpreter.clone()),
             enabled: found.is_some_and(|h| h.enabled),
             flags: found.map(|h| h.flags.clone()).unwrap_or_default(),
+            interpreter_present: present,
+            qemu_version: found
+                .filter(|_| present == Some(true))
+                .and_then(|h| qemu_version(&h.interpreter)),
+            repaired: None,
+        };
+        out.push(Finding {
+            platform: p.clone(),
+            handlers: matching,
+            problem,
+            record,
         });
-        match found {
-            None => problems.push(format!("{p}: no binfmt_misc handler")),
-            Some(h) if !h.enabled => {
-                problems.push(format!("{p}: handler `{}` is disabled", h.name))
-            }
-            Some(h) if !h.has_fix_binary() => problems.push(format!(
-                "{p}: handler `{}` lacks the F flag (flags: `{}`), so it fails inside containers",
-                h.name, h.flags
-            )),
-            Some(_) => {}
+    }
+    Ok(out)
+}
+
+/// `qemu-aarch64 version 7.2.19 (Debian 1:7.2+dfsg-7+deb12u16)` → that line.
+fn qemu_version(interpreter: &str) -> Option<String> {
+    // Debian's `<arch>-binfmt-P` is a symlink that refuses to run unless
+    // started by the kernel; the binary it names answers --version.
+    let real = std::fs::canonicalize(interpreter).ok()?;
+    let out = std::process::Command::new(real)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().next()?.trim();
+    line.contains("version").then(|| line.to_string())
+}
+
+/// The error for findings that still have problems.
+pub fn problems_error(findings: &[Finding]) -> Option<Error> {
+    let problems: Vec<String> = findings
+        .iter()
+        .filter_map(|f| {
+            let h = f.handlers.first();
+            let name = h.map(|h| h.name.as_str()).unwrap_or("");
+            f.problem.as_ref().map(|p| match p {
+                Problem::Missing => format!("{}: no binfmt_misc handler", f.platform),
+                Problem::Disabled => format!("{}: handler `{name}` is disabled", f.platform),
+                Problem::NoFixBinary => format!(
+                    "{}: handler `{name}` lacks the F flag (flags: `{}`), so it fails inside containers",
+                    f.platform,
+                    h.map(|h| h.flags.as_str()).unwrap_or("")
+                ),
+                Problem::StaleInterpreter => format!(
+                    "{}: handler `{name}` names interpreter {} which does not exist (and has no F flag)",
+                    f.platform,
+                    h.map(|h| h.interpreter.as_str()).unwrap_or("")
+                ),
+            })
+        })
+        .collect();
+    if problems.is_empty() {
+        return None;
+    }
+    Some(Error::env(
+        format!("QEMU emulation is not ready:\n  {}", problems.join("\n  ")),
+        "run `mbx setup --reset-qemu` (installer image, or `--qemu-from host` with Debian's qemu-user-static), \
+or register the handlers yourself with the F flag (`docker run --privileged --rm tonistiigi/binfmt --install arm64`); \
+or build on a native runner",
+    ))
+}
+
+/// Check a handler exists, is enabled and has the F flag for every platform
+/// that `host` cannot run natively. Returns what was found for the record.
+pub fn check(
+    platforms: &[Platform],
+    host: &Platform,
+    dir: Option<&Path>,
+) -> Result<Vec<BinfmtRecord>> {
+    let findings = inspect(platforms, host, dir)?;
+    match problems_error(&findings) {
+        Some(e) => Err(e),
+        None => Ok(findings.into_iter().map(|f| f.record).collect()),
+    }
+}
+
+// ---------------------------------------------------------------- repair
+
+/// QEMU's name for an architecture (`qemu-<name>`, `<name>-binfmt-P`).
+pub fn qemu_arch(platform: &Platform) -> Option<&'static str> {
+    Some(match platform.arch.as_str() {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "arm" => "arm",
+        "386" => "i386",
+        "ppc64le" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        "mips64le" => "mips64el",
+        "mips64" => "mips64",
+        "loong64" => "loongarch64",
+        _ => return None,
+    })
+}
+
+/// The installer-image argument of an architecture (tonistiigi/binfmt's names).
+pub fn installer_arch(platform: &Platform) -> &str {
+    platform.arch.as_str()
+}
+
+/// Magic and mask as binfmt_misc's register syntax wants them (`\xNN`):
+/// the ELF header of the platform, ignoring the ABI version byte and the
+/// low bit of e_type (executables and PIE both match), as QEMU's own
+/// qemu-binfmt-conf.sh does.
+pub fn magic_and_mask(platform: &Platform) -> Option<(String, String)> {
+    let h = elf_header(platform)?;
+    let mut mask = [0xffu8; 20];
+    mask[7] = 0x00;
+    if h[5] == 1 {
+        mask[16] = 0xfe;
+    } else {
+        mask[17] = 0xfe;
+    }
+    let esc = |b: &[u8]| b.iter().map(|x| format!("\\x{x:02x}")).collect::<String>();
+    Some((esc(&h), esc(&mask)))
+}
+
+/// The line written to `binfmt_misc/register`.
+pub fn register_line(
+    name: &str,
+    platform: &Platform,
+    interpreter: &str,
+    flags: &str,
+) -> Option<String> {
+    let (magic, mask) = magic_and_mask(platform)?;
+    Some(format!(":{name}:M:0:{magic}:{mask}:{interpreter}:{flags}"))
+}
+
+/// The host's qemu-user-static interpreter for `platform` and the flags it
+/// needs: Debian's `<arch>-binfmt-P` wrapper wants P (preserve argv0).
+pub fn host_interpreter(platform: &Platform) -> Option<(String, &'static str)> {
+    let q = qemu_arch(platform)?;
+    let wrapper = format!("/usr/libexec/qemu-binfmt/{q}-binfmt-P");
+    if Path::new(&wrapper).exists() {
+        return Some((wrapper, "PF"));
+    }
+    let plain = format!("/usr/bin/qemu-{q}-static");
+    if Path::new(&plain).exists() {
+        return Some((plain, "F"));
+    }
+    None
+}
+
+fn write_entry(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text).map_err(|e| {
+        Error::env(
+            format!("cannot write `{text}` to {}: {e}", path.display()),
+            "run mbx as root (binfmt_misc registration needs CAP_SYS_ADMIN), or use --qemu-from image",
+        )
+    })
+}
+
+/// Unregister every handler of a finding (they all match its platform).
+pub fn unregister(dir: Option<&Path>, f: &Finding) -> Result<Vec<String>> {
+    let dir = dir_or_default(dir);
+    let mut done = Vec::new();
+    for h in &f.handlers {
+        let p = dir.join(&h.name);
+        if p.exists() {
+            write_entry(&p, "-1")?;
+            done.push(format!("unregistered {} ({})", h.name, f.platform));
         }
     }
-    if problems.is_empty() {
-        Ok(records)
-    } else {
-        Err(Error::env(
-            format!("QEMU emulation is not ready:\n  {}", problems.join("\n  ")),
-            "register the handlers with the F flag: on Debian `apt-get install qemu-user-static binfmt-support` \
-then `update-binfmts --enable qemu-aarch64` (one per architecture); with Docker, run a binfmt installer image \
-(`docker run --privileged --rm tonistiigi/binfmt --install arm64`); or build on a native runner",
-        ))
+    Ok(done)
+}
+
+/// Repair one finding from the host's qemu-user-static: enable a disabled
+/// handler that is otherwise fine; else unregister and register again with F.
+pub fn repair_from_host(dir: Option<&Path>, f: &Finding, reset: bool) -> Result<Vec<String>> {
+    let d = dir_or_default(dir);
+    if f.problem == Some(Problem::Disabled) && !reset {
+        let h = &f.handlers[0];
+        write_entry(&d.join(&h.name), "1")?;
+        return Ok(vec![format!("enabled {} ({})", h.name, f.platform)]);
     }
+    let Some((interp, flags)) = host_interpreter(&f.platform) else {
+        return Err(Error::env(
+            format!(
+                "{}: the host has no qemu-user-static interpreter for it",
+                f.platform
+            ),
+            "install it (Debian/Ubuntu: apt-get install qemu-user-static) or use --qemu-from image",
+        ));
+    };
+    let mut done = unregister(dir, f)?;
+    let name = format!("qemu-{}", qemu_arch(&f.platform).expect("known arch"));
+    let line = register_line(&name, &f.platform, &interp, flags).expect("known arch");
+    write_entry(&d.join("register"), &line)?;
+    done.push(format!(
+        "registered {name} ({}) → {interp}, flags {flags}",
+        f.platform
+    ));
+    Ok(done)
 }
 
 #[cfg(test)]
@@ -292,5 +515,73 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("lacks the F flag"), "{e}");
+    }
+
+    #[test]
+    fn register_line_matches_debians_handler() {
+        // The entry mbx registers from the host must match what Debian's
+        // qemu-user-static registers (magic and mask from /usr/share/binfmts).
+        let line = register_line(
+            "qemu-aarch64",
+            &p("linux/arm64"),
+            "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+            "PF",
+        )
+        .unwrap();
+        assert_eq!(
+            line,
+            ":qemu-aarch64:M:0:\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:PF"
+        );
+        let debian = Handler::parse("qemu-aarch64", DEBIAN_AARCH64).unwrap();
+        let (magic, mask) = magic_and_mask(&p("linux/arm64")).unwrap();
+        let unesc = |s: &str| unhex(&s.replace("\\x", "")).unwrap();
+        assert_eq!(unesc(&magic), debian.magic);
+        assert_eq!(unesc(&mask), debian.mask);
+        // Big-endian: the mask's e_type byte moves.
+        let (_, mask) = magic_and_mask(&p("linux/s390x")).unwrap();
+        assert!(mask.ends_with("\\xff\\xfe\\xff\\xff"), "{mask}");
+    }
+
+    #[test]
+    fn problems_are_ordered_f_flag_first() {
+        let host = p("linux/amd64");
+        let want = [p("linux/arm64")];
+        // disabled AND without F: re-registration is needed, not just enabling
+        let both = fake_dir(&[(
+            "qemu-aarch64",
+            &DEBIAN_AARCH64
+                .replace("enabled", "disabled")
+                .replace("flags: PF", "flags: P"),
+        )]);
+        let f = inspect(&want, &host, Some(both.path())).unwrap();
+        // The interpreter exists only on machines with qemu-user-static.
+        let want_problem = if Path::new("/usr/libexec/qemu-binfmt/aarch64-binfmt-P").exists() {
+            Problem::NoFixBinary
+        } else {
+            Problem::StaleInterpreter
+        };
+        assert_eq!(f[0].problem, Some(want_problem));
+        let stale = fake_dir(&[(
+            "qemu-aarch64",
+            &DEBIAN_AARCH64.replace("flags: PF", "flags: P").replace(
+                "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+                "/nonexistent/qemu",
+            ),
+        )]);
+        let f = inspect(&want, &host, Some(stale.path())).unwrap();
+        assert_eq!(f[0].problem, Some(Problem::StaleInterpreter));
+        assert_eq!(f[0].record.interpreter_present, Some(false));
+        let e = problems_error(&f).unwrap().to_string();
+        assert!(e.contains("/nonexistent/qemu which does not exist"), "{e}");
+        // With F, a path absent from the host is fine (the kernel holds it open).
+        let held = fake_dir(&[(
+            "qemu-aarch64",
+            &DEBIAN_AARCH64.replace(
+                "/usr/libexec/qemu-binfmt/aarch64-binfmt-P",
+                "/usr/bin/qemu-aarch64-in-image",
+            ),
+        )]);
+        let f = inspect(&want, &host, Some(held.path())).unwrap();
+        assert_eq!(f[0].problem, None);
     }
 }

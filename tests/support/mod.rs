@@ -33,8 +33,15 @@ pub fn mbx() -> Command {
         c.env("MBX_CONFIG", config);
     }
     c.env("NO_COLOR", "1");
+    // The chain's binfmt installer image (never tonistiigi/binfmt from Docker Hub).
+    if std::env::var_os("MBX_QEMU_IMAGE").is_none() {
+        c.env("MBX_QEMU_IMAGE", BINFMT_IMAGE);
+    }
     c
 }
+
+/// The binfmt installer image `scripts/chain-up` builds (Debian's qemu-user-static).
+pub const BINFMT_IMAGE: &str = "127.0.0.1:5000/mbx/binfmt:local";
 
 pub fn run(mut c: Command) -> Output {
     let out = c.output().expect("run mbx");
@@ -93,6 +100,7 @@ static SETUP: Once = Once::new();
 /// don't race to create it.
 pub fn require_builder() {
     require_chain();
+    hold_binfmt_shared();
     SETUP.call_once(|| {
         let out = run({
             let mut c = mbx();
@@ -162,4 +170,62 @@ pub fn index_platforms(index: &serde_json::Value) -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+// ---------------------------------------------------------------- binfmt lock
+//
+// Tests that change the kernel's binfmt_misc handlers (global state) take
+// `/var/lib/mbx-chain/test-binfmt.lock` exclusively; tests that build for a
+// foreign platform hold it shared (require_builder() takes it for the rest of
+// the test process), so a repair test never pulls the handler from under an
+// arm64 build of another test binary.
+
+pub struct BinfmtLock(std::fs::File);
+
+fn lock_file() -> std::fs::File {
+    let p = chain_dir().join("test-binfmt.lock");
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .unwrap_or_else(|e| panic!("open {}: {e} (run scripts/chain-up)", p.display()))
+}
+
+fn flock(f: &std::fs::File, op: libc::c_int, what: &str) {
+    use std::os::fd::AsRawFd;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(900);
+    loop {
+        // SAFETY: flock on a file descriptor we own.
+        if unsafe { libc::flock(f.as_raw_fd(), op | libc::LOCK_NB) } == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "waited 15 min for the {what} binfmt test lock ({})",
+            chain_dir().join("test-binfmt.lock").display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Exclusive: the holder may change binfmt_misc. Released on drop.
+pub fn binfmt_exclusive() -> BinfmtLock {
+    let f = lock_file();
+    flock(&f, libc::LOCK_EX, "exclusive");
+    BinfmtLock(f)
+}
+
+/// Shared: the holder builds for emulated platforms. Released on drop.
+pub fn binfmt_shared() -> BinfmtLock {
+    let f = lock_file();
+    flock(&f, libc::LOCK_SH, "shared");
+    BinfmtLock(f)
+}
+
+static SHARED: std::sync::OnceLock<BinfmtLock> = std::sync::OnceLock::new();
+
+/// Hold the shared lock until this test process exits.
+pub fn hold_binfmt_shared() {
+    SHARED.get_or_init(binfmt_shared);
 }
