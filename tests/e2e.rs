@@ -27,9 +27,23 @@ fn config_arch(extra: &[&str], transport_ref: &str, arch: &str) -> serde_json::V
     json(&skopeo(&args))
 }
 
+/// A test's own builder, removed when the test ends.
+struct OwnBuilder(String);
+
+impl Drop for OwnBuilder {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["buildx", "rm", &self.0])
+            .output();
+    }
+}
+
 #[test]
 fn ci_local_writes_a_two_platform_oci_layout_then_pushes_from_cache() {
     require_builder();
+    // A builder of its own: this test prunes it, which must not race the
+    // other tests' builds on the shared ci-builder.
+    let builder = OwnBuilder(format!("mbx-test-e2e-{}", std::process::id()));
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("out");
     let cache = d.path().join("cache");
@@ -41,6 +55,8 @@ fn ci_local_writes_a_two_platform_oci_layout_then_pushes_from_cache() {
         "ci",
         "--local",
         "--no-cache",
+        "--builder",
+        &builder.0,
         "--context",
         &hello(),
         "--output",
@@ -111,7 +127,7 @@ fn ci_local_writes_a_two_platform_oci_layout_then_pushes_from_cache() {
             "buildx",
             "prune",
             "--builder",
-            "ci-builder",
+            &builder.0,
             "--all",
             "--force",
         ])
@@ -128,6 +144,8 @@ fn ci_local_writes_a_two_platform_oci_layout_then_pushes_from_cache() {
     c.args([
         "ci",
         "--local",
+        "--builder",
+        &builder.0,
         "--context",
         &hello(),
         "--image",
