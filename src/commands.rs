@@ -205,21 +205,7 @@ async fn read_back(
 /// Join multi-runner parts into one index, verify, report.
 pub async fn merge(args: MergeArgs) -> Result<ExitStatus> {
     let parts = build::parts::load(&args.parts)?;
-    let mut tags: Vec<String> = Vec::new();
-    for t in args
-        .tags
-        .iter()
-        .flat_map(|t| t.split([',', '\n']))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-    {
-        let full = format!("{}:{t}", parts.repository);
-        plan::ImageRef::parse(&full)
-            .map_err(|e| Error::input(e, "pass --tag NAME, e.g. --tag v1.2.0"))?;
-        if !tags.contains(&t.to_string()) {
-            tags.push(t.to_string());
-        }
-    }
+    let mut tags = plan::tags(&args.tags)?;
     if tags.is_empty() {
         let prefix = format!("{}:", parts.repository);
         tags = parts
@@ -510,12 +496,7 @@ async fn preflight_registry(build: &BuildPlan) -> Result<()> {
     match client.get(format!("{scheme}://{api}/v2/")).send().await {
         Ok(_) => Ok(()),
         Err(e) => {
-            let mut why = e.to_string();
-            let mut src = std::error::Error::source(&e);
-            while let Some(s) = src {
-                why = format!("{why}: {s}");
-                src = s.source();
-            }
+            let why = crate::error::chain(&e);
             Err(Error::env(
                 format!("cannot reach the registry {host}: {why}"),
                 "start the registry or fix --registry/--image (for mbx's test chain: scripts/chain-up serves 127.0.0.1:5000); nothing was built or pushed",

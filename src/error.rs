@@ -103,6 +103,17 @@ impl fmt::Display for CommandError {
     }
 }
 
+/// An error and its sources, joined with `: ` (reqwest hides the cause otherwise).
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out = format!("{out}: {s}");
+        src = s.source();
+    }
+    out
+}
+
 /// The last `max_lines` lines of `text`, at most `max_bytes` long.
 pub fn tail(text: &str, max_lines: usize, max_bytes: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();

@@ -162,6 +162,26 @@ impl ImageRef {
     }
 }
 
+/// `--tag` values: repeatable, comma- or newline-separated (as
+/// docker/metadata-action emits them), validated, duplicates dropped.
+pub fn tags(given: &[String]) -> Result<Vec<String>> {
+    let mut tags: Vec<String> = Vec::new();
+    for t in given
+        .iter()
+        .flat_map(|t| t.split([',', '\n']))
+        .map(str::trim)
+    {
+        if t.is_empty() {
+            continue;
+        }
+        validate_tag(t).map_err(|e| Error::input(e, "pass --tag NAME, e.g. --tag v1.2.0"))?;
+        if !tags.iter().any(|x| x == t) {
+            tags.push(t.to_string());
+        }
+    }
+    Ok(tags)
+}
+
 fn validate_tag(t: &str) -> std::result::Result<(), String> {
     let ok = !t.is_empty()
         && t.len() <= 128
@@ -295,21 +315,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         .map(|n| sanitize_name(&n))
         .unwrap_or_else(|| "image".into());
 
-    let mut tags: Vec<String> = Vec::new();
-    for t in args
-        .tags
-        .iter()
-        .flat_map(|t| t.split([',', '\n']))
-        .map(str::trim)
-    {
-        if t.is_empty() {
-            continue;
-        }
-        validate_tag(t).map_err(|e| Error::input(e, "pass --tag NAME, e.g. --tag v1.2.0"))?;
-        if !tags.iter().any(|x| x == t) {
-            tags.push(t.to_string());
-        }
-    }
+    let mut tags = tags(&args.tags)?;
 
     let bad_image = |e: String| {
         Error::input(

@@ -27,7 +27,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use base64::Engine;
 use sha2::Digest;
 use support::*;
 
@@ -149,26 +148,6 @@ fn fixture_repo(dir: &Path) -> PathBuf {
         assert!(o.status.success(), "git {args:?}: {o:?}");
     }
     r
-}
-
-/// An unsigned runtime token: BuildKit reads the `ac` scopes and the
-/// validity window, and does not check the signature (act has no token).
-fn unsigned_runtime_jwt() -> String {
-    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let claims = serde_json::json!({
-        "ac": r#"[{"Scope":"refs/heads/main","Permission":3}]"#,
-        "nbf": now - 60,
-        "exp": now + 3600,
-    });
-    format!(
-        "{}.{}.",
-        b64(r#"{"alg":"none","typ":"JWT"}"#),
-        b64(&claims.to_string())
-    )
 }
 
 /// The stand-in for GitHub Releases: serves `files` (path → bytes) on

@@ -18,30 +18,6 @@ use std::process::Command;
 
 use support::*;
 
-fn b64url(b: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
-}
-
-/// An unsigned Actions runtime token with the claims BuildKit reads.
-fn runtime_token() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let header = b64url(br#"{"alg":"HS256","typ":"JWT"}"#);
-    let claims = serde_json::json!({
-        "ac": r#"[{"Scope":"refs/heads/main","Permission":3}]"#,
-        "nbf": now - 60,
-        "exp": now + 3600,
-    });
-    format!(
-        "{header}.{}.{}",
-        b64url(claims.to_string().as_bytes()),
-        b64url(b"not-signed")
-    )
-}
-
 struct Builder(String);
 
 impl Drop for Builder {
@@ -136,7 +112,10 @@ fn per_platform_gha_scopes_survive_where_one_shared_scope_loses() {
         .args(["--env", &env("OUT", &out.display().to_string())])
         .args(["--env", &env("ID", &id)])
         .args(["--env", &env("MBX_CONFIG", &config.display().to_string())])
-        .args(["--env", &env("ACTIONS_RUNTIME_TOKEN", &runtime_token())])
+        .args([
+            "--env",
+            &env("ACTIONS_RUNTIME_TOKEN", &unsigned_runtime_jwt()),
+        ])
         .output()
         .expect("act is installed by scripts/chain-up");
     let log = String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr);

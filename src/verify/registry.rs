@@ -338,12 +338,7 @@ impl Registry {
                     }
                 }
                 Err(e) => {
-                    let mut why = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        why = format!("{why}: {s}");
-                        src = s.source();
-                    }
+                    let why = crate::error::chain(&e);
                     (format!("{what}: {why}"), None)
                 }
             };
