@@ -314,6 +314,9 @@ pub struct CiArgs {
     /// Run on a laptop or a plain machine: local cache directory, report in the terminal.
     #[arg(long)]
     pub local: bool,
+    /// Skip the verify stage (the result is not read back; the report says so).
+    #[arg(long)]
+    pub no_verify: bool,
     #[command(flatten)]
     pub platforms: PlatformArgs,
     #[command(flatten)]

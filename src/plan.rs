@@ -609,6 +609,7 @@ pub fn verify(
             exact,
             binaries: flags.check_binaries,
             max_layer_bytes: flags.max_layer_bytes,
+            skip: false,
         },
         crate::verify::Options {
             insecure: flags.insecure_registries.clone(),

@@ -397,3 +397,43 @@ fn the_docker_driver_pushes_staging_tags_and_says_so() {
     ]));
     assert_eq!(index_platforms(&index), vec!["linux/amd64", "linux/arm64"]);
 }
+
+#[test]
+fn no_verify_skips_the_read_back_and_says_so() {
+    require_builder();
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("Dockerfile"),
+        "FROM scratch\nCOPY note.txt /\n",
+    )
+    .unwrap();
+    std::fs::write(d.path().join("note.txt"), "no verify\n").unwrap();
+    let record = d.path().join("run.json");
+    let mut c = mbx();
+    c.args([
+        "ci",
+        "--local",
+        "--cache",
+        "none",
+        "--no-verify",
+        "--context",
+    ])
+    .arg(d.path())
+    .arg("--output")
+    .arg(d.path().join("out"))
+    .arg("--json")
+    .arg(&record);
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("verify: reading the result back"));
+    let r = read_json(&record);
+    assert_eq!(r["verified"], false);
+    assert!(r["checks"].as_array().is_none_or(|c| c.is_empty()), "{r}");
+    assert!(
+        r["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("verification skipped"),
+        "{r}"
+    );
+}

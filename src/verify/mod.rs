@@ -29,6 +29,8 @@ pub struct Checks {
     pub binaries: bool,
     /// Largest layer (compressed) read for the binary check.
     pub max_layer_bytes: u64,
+    /// `mbx ci --no-verify`: do not read the result back at all.
+    pub skip: bool,
 }
 
 impl Source {
