@@ -340,12 +340,7 @@ fn ctrl_c_stops_the_builds_and_says_what_was_pushed() {
 fn the_docker_driver_pushes_staging_tags_and_says_so() {
     require_chain();
     // dockerd's own builder `default` (docker driver, containerd image store).
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("Dockerfile"),
-        "FROM 127.0.0.1:5000/mbx/busybox:latest\nCOPY note.txt /\n",
-    )
-    .unwrap();
+    let d = context("FROM 127.0.0.1:5000/mbx/busybox:latest\nCOPY note.txt /\n");
     std::fs::write(
         d.path().join("note.txt"),
         format!("{}\n", std::process::id()),
@@ -401,12 +396,7 @@ fn the_docker_driver_pushes_staging_tags_and_says_so() {
 #[test]
 fn no_verify_skips_the_read_back_and_says_so() {
     require_builder();
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("Dockerfile"),
-        "FROM scratch\nCOPY note.txt /\n",
-    )
-    .unwrap();
+    let d = context("FROM scratch\nCOPY note.txt /\n");
     std::fs::write(d.path().join("note.txt"), "no verify\n").unwrap();
     let record = d.path().join("run.json");
     let mut c = mbx();

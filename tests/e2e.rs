@@ -271,12 +271,7 @@ fn verify_catches_a_missing_platform_in_the_registry() {
 #[test]
 fn a_failing_step_names_platform_step_and_log_and_pushes_no_index() {
     require_builder();
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("Dockerfile"),
-        "FROM 127.0.0.1:5000/mbx/busybox:latest\nARG TARGETARCH\nRUN echo \"arch is $TARGETARCH\"; if [ \"$TARGETARCH\" = arm64 ]; then echo 'boom on arm64' >&2; exit 3; fi\n",
-    )
-    .unwrap();
+    let d = context("FROM 127.0.0.1:5000/mbx/busybox:latest\nARG TARGETARCH\nRUN echo \"arch is $TARGETARCH\"; if [ \"$TARGETARCH\" = arm64 ]; then echo 'boom on arm64' >&2; exit 3; fi\n");
     let repo = unique_repo("fails");
     let mut c = mbx();
     c.args([

@@ -278,14 +278,11 @@ fn a_dangling_child_digest_fails() {
 #[test]
 fn an_arm64_image_carrying_an_x86_64_binary_fails_check_binaries() {
     require_builder();
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("Dockerfile"),
+    let d = context(
         "FROM --platform=linux/amd64 127.0.0.1:5000/mbx/busybox:latest AS x86\n\
          FROM 127.0.0.1:5000/mbx/busybox:latest\n\
          COPY --from=x86 /bin/busybox /usr/local/bin/x86tool\n",
-    )
-    .unwrap();
+    );
     let repo = unique_repo("verify-x86-in-arm");
     let mut c = mbx();
     c.args(["ci", "--local", "--cache", "none", "--context"])
@@ -597,12 +594,7 @@ fn platforms_sharing_a_layer_are_each_checked() {
     // FROM scratch + COPY: every platform's layer is the same blob, read
     // concurrently by the binary check. No RUN, so no emulation is needed.
     require_builder();
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(
-        d.path().join("Dockerfile"),
-        "FROM scratch\nCOPY note.txt /\n",
-    )
-    .unwrap();
+    let d = context("FROM scratch\nCOPY note.txt /\n");
     std::fs::write(d.path().join("note.txt"), "same bytes on every platform\n").unwrap();
     let repo = unique_repo("verify-shared-layer");
     let four = "linux/amd64,linux/arm64,linux/386,linux/arm/v7";

@@ -266,3 +266,10 @@ pub fn tag_exists(reference: &str) -> bool {
         .status
         .success()
 }
+
+/// A build context in a fresh temporary directory holding `dockerfile`.
+pub fn context(dockerfile: impl AsRef<[u8]>) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("Dockerfile"), dockerfile).unwrap();
+    d
+}
