@@ -2,19 +2,19 @@
 
 use std::time::Duration;
 
-use crate::build::buildx::Buildx;
-use crate::cache::{self, github::GitHub, prune};
 use crate::cli::{
     BuildOnlyArgs, CacheCommand, CachePruneArgs, CacheUsageArgs, CiArgs, GitHubArgs, MergeArgs,
     ReportArgs, SetupArgs, VerifyArgs,
 };
 use crate::config::Config;
+use crate::docker::buildx::Buildx;
 use crate::error::{Error, Result};
+use crate::gha_cache::{self, github::GitHub, prune};
+use crate::oci::registry::is_loopback_host;
 use crate::plan::{self, BuildPlan, Output, Plan};
 use crate::platform::Platform;
 use crate::report::{self, terminal::Printer};
 use crate::run::{now, Check, RunRecord};
-use crate::verify::registry::is_loopback_host;
 use crate::{build, setup, verify};
 
 /// What a command leaves behind: the exit status.
@@ -152,7 +152,7 @@ async fn finish(
         "{}",
         report::terminal::render(&record, report_opts, report::terminal::stdout_color())
     );
-    if let Some(a) = record.cache.as_ref().and_then(cache::annotation) {
+    if let Some(a) = record.cache.as_ref().and_then(gha_cache::annotation) {
         println!("{a}");
     }
     if let Some(p) = &build_plan.json {
@@ -512,13 +512,16 @@ async fn preflight_registry(build: &BuildPlan) -> Result<()> {
 
 /// The gha cache's usage after a run on GitHub Actions; a failure to read it
 /// is reported and does not fail the run.
-async fn cache_usage_for_run(record: &RunRecord, printer: &Printer) -> Option<cache::CacheUsage> {
+async fn cache_usage_for_run(
+    record: &RunRecord,
+    printer: &Printer,
+) -> Option<gha_cache::CacheUsage> {
     let scopes: Vec<String> = record
         .platforms
         .iter()
         .filter_map(|p| p.cache_scope.clone())
         .collect();
-    match cache::usage_in_ci(&scopes).await {
+    match gha_cache::usage_in_ci(&scopes).await {
         Ok(u) => u,
         Err(e) => {
             printer.status(&format!(
@@ -550,11 +553,11 @@ async fn cache_usage(args: CacheUsageArgs) -> Result<ExitStatus> {
     }
     let limit = (args.limit_gb * 1024.0 * 1024.0 * 1024.0) as u64;
     let client = github(&args.github)?;
-    let usage = cache::usage_for_run(&client, &[], limit).await?;
+    let usage = gha_cache::usage_for_run(&client, &[], limit).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&usage).expect("json"));
     } else {
-        print!("{}", cache::render(&usage));
+        print!("{}", gha_cache::render(&usage));
     }
     Ok(0)
 }
@@ -574,7 +577,7 @@ async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
         scope: args.scope.clone(),
         now: chrono::Utc::now(),
     };
-    let contents = cache::read_contents(&entries).await;
+    let contents = gha_cache::read_contents(&entries).await;
     let plan = prune::plan(&entries, &filters, &contents);
     let applied = if args.apply && !plan.delete.is_empty() {
         Some(prune::apply(&client, &plan).await?)
@@ -604,7 +607,7 @@ async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
             },
             d.key,
             d.git_ref,
-            cache::human_bytes(d.size_in_bytes),
+            gha_cache::human_bytes(d.size_in_bytes),
             d.reason
         );
     }
@@ -612,14 +615,14 @@ async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
         println!(
             "kept {} blob(s), {}: an index that stays may use them",
             plan.kept_blobs,
-            cache::human_bytes(plan.kept_blob_bytes)
+            gha_cache::human_bytes(plan.kept_blob_bytes)
         );
     }
     match applied {
         Some(a) => println!(
             "deleted {} entries, {} freed in {}",
             a.deleted,
-            cache::human_bytes(a.bytes),
+            gha_cache::human_bytes(a.bytes),
             client.repository()
         ),
         None if plan.delete.is_empty() => {
@@ -628,7 +631,7 @@ async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
         None => println!(
             "dry run: {} entries, {} would be freed in {}; pass --apply to delete",
             plan.delete.len(),
-            cache::human_bytes(plan.bytes()),
+            gha_cache::human_bytes(plan.bytes()),
             client.repository()
         ),
     }

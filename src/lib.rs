@@ -4,16 +4,18 @@
 //! one [`run::RunRecord`] flowing through. See `src/` for one folder a stage.
 
 pub mod build;
-pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod digest;
+pub mod docker;
 pub mod error;
+pub mod gha_cache;
 pub mod interrupt;
+pub mod oci;
 pub mod plan;
 pub mod platform;
-pub mod process;
+pub mod printer;
 pub mod report;
 pub mod run;
 pub mod setup;

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod cache;
+
 use crate::cli::{BuildArgs, BuilderArgs, CacheKind, PlatformArgs};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -572,7 +574,7 @@ fn default_cache_dir() -> PathBuf {
 pub fn verify(
     flags: &crate::cli::VerifyFlags,
     exact: bool,
-) -> Result<(crate::verify::Checks, crate::verify::Options)> {
+) -> Result<(Checks, crate::oci::Options)> {
     if flags.timeout == 0 {
         return Err(Error::input(
             "--timeout must be at least 1 second",
@@ -605,19 +607,32 @@ pub fn verify(
         ));
     }
     Ok((
-        crate::verify::Checks {
+        Checks {
             exact,
             binaries: flags.check_binaries,
             max_layer_bytes: flags.max_layer_bytes,
             skip: false,
         },
-        crate::verify::Options {
+        crate::oci::Options {
             insecure: flags.insecure_registries.clone(),
             username: flags.username.clone(),
             password,
             timeout: std::time::Duration::from_secs(flags.timeout),
         },
     ))
+}
+
+/// What to check beyond the index and the configs.
+#[derive(Debug, Clone, Default)]
+pub struct Checks {
+    /// Fail when the index holds platforms that were not required.
+    pub exact: bool,
+    /// Read the layers and check the ELF machine of every binary.
+    pub binaries: bool,
+    /// Largest layer (compressed) read for the binary check.
+    pub max_layer_bytes: u64,
+    /// `mbx ci --no-verify`: do not read the result back at all.
+    pub skip: bool,
 }
 
 #[cfg(test)]

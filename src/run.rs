@@ -1,9 +1,9 @@
 //! The run record: the one data model that flows through
 //! setup → build → verify → report, and is saved with `--json FILE`.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::build::progress::Step;
 use crate::platform::Platform;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -31,7 +31,7 @@ pub struct RunRecord {
     /// The repository's GitHub Actions cache after the run (`mbx ci` on
     /// GitHub with the gha cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache: Option<crate::cache::CacheUsage>,
+    pub cache: Option<CacheUsage>,
     /// What was built from what (for the report's "build inputs").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inputs: Option<BuildInputs>,
@@ -167,4 +167,147 @@ pub fn now() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
+}
+
+/// One vertex of the build graph as it finally stood.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Step {
+    pub digest: String,
+    /// The vertex name as BuildKit gave it, e.g. `[linux/arm64 3/4] RUN make`.
+    pub name: String,
+    /// Seconds since the Unix epoch.
+    pub started: Option<f64>,
+    pub completed: Option<f64>,
+    /// Time the vertex was running, summed over its intervals.
+    pub busy_seconds: f64,
+    pub cached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// True for Dockerfile instructions (`[2/4] RUN …`), false for BuildKit's
+    /// own work (`[internal] …`, `exporting to image`, pushes).
+    pub instruction: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub log_tail: Vec<String>,
+}
+
+impl Step {
+    /// The instruction without its `[platform n/m]` prefix: the key that
+    /// matches the same step across platforms.
+    pub fn instruction_text(&self) -> &str {
+        match (self.name.starts_with('['), self.name.find("] ")) {
+            (true, Some(i)) => &self.name[i + 2..],
+            _ => &self.name,
+        }
+    }
+}
+
+/// Above this share of the repository's limit the cache is at risk of eviction.
+pub const WARN_FRACTION: f64 = 0.8;
+
+/// The cache of one repository, summed per scope and per ref: what `mbx cache
+/// usage` prints and what `mbx ci` keeps in the run record.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct CacheUsage {
+    /// `owner/name`.
+    pub repository: String,
+    /// The repository's total as GitHub reports it (all tools).
+    pub total_bytes: u64,
+    pub total_count: u64,
+    pub limit_bytes: u64,
+    /// One row per BuildKit scope (mbx's and others').
+    pub scopes: Vec<ScopeUsage>,
+    /// Blobs used by indexes of several scopes.
+    pub shared_blobs: Bucket,
+    /// Blobs no readable index names (index contents unknown, or orphans).
+    pub unattributed_blobs: Bucket,
+    /// Entries that are not BuildKit's (other tools' caches).
+    pub other: Bucket,
+    pub refs: Vec<RefUsage>,
+    /// True when blobs were attributed from the indexes' contents.
+    pub attributed: bool,
+    /// The scopes the current run used (set by `mbx ci`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_scopes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct Bucket {
+    pub count: u64,
+    pub bytes: u64,
+}
+
+impl Bucket {
+    pub fn add(&mut self, bytes: u64) {
+        self.count += 1;
+        self.bytes += bytes;
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct ScopeUsage {
+    pub scope: String,
+    /// For mbx scopes (`<image>-<os>-<arch>[-<variant>]`): the image prefix…
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// …and the platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Index entries (every `#n` version, every ref).
+    pub indexes: Bucket,
+    /// Index versions a newer `#n` on the same ref supersedes (BuildKit never
+    /// reads them again).
+    pub superseded: u64,
+    /// Blobs only this scope's indexes use.
+    pub blobs: Bucket,
+    pub refs: Vec<String>,
+    pub last_accessed_at: Option<DateTime<Utc>>,
+}
+
+impl ScopeUsage {
+    pub fn bytes(&self) -> u64 {
+        self.indexes.bytes + self.blobs.bytes
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct RefUsage {
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub count: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Risk {
+    /// Below 80 % of the limit.
+    Low,
+    /// Above 80 %: the next exports may push old entries out.
+    High,
+    /// At or above the limit: GitHub is evicting now.
+    Evicting,
+}
+
+impl CacheUsage {
+    pub fn fraction(&self) -> f64 {
+        if self.limit_bytes == 0 {
+            return 0.0;
+        }
+        self.total_bytes as f64 / self.limit_bytes as f64
+    }
+
+    pub fn risk(&self) -> Risk {
+        let f = self.fraction();
+        if f >= 1.0 {
+            Risk::Evicting
+        } else if f > WARN_FRACTION {
+            Risk::High
+        } else {
+            Risk::Low
+        }
+    }
+
+    pub fn scope(&self, name: &str) -> Option<&ScopeUsage> {
+        self.scopes.iter().find(|s| s.scope == name)
+    }
 }

@@ -542,7 +542,7 @@ fn grpc_platforms(builder: &str) -> Vec<String> {
         .build()
         .unwrap();
     let workers = rt
-        .block_on(mbx::setup::buildkit::list_workers(
+        .block_on(mbx::docker::buildkit::list_workers(
             "docker",
             builder,
             std::time::Duration::from_secs(20),

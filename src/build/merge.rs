@@ -6,11 +6,11 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::build::buildx::Buildx;
 use crate::digest::sha256;
+use crate::docker::buildx::Buildx;
 use crate::error::{Error, Result};
+use crate::oci::{is_index_type, Descriptor};
 use crate::platform::Platform;
-use crate::verify::index::{is_index_type, Descriptor};
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 

@@ -1,8 +1,6 @@
 //! Build stage: each platform as its own `docker buildx build`, in parallel,
 //! each with its own cache scope; then one multi-platform index.
 
-pub mod buildx;
-pub mod cache;
 pub mod merge;
 pub mod parts;
 pub mod progress;
@@ -12,12 +10,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::docker::{BuildOutcome, Buildx};
 use crate::error::{Error, Result};
+use crate::plan::cache;
 use crate::plan::{BuildPlan, Output, Plan};
 use crate::platform::Platform;
-use crate::report::terminal::Printer;
+use crate::printer::Printer;
 use crate::run::{PlatformRecord, RunRecord};
-use buildx::{BuildOutcome, Buildx};
+use progress::Progress;
 
 /// Build every platform, then merge (unless `merge` is false and the output
 /// is a registry: multi-runner parts, joined later by `mbx merge`). Fills `record.platforms`, `record.output`,
@@ -359,9 +359,12 @@ fn build_one(
     let cache = cache::args(&build.cache, platform);
     let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
     let started = Instant::now();
-    let outcome = buildx.build_watched(args, &metadata, &secret_values(build), &|p| {
-        printer.progress(platform, &p.snapshot())
+    let mut progress = Progress::new();
+    let outcome = buildx.build(args, &metadata, &secret_values(build), &mut |chunk| {
+        progress.feed(chunk);
+        printer.progress(platform, &progress.snapshot())
     });
+    progress.finish();
     let wall = started.elapsed().as_secs_f64();
     let mut rec = PlatformRecord {
         platform: platform.clone(),
@@ -383,7 +386,7 @@ fn build_one(
             return rec;
         }
     };
-    fill_from_outcome(&mut rec, &outcome);
+    fill_from_outcome(&mut rec, &outcome, &progress);
     if rec.error.is_none() {
         if let Some((fresh, current)) = &cache.local_swap {
             if let Err(e) = cache::swap_in(fresh, current) {
@@ -404,8 +407,8 @@ fn secret_values(_build: &BuildPlan) -> Vec<String> {
 }
 
 /// Steps, counts, digest and error of one finished build.
-pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome) {
-    let steps = outcome.progress.steps();
+pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome, progress: &Progress) {
+    let steps = progress.steps();
     let counted: Vec<_> = steps
         .iter()
         .filter(|s| s.instruction && !s.instruction_text().starts_with("FROM "))
@@ -443,14 +446,11 @@ pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome) {
             Some(s) if !s.log_tail.is_empty() => {
                 s.log_tail.iter().rev().take(15).rev().cloned().collect()
             }
-            _ => outcome
-                .stderr_text_tail
-                .iter()
-                .rev()
-                .take(15)
-                .rev()
-                .cloned()
-                .collect(),
+            _ => {
+                let mut text = progress.text_tail();
+                text.extend(outcome.stdout_tail.iter().cloned());
+                text.iter().rev().take(15).rev().cloned().collect()
+            }
         };
         if !log.is_empty() {
             msg.push_str("\n    ");

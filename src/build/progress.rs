@@ -12,7 +12,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read};
 
 use base64::Engine;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// Largest single JSON object accepted; BuildKit chunks logs far below this.
 const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
@@ -57,47 +57,8 @@ struct VertexWarning {
     short: Option<String>,
 }
 
-/// One vertex of the build graph as it finally stood.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Step {
-    pub digest: String,
-    /// The vertex name as BuildKit gave it, e.g. `[linux/arm64 3/4] RUN make`.
-    pub name: String,
-    /// Seconds since the Unix epoch.
-    pub started: Option<f64>,
-    pub completed: Option<f64>,
-    /// Time the vertex was running, summed over its intervals.
-    pub busy_seconds: f64,
-    pub cached: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// True for Dockerfile instructions (`[2/4] RUN …`), false for BuildKit's
-    /// own work (`[internal] …`, `exporting to image`, pushes).
-    pub instruction: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    pub log_tail: Vec<String>,
-}
-
-impl Step {
-    /// The instruction without its `[platform n/m]` prefix: the key that
-    /// matches the same step across platforms.
-    pub fn instruction_text(&self) -> &str {
-        match (self.name.starts_with('['), self.name.find("] ")) {
-            (true, Some(i)) => &self.name[i + 2..],
-            _ => &self.name,
-        }
-    }
-}
-
-/// See [`Progress::snapshot`].
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Snapshot {
-    pub done: usize,
-    pub cached: usize,
-    pub total: usize,
-    pub seen: usize,
-    pub running: Option<String>,
-}
+pub use crate::printer::Snapshot;
+pub use crate::run::Step;
 
 #[derive(Debug, Default)]
 struct StepState {

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use crate::build::progress::Step;
 use crate::platform::Platform;
+use crate::run::Step;
 use crate::run::{PlatformRecord, RunRecord};
 
 /// Below this native time a ratio is noise (the step took a few ms).

@@ -270,7 +270,7 @@ mod tests {
     }
 
     fn plat(p: &str, emulated: bool, secs: f64) -> PlatformRecord {
-        let mut s: crate::build::progress::Step = serde_json::from_value(serde_json::json!({
+        let mut s: crate::run::Step = serde_json::from_value(serde_json::json!({
             "digest": "sha256:x", "name": "[1/1] RUN make", "busy_seconds": secs,
             "cached": false, "instruction": true, "started": null, "completed": null
         }))

@@ -6,11 +6,11 @@
 
 use std::fmt::Write as _;
 
-use crate::build::progress::Step;
 use crate::digest::short;
 use crate::report::emulation::{self, Comparison, EmulationReport};
 use crate::report::{bytes, clip, secs, ReportOptions};
 use crate::run::RunRecord;
+use crate::run::Step;
 
 /// GitHub's limit is 1 MiB per step summary; stay well under it.
 pub const MAX_BYTES: usize = 1_000_000;
@@ -472,7 +472,7 @@ fn timeline(out: &mut String, r: &RunRecord) {
 
 fn cache_section(out: &mut String, r: &RunRecord) {
     if let Some(u) = &r.cache {
-        out.push_str(&crate::cache::markdown(u));
+        out.push_str(&crate::gha_cache::markdown(u));
         out.push('\n');
     }
 }

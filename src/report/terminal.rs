@@ -1,111 +1,11 @@
-//! Human output in the terminal: status lines while the pipeline runs (on
-//! stderr) and the final report tables (on stdout).
+//! The final report as terminal tables (written through the printer).
 
-use std::collections::HashMap;
-use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
-
-use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use crate::build::progress::Snapshot;
-use crate::platform::Platform;
+pub use crate::printer::{stdout_color, Printer};
 
 use crate::digest::short;
 use crate::report::emulation::{self, Comparison};
 use crate::report::{clip, secs, ReportOptions};
 use crate::run::RunRecord;
-
-/// The one printer for status lines; safe to share between build threads.
-/// On a terminal it also draws one progress bar per building platform.
-pub struct Printer {
-    lock: Mutex<()>,
-    quiet: bool,
-    color: bool,
-    bars: Option<Bars>,
-}
-
-struct Bars {
-    multi: MultiProgress,
-    by_platform: Mutex<HashMap<String, ProgressBar>>,
-}
-
-impl Printer {
-    pub fn new(quiet: bool) -> Printer {
-        let tty = std::io::stderr().is_terminal();
-        let color = tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        Printer {
-            lock: Mutex::new(()),
-            quiet,
-            color,
-            bars: (tty && !quiet).then(|| Bars {
-                multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
-                by_platform: Mutex::new(HashMap::new()),
-            }),
-        }
-    }
-
-    pub fn status(&self, msg: &str) {
-        if self.quiet {
-            return;
-        }
-        let _g = self.lock.lock();
-        let line = if self.color {
-            format!("\x1b[1;34mmbx\x1b[0m {msg}")
-        } else {
-            format!("mbx: {msg}")
-        };
-        if let Some(b) = &self.bars {
-            if !b.by_platform.lock().expect("bars").is_empty() {
-                let _ = b.multi.println(line);
-                return;
-            }
-        }
-        let _ = writeln!(std::io::stderr().lock(), "{line}");
-    }
-
-    /// Where one platform's build stands (a bar on a terminal, nothing otherwise).
-    pub fn progress(&self, platform: &Platform, snap: &Snapshot) {
-        let Some(b) = &self.bars else { return };
-        let mut map = b.by_platform.lock().expect("bars");
-        if snap.total == 0 && !map.contains_key(&platform.to_string()) {
-            return; // nothing to measure yet
-        }
-        let bar = map.entry(platform.to_string()).or_insert_with(|| {
-            let template = if self.color {
-                "{prefix:<14.bold} [{bar:24.cyan/blue}] {pos}/{len} {elapsed:>4} {wide_msg}"
-            } else {
-                "{prefix:<14} [{bar:24}] {pos}/{len} {elapsed:>4} {wide_msg}"
-            };
-            let bar = b.multi.add(ProgressBar::new(0));
-            bar.set_style(
-                ProgressStyle::with_template(template)
-                    .expect("a valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(platform.to_string());
-            bar
-        });
-        bar.set_length(snap.total as u64);
-        bar.set_position(snap.done as u64);
-        match &snap.running {
-            Some(step) => bar.set_message(step.replace(['\r', '\n'], " ")),
-            None if snap.total > 0 && snap.done == snap.total => {
-                bar.set_message(format!("done, {} cached", snap.cached))
-            }
-            None => {}
-        }
-    }
-
-    /// Remove the bars before the report is printed.
-    pub fn clear_progress(&self) {
-        if let Some(b) = &self.bars {
-            for (_, bar) in b.by_platform.lock().expect("bars").drain() {
-                bar.finish_and_clear();
-            }
-            let _ = b.multi.clear();
-        }
-    }
-}
 
 fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
@@ -132,11 +32,6 @@ fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Colours for the final report on stdout: only on a terminal, never with `NO_COLOR`.
-pub fn stdout_color() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 struct Paint(bool);
@@ -314,7 +209,7 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
     }
 
     // The slowest steps that ran, any platform.
-    let mut steps: Vec<(usize, &crate::build::progress::Step)> = record
+    let mut steps: Vec<(usize, &crate::run::Step)> = record
         .platforms
         .iter()
         .enumerate()
@@ -395,7 +290,7 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
     }
     if let Some(c) = &record.cache {
         out.push('\n');
-        out.push_str(&crate::cache::render(c));
+        out.push_str(&crate::gha_cache::render(c));
     }
     for n in &record.notes {
         out.push_str(&format!("{}    {n}\n", paint.bold("note")));
@@ -411,7 +306,7 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::progress::Step;
+    use crate::run::Step;
     use crate::run::{Check, PlatformRecord};
 
     fn rec(p: &str, emulated: bool, wall: f64, steps: &[(f64, bool)]) -> PlatformRecord {

@@ -15,12 +15,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::build::buildx::{BuilderInfo, Buildx};
+use crate::docker::buildkit;
+use crate::docker::buildx::{BuilderInfo, Buildx};
 use crate::error::{Error, Result};
 use crate::plan::BuilderPlan;
 use crate::platform::Platform;
 use crate::run::{BuilderRecord, PhaseTiming};
-use crate::setup::buildkit;
 
 /// How long the control API may take to answer once the builder runs.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -254,7 +254,7 @@ pub fn local_container(json: &str, host: &str) -> Option<String> {
 /// is stopped) through `docker buildx dial-stdio`, which also boots it.
 async fn ask_workers(
     buildx: &Buildx,
-    engine: Option<&crate::setup::docker::Docker>,
+    engine: Option<&crate::docker::engine::Docker>,
     name: &str,
 ) -> (
     Result<Vec<buildkit::Worker>, buildkit::DialError>,
@@ -360,7 +360,7 @@ pub async fn ensure(
     buildx: &Buildx,
     plan: &BuilderPlan,
     platforms: &[Platform],
-    engine: Option<&crate::setup::docker::Docker>,
+    engine: Option<&crate::docker::engine::Docker>,
     prefetched: Option<Prefetched>,
 ) -> Result<(BuilderRecord, Vec<PhaseTiming>)> {
     let t0 = std::time::Instant::now();
@@ -539,7 +539,7 @@ pub struct Prefetched(
 /// When the builder exists with the wanted settings, ask its workers now.
 pub async fn prefetch(
     buildx: &Buildx,
-    engine: Option<&crate::setup::docker::Docker>,
+    engine: Option<&crate::docker::engine::Docker>,
     plan: &BuilderPlan,
 ) -> Option<Prefetched> {
     let want = Settings::wanted(plan).ok()?;

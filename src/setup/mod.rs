@@ -5,16 +5,14 @@
 //! workers list every platform. Each phase is timed into the record.
 
 pub mod builder;
-pub mod buildkit;
-pub mod docker;
 pub mod preflight;
 pub mod qemu;
 
 use std::time::Instant;
 
-use crate::build::buildx::Buildx;
 use crate::cli::{QemuArgs, QemuFrom};
 use crate::config::Config;
+use crate::docker::buildx::Buildx;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::run::{PhaseTiming, SetupRecord};
@@ -90,7 +88,7 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
 
     // Docker, buildx and (when the builder already exists as wanted) its
     // workers, asked at the same time: a warm run costs one round trip.
-    let docker = docker::Docker::connect()?;
+    let docker = crate::docker::Docker::connect()?;
     let bx = buildx.clone();
     let version = tokio::task::spawn_blocking(move || bx.version());
     let (engine, prefetched) = tokio::join!(
@@ -148,7 +146,7 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
 /// still wrong.
 async fn ensure_qemu(
     plan: &Plan,
-    docker: &docker::Docker,
+    docker: &crate::docker::Docker,
     qp: &QemuPlan,
     actions: &mut Vec<String>,
 ) -> Result<Vec<crate::run::BinfmtRecord>> {

@@ -4,15 +4,14 @@
 pub mod elf;
 pub mod index;
 pub mod layout;
-pub mod registry;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::platform::Platform;
 
+pub use crate::oci::registry::{self, Options};
 pub use index::Verification;
-pub use registry::Options;
 
 /// Where an image is read back from.
 pub enum Source {
@@ -20,18 +19,7 @@ pub enum Source {
     Registry(Box<registry::Registry>),
 }
 
-/// What to check beyond the index and the configs.
-#[derive(Debug, Clone, Default)]
-pub struct Checks {
-    /// Fail when the index holds platforms that were not required.
-    pub exact: bool,
-    /// Read the layers and check the ELF machine of every binary.
-    pub binaries: bool,
-    /// Largest layer (compressed) read for the binary check.
-    pub max_layer_bytes: u64,
-    /// `mbx ci --no-verify`: do not read the result back at all.
-    pub skip: bool,
-}
+pub use crate::plan::Checks;
 
 impl Source {
     /// A directory path is a layout; anything else an image reference.

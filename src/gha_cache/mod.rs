@@ -22,7 +22,7 @@ use keys::Key;
 /// GitHub's default cache limit per repository: 10 GB.
 pub const DEFAULT_LIMIT_BYTES: u64 = 10 * 1024 * 1024 * 1024;
 /// Above this share of the limit, eviction is near: warn.
-pub const WARN_FRACTION: f64 = 0.8;
+pub use crate::run::{Bucket, CacheUsage, RefUsage, Risk, ScopeUsage, WARN_FRACTION};
 
 /// One cache entry, as `GET /repos/{owner}/{repo}/actions/caches` lists it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,131 +65,23 @@ pub fn index_blobs(content: &[u8]) -> Option<Vec<String>> {
     Some(c.layers.into_iter().map(|l| l.blob).collect())
 }
 
-/// The cache of one repository, summed per scope and per ref: what `mbx cache
-/// usage` prints and what `mbx ci` keeps in the run record.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct CacheUsage {
-    /// `owner/name`.
-    pub repository: String,
-    /// The repository's total as GitHub reports it (all tools).
-    pub total_bytes: u64,
-    pub total_count: u64,
-    pub limit_bytes: u64,
-    /// One row per BuildKit scope (mbx's and others').
-    pub scopes: Vec<ScopeUsage>,
-    /// Blobs used by indexes of several scopes.
-    pub shared_blobs: Bucket,
-    /// Blobs no readable index names (index contents unknown, or orphans).
-    pub unattributed_blobs: Bucket,
-    /// Entries that are not BuildKit's (other tools' caches).
-    pub other: Bucket,
-    pub refs: Vec<RefUsage>,
-    /// True when blobs were attributed from the indexes' contents.
-    pub attributed: bool,
-    /// The scopes the current run used (set by `mbx ci`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub run_scopes: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct Bucket {
-    pub count: u64,
-    pub bytes: u64,
-}
-
-impl Bucket {
-    fn add(&mut self, bytes: u64) {
-        self.count += 1;
-        self.bytes += bytes;
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct ScopeUsage {
-    pub scope: String,
-    /// For mbx scopes (`<image>-<os>-<arch>[-<variant>]`): the image prefix…
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// …and the platform.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    /// Index entries (every `#n` version, every ref).
-    pub indexes: Bucket,
-    /// Index versions a newer `#n` on the same ref supersedes (BuildKit never
-    /// reads them again).
-    pub superseded: u64,
-    /// Blobs only this scope's indexes use.
-    pub blobs: Bucket,
-    pub refs: Vec<String>,
-    pub last_accessed_at: Option<DateTime<Utc>>,
-}
-
-impl ScopeUsage {
-    pub fn bytes(&self) -> u64 {
-        self.indexes.bytes + self.blobs.bytes
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
-pub struct RefUsage {
-    #[serde(rename = "ref")]
-    pub git_ref: String,
-    pub count: u64,
-    pub bytes: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Risk {
-    /// Below 80 % of the limit.
-    Low,
-    /// Above 80 %: the next exports may push old entries out.
-    High,
-    /// At or above the limit: GitHub is evicting now.
-    Evicting,
-}
-
-impl CacheUsage {
-    pub fn fraction(&self) -> f64 {
-        if self.limit_bytes == 0 {
-            return 0.0;
-        }
-        self.total_bytes as f64 / self.limit_bytes as f64
-    }
-
-    pub fn risk(&self) -> Risk {
-        let f = self.fraction();
-        if f >= 1.0 {
-            Risk::Evicting
-        } else if f > WARN_FRACTION {
-            Risk::High
-        } else {
-            Risk::Low
-        }
-    }
-
-    /// The warning `mbx ci` raises as an annotation, above 80 % of the limit.
-    pub fn warning(&self) -> Option<String> {
-        match self.risk() {
-            Risk::Low => None,
-            r => Some(format!(
-                "GitHub Actions cache of {} at {:.0}% of its {} limit ({}){}: run `mbx cache prune` \
+/// The warning `mbx ci` raises as an annotation, above 80 % of the limit.
+pub fn warning(u: &CacheUsage) -> Option<String> {
+    match u.risk() {
+        Risk::Low => None,
+        r => Some(format!(
+            "GitHub Actions cache of {} at {:.0}% of its {} limit ({}){}: run `mbx cache prune` \
 (dry run) then `mbx cache prune --apply` to drop stale BuildKit entries",
-                self.repository,
-                self.fraction() * 100.0,
-                human_bytes(self.limit_bytes),
-                human_bytes(self.total_bytes),
-                if r == Risk::Evicting {
-                    "; GitHub is evicting the least recently used entries"
-                } else {
-                    ""
-                }
-            )),
-        }
-    }
-
-    pub fn scope(&self, name: &str) -> Option<&ScopeUsage> {
-        self.scopes.iter().find(|s| s.scope == name)
+            u.repository,
+            u.fraction() * 100.0,
+            human_bytes(u.limit_bytes),
+            human_bytes(u.total_bytes),
+            if r == Risk::Evicting {
+                "; GitHub is evicting the least recently used entries"
+            } else {
+                ""
+            }
+        )),
     }
 }
 
@@ -366,7 +258,7 @@ pub async fn usage_in_ci(run_scopes: &[String]) -> Result<Option<CacheUsage>> {
 /// The warning as a GitHub workflow command (`::warning title=…::…`), above
 /// 80 % of the limit.
 pub fn annotation(u: &CacheUsage) -> Option<String> {
-    let msg = u.warning()?;
+    let msg = warning(u)?;
     let escaped = msg
         .replace('%', "%25")
         .replace('\r', "%0D")
@@ -682,14 +574,14 @@ pub(crate) mod tests {
             ..CacheUsage::default()
         };
         assert_eq!(u.risk(), Risk::Low);
-        assert!(u.warning().is_none());
+        assert!(warning(&u).is_none());
         u.total_bytes = DEFAULT_LIMIT_BYTES / 10 * 9;
         assert_eq!(u.risk(), Risk::High);
-        let w = u.warning().unwrap();
+        let w = warning(&u).unwrap();
         assert!(w.contains("at 90% of its 10.0 GB limit"), "{w}");
         u.total_bytes = DEFAULT_LIMIT_BYTES + 1;
         assert_eq!(u.risk(), Risk::Evicting);
-        assert!(u.warning().unwrap().contains("evicting"));
+        assert!(warning(&u).unwrap().contains("evicting"));
     }
 
     #[test]

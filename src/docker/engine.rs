@@ -104,7 +104,10 @@ impl Docker {
         let name = format!(
             "mbx-binfmt-{}-{}",
             std::process::id(),
-            crate::run::now() as u64
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
         );
         let body = bollard::models::ContainerCreateBody {
             image: Some(image.to_string()),

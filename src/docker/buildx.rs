@@ -4,9 +4,8 @@ use std::ffi::OsString;
 use std::io::Read;
 use std::process::{Command, Stdio};
 
-use crate::build::progress::Progress;
+use crate::docker::process::{display_command, os_args, run_captured};
 use crate::error::{tail, CommandError, Error, Result};
-use crate::process::{display_command, os_args, run_captured};
 
 #[derive(Debug, Clone)]
 pub struct Buildx {
@@ -25,15 +24,15 @@ pub struct BuilderInfo {
     pub driver_options: Vec<String>,
 }
 
-/// The outcome of one `docker buildx build`.
+/// The outcome of one `docker buildx build` (its progress went to the caller's sink).
 #[derive(Debug)]
 pub struct BuildOutcome {
     pub success: bool,
     pub status: Option<i32>,
     pub command: String,
-    pub progress: Progress,
     pub metadata: Option<serde_json::Value>,
-    pub stderr_text_tail: Vec<String>,
+    /// The last lines buildx wrote on stdout (usually nothing).
+    pub stdout_tail: Vec<String>,
 }
 
 impl Default for Buildx {
@@ -99,25 +98,15 @@ impl Buildx {
             .map_err(Error::from)
     }
 
-    /// Run `docker buildx build ARGS` with `--progress=rawjson`, parsing the
-    /// progress stream from stderr as it arrives. `metadata_file` is read
-    /// after the build.
+    /// Run `docker buildx build ARGS`, handing every chunk of its stderr (the
+    /// `--progress=rawjson` stream) to `on_stderr` as it arrives.
+    /// `metadata_file` is read after the build.
     pub fn build(
         &self,
         args: Vec<OsString>,
         metadata_file: &std::path::Path,
         secrets: &[String],
-    ) -> Result<BuildOutcome> {
-        self.build_watched(args, metadata_file, secrets, &|_| {})
-    }
-
-    /// [`Buildx::build`], calling `on_update` as progress arrives.
-    pub fn build_watched(
-        &self,
-        args: Vec<OsString>,
-        metadata_file: &std::path::Path,
-        secrets: &[String],
-        on_update: &dyn Fn(&Progress),
+        on_stderr: &mut dyn FnMut(&[u8]),
     ) -> Result<BuildOutcome> {
         let mut a = os_args(["buildx", "build"]);
         a.extend(args);
@@ -142,7 +131,6 @@ impl Buildx {
             let _ = stdout.read_to_end(&mut s);
             s
         });
-        let mut progress = Progress::new();
         let mut stderr = child.stderr.take().expect("piped");
         let mut buf = [0u8; 64 * 1024];
         loop {
@@ -157,10 +145,8 @@ impl Buildx {
                     ))
                 }
             };
-            progress.feed(&buf[..n]);
-            on_update(&progress);
+            on_stderr(&buf[..n]);
         }
-        progress.finish();
         let status = child.wait();
         crate::interrupt::unregister(child.id());
         let status =
@@ -169,18 +155,18 @@ impl Buildx {
         let metadata = std::fs::read(metadata_file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let mut text_tail = progress.text_tail();
         let so = String::from_utf8_lossy(&stdout);
-        if !so.trim().is_empty() {
-            text_tail.extend(tail(&so, 10, 4096).lines().map(str::to_string));
-        }
+        let stdout_tail = if so.trim().is_empty() {
+            Vec::new()
+        } else {
+            tail(&so, 10, 4096).lines().map(str::to_string).collect()
+        };
         Ok(BuildOutcome {
             success: status.success(),
             status: status.code(),
             command,
-            progress,
             metadata,
-            stderr_text_tail: text_tail,
+            stdout_tail,
         })
     }
 

@@ -256,7 +256,7 @@ pub async fn apply(client: &GitHub, plan: &PrunePlan) -> Result<Applied> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::tests::captured_entries;
+    use crate::gha_cache::tests::captured_entries;
 
     fn filters(now: DateTime<Utc>) -> Filters {
         Filters {
