@@ -362,11 +362,45 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         tags.push("latest".into());
     }
 
+    let output = output(args, image.as_ref(), &tags, &context_name)?;
+    let cache = cache(args, image.as_ref(), context_name, &output, local)?;
+    let (annotations, index_annotations) = check_kv_args(args)?;
+    let secrets = secrets(args)?;
+    Ok(BuildPlan {
+        context: context.clone(),
+        dockerfile,
+        target: args.target.clone(),
+        build_args: args.build_args.clone(),
+        labels: args.labels.clone(),
+        output,
+        cache,
+        provenance: args.provenance.clone(),
+        sbom: args.sbom.clone(),
+        annotations,
+        index_annotations,
+        secrets,
+        extra_cache_from: args.cache_from.clone(),
+        extra_cache_to: args.cache_to.clone(),
+        no_cache: args.no_cache,
+        pull: args.pull,
+        max_parallel: args.max_parallel.unwrap_or(usize::MAX),
+        json: args.json.clone(),
+    })
+}
+
+/// Where the result goes: pushed to the image's repository, or an OCI layout
+/// directory (new, empty, or an earlier mbx output).
+fn output(
+    args: &BuildArgs,
+    image: Option<&ImageRef>,
+    tags: &[String],
+    context_name: &str,
+) -> Result<Output> {
     let push = args.push || args.registry.is_some();
-    let output = match (&image, push) {
+    Ok(match (image, push) {
         (Some(img), true) => Output::Registry {
             repository: img.repository.clone(),
-            tags: tags.clone(),
+            tags: tags.to_vec(),
         },
         (None, true) => {
             return Err(Error::input(
@@ -397,14 +431,23 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
             let name = img
                 .as_ref()
                 .map(|i| i.repository.clone())
-                .unwrap_or_else(|| context_name.clone());
+                .unwrap_or_else(|| context_name.to_string());
             Output::Layout {
                 dir,
                 ref_name: format!("{name}:{}", tags[0]),
             }
         }
-    };
+    })
+}
 
+/// The cache backend and its per-platform scope prefix.
+fn cache(
+    args: &BuildArgs,
+    image: Option<&ImageRef>,
+    context_name: String,
+    output: &Output,
+    local: bool,
+) -> Result<Cache> {
     let prefix = match &args.cache_scope_prefix {
         Some(p) => sanitize_name(p),
         None => image
@@ -417,7 +460,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
     } else {
         CacheKind::Gha
     });
-    let cache = match kind {
+    Ok(match kind {
         CacheKind::None => Cache::None,
         CacheKind::Local => Cache::Local {
             dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
@@ -435,7 +478,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
             }
             Cache::Gha { prefix }
         }
-        CacheKind::Registry => match &output {
+        CacheKind::Registry => match output {
             Output::Registry { repository, .. } => Cache::Registry {
                 repository: repository.clone(),
             },
@@ -446,7 +489,12 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
                 ))
             }
         },
-    };
+    })
+}
+
+/// `--max-parallel`, `KEY=VALUE` build args and labels, and the annotations
+/// split into the platforms' and the merged index's.
+fn check_kv_args(args: &BuildArgs) -> Result<(Vec<String>, Vec<String>)> {
     if args.max_parallel == Some(0) {
         return Err(Error::input(
             "--max-parallel must be at least 1",
@@ -480,27 +528,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
             annotations.push(a.clone());
         }
     }
-    let secrets = secrets(args)?;
-    Ok(BuildPlan {
-        context: context.clone(),
-        dockerfile,
-        target: args.target.clone(),
-        build_args: args.build_args.clone(),
-        labels: args.labels.clone(),
-        output,
-        cache,
-        provenance: args.provenance.clone(),
-        sbom: args.sbom.clone(),
-        annotations,
-        index_annotations,
-        secrets,
-        extra_cache_from: args.cache_from.clone(),
-        extra_cache_to: args.cache_to.clone(),
-        no_cache: args.no_cache,
-        pull: args.pull,
-        max_parallel: args.max_parallel.unwrap_or(usize::MAX),
-        json: args.json.clone(),
-    })
+    Ok((annotations, index_annotations))
 }
 
 /// Secrets as buildx `--secret` specs. Only file paths and variable names
