@@ -1,5 +1,6 @@
 # shellcheck shell=bash disable=SC2034  # NOTE, set here, is read by run_phase (common.sh)
-# chain-up phase buildkit_image: the BuildKit image for buildx's docker-container driver
+# chain-up phase buildkit_image: the lane's BuildKit image for buildx's docker-container driver
+# (compat: v0.13 from buildkit-compile; current: v0.25 from buildkit-compile-sid)
 # Sourced by scripts/chain-up (helpers and settings: common.sh); defines phase_buildkit_image.
 
 buildkit_binaries() {
@@ -22,7 +23,9 @@ phase_buildkit_image() {
 EOF
   # Skip when the tag is in the registry and was built from the binaries now on
   # disk (or there are none: nothing newer to build from).
-  local stamp=$CHAIN_DIR/images/buildkit.stamp want_stamp=""
+  # one stamp per lane and tag (compat's :local keeps the name it had before lanes)
+  local stamp=$CHAIN_DIR/images/buildkit-$CHAIN_LANE-${BUILDKIT_REF##*:}.stamp want_stamp=""
+  [[ $CHAIN_LANE-${BUILDKIT_REF##*:} == compat-local ]] && stamp=$CHAIN_DIR/images/buildkit.stamp
   buildkit_binaries && want_stamp=$(buildkit_stamp)
   if registry_manifest "$BUILDKIT_REF" >/dev/null &&
     { [[ -z $want_stamp ]] || [[ $want_stamp == "$(cat "$stamp" 2>/dev/null)" ]]; }; then
@@ -30,22 +33,24 @@ EOF
     return 0
   fi
 
-  local compile=$CHAIN_SCRIPTS/buildkit-compile t0=$EPOCHREALTIME
+  local name=${LANE_BUILDKIT_COMPILE[$CHAIN_LANE]} t0=$EPOCHREALTIME
+  local compile=$CHAIN_SCRIPTS/$name clog=$CHAIN_LOGS/buildkit-compile.log
+  [[ $CHAIN_LANE == compat ]] || clog=$CHAIN_LOGS/buildkit-compile-$CHAIN_LANE.log
   if ! buildkit_binaries; then
     if [[ -x $compile ]]; then
-      log "compiling BuildKit (scripts/chain/buildkit-compile; several minutes; log $CHAIN_LOGS/buildkit-compile.log)"
-      MBX_CHAIN_DIR=$CHAIN_DIR "$compile" >>"$CHAIN_LOGS/buildkit-compile.log" 2>&1 ||
-        die "scripts/chain/buildkit-compile failed" "$CHAIN_LOGS/buildkit-compile.log"
+      log "compiling BuildKit (scripts/chain/$name; several minutes; log $clog)"
+      MBX_CHAIN_DIR=$CHAIN_DIR "$compile" >>"$clog" 2>&1 || die "scripts/chain/$name failed" "$clog"
     else
       die "$compile is missing and $BUILDKIT_BIN/{buildkitd,buildctl} do not exist"
     fi
   fi
-  buildkit_binaries || die "buildkit-compile left no $BUILDKIT_BIN/buildkitd and buildctl" "$CHAIN_LOGS/buildkit-compile.log"
+  buildkit_binaries || die "$name left no $BUILDKIT_BIN/buildkitd and buildctl" "$clog"
   local compile_s
   compile_s=$(elapsed "$t0")
 
   busybox_rootfs
   local ctx=$CHAIN_DIR/images/buildkit root
+  [[ $CHAIN_LANE == compat ]] || ctx+=-$CHAIN_LANE
   rm -rf "$ctx"
   root=$ctx/rootfs
   mkdir -p "$root/usr/bin" "$root/usr/sbin" "$root/etc/buildkit" "$root/var/lib/buildkit" "$root/tmp" "$root/run"
@@ -70,5 +75,5 @@ EOF
     -t "$BUILDKIT_REF" --push "$ctx" || die "docker buildx build of $BUILDKIT_REF failed"
   registry_manifest "$BUILDKIT_REF" >/dev/null || die "$BUILDKIT_REF not in the registry after the push"
   buildkit_stamp >"$stamp"
-  NOTE="built and pushed $BUILDKIT_REF (BuildKit binaries ready after ${compile_s}s)"
+  NOTE="built and pushed $BUILDKIT_REF ($("$BUILDKIT_BIN/buildkitd" --version 2>/dev/null | awk '{print $3}'); binaries ready after ${compile_s}s)"
 }

@@ -19,9 +19,36 @@ KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 MIRROR=http://deb.debian.org/debian
 
 BUSYBOX_REF=$CHAIN_REG/mbx/busybox:latest
-BUILDKIT_REF=$CHAIN_REG/moby/buildkit:local
 BINFMT_REF=$CHAIN_REG/mbx/binfmt:local   # binfmt installer image (mbx setup --qemu-from image)
-BUILDKIT_BIN=$CHAIN_DIR/buildkit/bin
+
+# ---- lanes: which buildx + BuildKit pair the chain serves (scripts/chain/README.md, "Lanes")
+#   current  buildx 0.29 (sid docker-buildx) + BuildKit v0.25 (sid golang-github-docker-docker-dev)
+#   compat   buildx 0.13 (trixie docker-buildx) + BuildKit v0.13 (trixie docker.io source)
+# MBX_CHAIN_LANE picks one. The default lane owns the system buildx plugin
+# (/usr/libexec/docker/cli-plugins) and the tag 127.0.0.1:5000/moby/buildkit:local;
+# the other lane's buildx is chosen through DOCKER_CONFIG (its env file sets it)
+# and its image is tagged by version.
+# THE ONE-LINE SWITCH (compat while shared machines migrate; current is the goal):
+CHAIN_DEFAULT_LANE=compat
+CHAIN_LANE=${MBX_CHAIN_LANE:-$CHAIN_DEFAULT_LANE}
+case $CHAIN_LANE in
+  current | compat) ;;
+  *) echo "chain: MBX_CHAIN_LANE must be current or compat, not '$CHAIN_LANE'" >&2; exit 2 ;;
+esac
+declare -A LANE_BUILDX=([current]=0.29.1 [compat]=0.13.1)      # docker-buildx upstream version (pinned)
+declare -A LANE_BUILDX_SUITE=([current]=sid [compat]=trixie)
+declare -A LANE_BUILDKIT_TAG=([current]=v0.25 [compat]=v0.13)  # the tag when not the default lane
+declare -A LANE_BUILDKIT_BIN=([current]=$CHAIN_DIR/lanes/current/buildkit/bin [compat]=$CHAIN_DIR/buildkit/bin)
+declare -A LANE_BUILDKIT_COMPILE=([current]=buildkit-compile-sid [compat]=buildkit-compile)
+lane_buildkit_ref() { # lane_buildkit_ref LANE: the lane's BuildKit image
+  if [[ $1 == "$CHAIN_DEFAULT_LANE" ]]; then echo "$CHAIN_REG/moby/buildkit:local"; else echo "$CHAIN_REG/moby/buildkit:${LANE_BUILDKIT_TAG[$1]}"; fi
+}
+LANE_DIR=$CHAIN_DIR/lanes/$CHAIN_LANE       # the lane's plugin, docker config, env, mbx.toml
+BUILDKIT_REF=$(lane_buildkit_ref "$CHAIN_LANE")
+BUILDKIT_BIN=${LANE_BUILDKIT_BIN[$CHAIN_LANE]}
+lane_env() { # lane_env CMD...: run CMD as the lane's env file would (its buildx via DOCKER_CONFIG)
+  if [[ $CHAIN_LANE == "$CHAIN_DEFAULT_LANE" ]]; then "$@"; else DOCKER_CONFIG=$LANE_DIR/docker "$@"; fi
+}
 REG_USER=mbx               # the 127.0.0.1:5001 registry's htpasswd user
 REG_PASS=mbx-secret
 
