@@ -49,13 +49,13 @@ pub fn install() {
             let first = !INTERRUPTED.swap(true, Ordering::SeqCst);
             let children: Vec<u32> = CHILDREN.lock().expect("children").clone();
             if children.is_empty() || !first {
-                eprintln!("mbx: interrupted");
+                crate::printer::err("mbx: interrupted");
                 std::process::exit(130);
             }
-            eprintln!(
+            crate::printer::err(&format!(
                 "mbx: interrupted: stopping {} build process(es)…",
                 children.len()
-            );
+            ));
             for pid in children {
                 signal(pid);
             }
