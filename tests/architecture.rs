@@ -134,9 +134,9 @@ fn functions() -> Vec<(PathBuf, String, usize)> {
         for (i, line) in lines.iter().enumerate() {
             let trimmed = line.trim_start();
             let indent = &line[..line.len() - trimmed.len()];
-            let mut words = trimmed.split_whitespace().peekable();
+            let mut words = trimmed.split_whitespace();
             let mut is_fn = false;
-            while let Some(w) = words.next() {
+            for w in words.by_ref() {
                 match w {
                     "pub" | "async" | "const" | "unsafe" => continue,
                     w if w.starts_with("pub(") => continue,
