@@ -100,7 +100,7 @@ pub fn publish(record: &RunRecord, opts: &ReportOptions, to: &GithubTargets) -> 
     }
     if to.annotations {
         for a in github::annotations(record, opts) {
-            crate::printer::outln(&a);
+            crate::printer::outln(&a.to_string());
         }
     }
     Ok(())
