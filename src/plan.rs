@@ -663,6 +663,97 @@ pub struct Checks {
     pub skip: bool,
 }
 
+/// The default binfmt installer: tonistiigi/binfmt (QEMU 10.2.3), pinned by digest.
+pub const DEFAULT_QEMU_IMAGE: &str = "docker.io/tonistiigi/binfmt:qemu-v10.2.3@sha256:400a4873b838d1b89194d982c45e5fb3cda4593fbfd7e08a02e76b03b21166f0";
+
+/// How missing QEMU handlers are installed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QemuSource {
+    /// A privileged installer container run through the Engine API.
+    Image(String),
+    /// The host's qemu-user-static, registered by writing binfmt_misc.
+    Host,
+}
+
+#[derive(Debug, Clone)]
+pub struct QemuPlan {
+    pub source: QemuSource,
+    pub reset: bool,
+}
+
+impl QemuPlan {
+    pub fn from_args(args: &crate::cli::QemuArgs, config: &Config) -> QemuPlan {
+        let source = match args.qemu_from {
+            crate::cli::QemuFrom::Host => QemuSource::Host,
+            crate::cli::QemuFrom::Image => QemuSource::Image(
+                args.qemu_image
+                    .clone()
+                    .or_else(|| config.qemu.image.clone())
+                    .unwrap_or_else(|| DEFAULT_QEMU_IMAGE.to_string()),
+            ),
+        };
+        QemuPlan {
+            source,
+            reset: args.reset_qemu,
+        }
+    }
+}
+
+impl Default for QemuPlan {
+    fn default() -> Self {
+        QemuPlan {
+            source: QemuSource::Image(DEFAULT_QEMU_IMAGE.into()),
+            reset: false,
+        }
+    }
+}
+
+/// How to read a record: which platform counts as native, when emulation
+/// deserves a warning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOptions {
+    /// Override of the native platform (default: the record's, i.e. the runner's arch).
+    pub native: Option<Platform>,
+    /// Warn when emulation cost exceeds this share (percent) of the step time.
+    pub emulation_warn_percent: f64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            native: None,
+            emulation_warn_percent: 50.0,
+        }
+    }
+}
+
+impl ReportOptions {
+    pub fn from_flags(f: &crate::cli::ReportFlags) -> Result<ReportOptions> {
+        let native = match &f.native_platform {
+            Some(s) => Some(s.parse::<Platform>().map_err(|e| {
+                Error::input(
+                    e.to_string(),
+                    "pass --native-platform os/arch, e.g. linux/arm64",
+                )
+            })?),
+            None => None,
+        };
+        if !(0.0..=100.0).contains(&f.emulation_warn_percent) {
+            return Err(Error::input(
+                format!(
+                    "--emulation-warn-percent {} is not a percentage",
+                    f.emulation_warn_percent
+                ),
+                "pass a number from 0 to 100 (100 never warns)",
+            ));
+        }
+        Ok(ReportOptions {
+            native,
+            emulation_warn_percent: f.emulation_warn_percent,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

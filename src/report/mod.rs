@@ -9,54 +9,9 @@ pub mod verification;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::platform::Platform;
 use crate::run::RunRecord;
 
-/// How to read a record: which platform counts as native, when emulation
-/// deserves a warning.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReportOptions {
-    /// Override of the native platform (default: the record's, i.e. the runner's arch).
-    pub native: Option<Platform>,
-    /// Warn when emulation cost exceeds this share (percent) of the step time.
-    pub emulation_warn_percent: f64,
-}
-
-impl Default for ReportOptions {
-    fn default() -> Self {
-        ReportOptions {
-            native: None,
-            emulation_warn_percent: 50.0,
-        }
-    }
-}
-
-impl ReportOptions {
-    pub fn from_flags(f: &crate::cli::ReportFlags) -> Result<ReportOptions> {
-        let native = match &f.native_platform {
-            Some(s) => Some(s.parse::<Platform>().map_err(|e| {
-                Error::input(
-                    e.to_string(),
-                    "pass --native-platform os/arch, e.g. linux/arm64",
-                )
-            })?),
-            None => None,
-        };
-        if !(0.0..=100.0).contains(&f.emulation_warn_percent) {
-            return Err(Error::input(
-                format!(
-                    "--emulation-warn-percent {} is not a percentage",
-                    f.emulation_warn_percent
-                ),
-                "pass a number from 0 to 100 (100 never warns)",
-            ));
-        }
-        Ok(ReportOptions {
-            native,
-            emulation_warn_percent: f.emulation_warn_percent,
-        })
-    }
-}
+pub use crate::plan::ReportOptions;
 
 /// Where the GitHub side of the report goes.
 #[derive(Debug, Clone, Default)]
