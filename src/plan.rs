@@ -388,6 +388,23 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
     })
 }
 
+/// What an OCI layout written by mbx holds; a later run replaces exactly these.
+pub const LAYOUT_ENTRIES: [&str; 4] = ["oci-layout", "index.json", "blobs", ".mbx-parts"];
+
+/// Entries of `dir` that an mbx layout does not hold (sorted; empty when
+/// `dir` is absent).
+fn foreign_entries(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !LAYOUT_ENTRIES.contains(&n.as_str()))
+        .collect();
+    out.sort();
+    out
+}
+
 /// Where the result goes: pushed to the image's repository, or an OCI layout
 /// directory (new, empty, or an earlier mbx output).
 fn output(
@@ -416,16 +433,20 @@ fn output(
                     "pass --output DIR naming a new or empty directory (or an earlier mbx output)",
                 ));
             }
-            if dir.is_dir()
-                && !dir.join("oci-layout").exists()
-                && dir
-                    .read_dir()
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(false)
-            {
+            let foreign = foreign_entries(&dir);
+            if !foreign.is_empty() {
+                let what = if dir.join("oci-layout").exists() {
+                    "an OCI layout that also holds"
+                } else {
+                    "a non-empty directory that is not an OCI layout; it holds"
+                };
                 return Err(Error::input(
-                    format!("output `{}` is a non-empty directory that is not an OCI layout", dir.display()),
-                    "pass --output DIR naming a new or empty directory; mbx replaces only its own output",
+                    format!(
+                        "output `{}` is {what} {}",
+                        dir.display(),
+                        foreign.join(", ")
+                    ),
+                    "pass --output DIR naming a new or empty directory; mbx replaces only its own output (oci-layout, index.json, blobs/)",
                 ));
             }
             let name = img

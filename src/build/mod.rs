@@ -321,12 +321,22 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-/// Clear an earlier mbx output (an OCI layout) so the new one stands alone.
+/// Clear an earlier mbx output (an OCI layout) so the new one stands alone:
+/// only the entries an mbx layout holds are removed (the plan refused a
+/// directory holding anything else).
 fn prepare_layout_dir(dir: &Path) -> Result<()> {
-    if dir.join("oci-layout").exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| {
+    for name in crate::plan::LAYOUT_ENTRIES {
+        let p = dir.join(name);
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else if p.exists() {
+            std::fs::remove_file(&p)
+        } else {
+            Ok(())
+        };
+        removed.map_err(|e| {
             Error::env(
-                format!("cannot clear the earlier output {}: {e}", dir.display()),
+                format!("cannot clear the earlier output {}: {e}", p.display()),
                 "remove it by hand",
             )
         })?;
