@@ -65,3 +65,36 @@ fn output_holding_user_files_is_refused_and_kept() {
         "the user's file is still there"
     );
 }
+
+#[test]
+fn sigterm_exits_143_and_sigint_130() {
+    // A registry that accepts connections and never answers keeps `mbx
+    // verify` waiting, with no child process of its own.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(8) {
+            held.push(s);
+        }
+        held.len()
+    });
+    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut c = mbx();
+        c.args(["verify", &format!("127.0.0.1:{port}/stall/app:v1")])
+            .args(["--timeout", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // SAFETY: kill(2) on the child we spawned.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, sig);
+        }
+        let started = std::time::Instant::now();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "signal {sig}");
+        assert!(started.elapsed().as_secs() < 10);
+    }
+    drop(accept);
+}
