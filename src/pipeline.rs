@@ -298,6 +298,54 @@ pub struct Emit {
     pub github: GithubTargets,
 }
 
+impl Emit {
+    /// Every file the record will go to can be written: checked before the
+    /// run, so a bad path fails in a second (exit 2), not after a push.
+    pub fn check(&self) -> Result<()> {
+        if let Some(p) = &self.json {
+            check_writable(p, "--json")?;
+        }
+        for (p, what) in [
+            (
+                &self.github.summary,
+                "the job summary (GITHUB_STEP_SUMMARY / --summary)",
+            ),
+            (
+                &self.github.output,
+                "the step outputs (GITHUB_OUTPUT / --github-output)",
+            ),
+        ] {
+            if let Some(p) = p {
+                check_writable(p, what)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `path` can be created or appended to; nothing is left behind by the check.
+fn check_writable(path: &std::path::Path, what: &str) -> Result<()> {
+    let bad = |why: String| {
+        Error::input(
+            format!("cannot write {what} to `{}`: {why}", path.display()),
+            "pass a file path in an existing, writable directory; nothing was built",
+        )
+    };
+    if path.is_dir() {
+        return Err(bad("it is a directory".into()));
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| bad(e.to_string()))?;
+    if !existed {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}
+
 /// Render the record everywhere it goes. The record file and GitHub's files
 /// are written before anything is printed, so a closed stdout loses nothing;
 /// the first failure to write is returned after everything was tried.

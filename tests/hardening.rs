@@ -98,3 +98,48 @@ fn sigterm_exits_143_and_sigint_130() {
     }
     drop(accept);
 }
+
+#[test]
+fn unwritable_outputs_fail_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(Vec<String>, Vec<(&str, String)>, &str)> = vec![
+        (
+            vec![
+                "--json".into(),
+                dir.path().join("missing/run.json").display().to_string(),
+            ],
+            vec![],
+            "--json",
+        ),
+        (
+            vec!["--json".into(), dir.path().display().to_string()],
+            vec![],
+            "is a directory",
+        ),
+        (
+            vec![],
+            vec![(
+                "GITHUB_STEP_SUMMARY",
+                dir.path().join("no/such/summary.md").display().to_string(),
+            )],
+            "job summary",
+        ),
+    ];
+    for (args, env, fragment) in cases {
+        let mut c = mbx();
+        c.args(["ci", "--local", "--context"])
+            .arg(repo_root().join("examples/hello"))
+            .arg("--output")
+            .arg(dir.path().join("out"))
+            .args(&args);
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        let started = std::time::Instant::now();
+        let out = run(c);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+        assert!(stderr(&out).contains(fragment), "{}", stderr(&out));
+        assert!(started.elapsed().as_secs() < 5, "failed late");
+        assert!(!dir.path().join("out").exists(), "nothing was built");
+    }
+}

@@ -29,6 +29,12 @@ pub async fn build(args: BuildOnlyArgs) -> Result<ExitStatus> {
             "run `mbx setup` first, or `mbx ci` which sets up and builds",
         ));
     };
+    // The part is the record: no job summary or outputs of its own.
+    let emit = Emit {
+        json: build.json.clone(),
+        ..Emit::default()
+    };
+    emit.check()?;
     pipeline::preflight_registry(&build).await?;
     let printer = Printer::new(false);
     let tools = Tools {
@@ -36,14 +42,7 @@ pub async fn build(args: BuildOnlyArgs) -> Result<ExitStatus> {
         printer: &printer,
     };
     let run = pipeline::build_only(&plan, &build, &builder.driver, &tools);
-    // The part is the record: no job summary or outputs of its own.
-    let emitted = pipeline::emit(
-        &run.record,
-        &Emit {
-            json: build.json.clone(),
-            ..Emit::default()
-        },
-    );
+    let emitted = pipeline::emit(&run.record, &emit);
     run.built?;
     emitted.map(|_| ExitStatus::Success)
 }

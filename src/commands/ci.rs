@@ -34,15 +34,14 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         checks: &checks,
         options: &options,
     };
+    let emit = Emit {
+        json: build.json.clone(),
+        report,
+        github: GithubTargets::from_env(),
+    };
+    emit.check()?;
     let run = pipeline::ci(&plan, &build, &qemu, &verify, &tools).await?;
-    let emitted = pipeline::emit(
-        &run.record,
-        &Emit {
-            json: build.json.clone(),
-            report,
-            github: GithubTargets::from_env(),
-        },
-    );
+    let emitted = pipeline::emit(&run.record, &emit);
     let verification = !checks.skip;
     run.finish(emitted, verification)
 }

@@ -48,16 +48,15 @@ pub async fn merge(args: MergeArgs) -> Result<ExitStatus> {
         checks: &checks,
         options: &options,
     };
-    let run = pipeline::merge(m, &verify, &tools).await;
     // The merged record is the job's report: summary and outputs as `mbx ci` writes them.
-    let emitted = pipeline::emit(
-        &run.record,
-        &Emit {
-            json: args.json.clone(),
-            report: ReportOptions::default(),
-            github: GithubTargets::from_env(),
-        },
-    );
+    let emit = Emit {
+        json: args.json.clone(),
+        report: ReportOptions::default(),
+        github: GithubTargets::from_env(),
+    };
+    emit.check()?;
+    let run = pipeline::merge(m, &verify, &tools).await;
+    let emitted = pipeline::emit(&run.record, &emit);
     run.finish(emitted, true)
 }
 
