@@ -152,7 +152,7 @@ async fn finish(
         "{}",
         report::terminal::render(&record, report_opts, report::terminal::stdout_color())
     );
-    if let Some(a) = record.cache.as_ref().and_then(gha_cache::annotation) {
+    if let Some(a) = record.cache.as_ref().and_then(report::cache::annotation) {
         println!("{a}");
     }
     if let Some(p) = &build_plan.json {
@@ -318,17 +318,7 @@ pub async fn setup(args: SetupArgs) -> Result<ExitStatus> {
     if args.cleanup {
         let name = &plan.builder.name;
         let done = tokio::task::block_in_place(|| setup::builder::cleanup(&buildx, name))?;
-        match done {
-            setup::builder::Cleanup::Removed => {
-                println!("cleanup   removed builder `{name}` (created by mbx)")
-            }
-            setup::builder::Cleanup::NotOurs => {
-                println!("cleanup   left builder `{name}` alone: mbx did not create it")
-            }
-            setup::builder::Cleanup::Absent => {
-                println!("cleanup   no builder `{name}`: nothing to remove")
-            }
-        }
+        print!("{}", report::setup::cleanup(name, &done));
         return Ok(0);
     }
     let qemu = setup::QemuPlan::from_args(&args.qemu, &config);
@@ -337,99 +327,8 @@ pub async fn setup(args: SetupArgs) -> Result<ExitStatus> {
         println!("{}", serde_json::to_string_pretty(&s).expect("json"));
         return Ok(0);
     }
-    print!("{}", render_setup(&s, &plan));
+    print!("{}", report::setup::render(&s, &plan.platforms, &plan.host));
     Ok(0)
-}
-
-/// The human summary of what setup found and did.
-pub fn render_setup(s: &crate::run::SetupRecord, plan: &Plan) -> String {
-    use std::fmt::Write;
-    let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "docker    {}",
-        s.docker_version.as_deref().unwrap_or("?")
-    );
-    let _ = writeln!(
-        o,
-        "buildx    {}",
-        s.buildx_version.as_deref().unwrap_or("?")
-    );
-    for p in plan.platforms.iter().filter(|p| p.is_native_on(&plan.host)) {
-        let _ = writeln!(o, "native    {p}");
-    }
-    for b in &s.binfmt {
-        let interp = match (b.interpreter.as_deref(), b.interpreter_present) {
-            (Some(i), Some(false)) => format!("{i}, not on the host: held open by the kernel (F)"),
-            (Some(i), _) => i.to_string(),
-            (None, _) => "-".into(),
-        };
-        let _ = writeln!(
-            o,
-            "qemu      {}: handler {} ({}, flags {}{}){}{}",
-            b.platform,
-            b.handler.as_deref().unwrap_or("-"),
-            interp,
-            b.flags,
-            if b.enabled { "" } else { ", disabled" },
-            b.qemu_version
-                .as_deref()
-                .map(|v| format!(", {v}"))
-                .unwrap_or_default(),
-            b.repaired
-                .as_deref()
-                .map(|r| format!(" [repaired: was {r}]"))
-                .unwrap_or_default(),
-        );
-    }
-    if let Some(b) = &s.builder {
-        let _ = writeln!(
-            o,
-            "builder   {} {} (driver {}, BuildKit {}{})",
-            b.name,
-            b.action,
-            b.driver,
-            b.buildkit_version.as_deref().unwrap_or("?"),
-            if b.created_by_mbx {
-                ", created by mbx"
-            } else {
-                ""
-            }
-        );
-        for d in &b.differences {
-            let _ = writeln!(o, "          was: {d}");
-        }
-        let via = b
-            .control_api_via
-            .as_deref()
-            .map(|v| format!(" via {v}"))
-            .unwrap_or_default();
-        let source = match b.platforms_source.as_str() {
-            "control-api" => format!("BuildKit control API, ListWorkers{via}"),
-            "buildx-inspect" => "docker buildx inspect (fallback)".to_string(),
-            other => other.to_string(),
-        };
-        let _ = writeln!(
-            o,
-            "          platforms ({source}): {}",
-            b.platforms.join(", ")
-        );
-        if let Some(n) = &b.note {
-            let _ = writeln!(o, "          note: {n}");
-        }
-    }
-    for a in &s.actions {
-        let _ = writeln!(o, "did       {a}");
-    }
-    let phases: Vec<String> = s
-        .phases
-        .iter()
-        .map(|p| format!("{} {:.2}s", p.name, p.seconds))
-        .collect();
-    if !phases.is_empty() {
-        let _ = writeln!(o, "time      {}", phases.join(", "));
-    }
-    o
 }
 
 pub async fn verify(args: VerifyArgs) -> Result<ExitStatus> {
@@ -557,7 +456,7 @@ async fn cache_usage(args: CacheUsageArgs) -> Result<ExitStatus> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&usage).expect("json"));
     } else {
-        print!("{}", gha_cache::render(&usage));
+        print!("{}", report::cache::render_usage(&usage));
     }
     Ok(0)
 }
@@ -585,55 +484,14 @@ async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
         None
     };
     if args.json {
-        let out = serde_json::json!({
-            "repository": client.repository(),
-            "dry_run": !args.apply,
-            "delete": plan.delete,
-            "bytes": plan.bytes(),
-            "kept_blobs": plan.kept_blobs,
-            "kept_blob_bytes": plan.kept_blob_bytes,
-            "deleted": applied.as_ref().map_or(0, |a| a.deleted),
-        });
+        let out =
+            report::cache::prune_json(client.repository(), !args.apply, &plan, applied.as_ref());
         println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         return Ok(0);
     }
-    for d in &plan.delete {
-        println!(
-            "{} {}  {}  {}  ({})",
-            if args.apply {
-                "deleted"
-            } else {
-                "would delete"
-            },
-            d.key,
-            d.git_ref,
-            gha_cache::human_bytes(d.size_in_bytes),
-            d.reason
-        );
-    }
-    if plan.kept_blobs > 0 {
-        println!(
-            "kept {} blob(s), {}: an index that stays may use them",
-            plan.kept_blobs,
-            gha_cache::human_bytes(plan.kept_blob_bytes)
-        );
-    }
-    match applied {
-        Some(a) => println!(
-            "deleted {} entries, {} freed in {}",
-            a.deleted,
-            gha_cache::human_bytes(a.bytes),
-            client.repository()
-        ),
-        None if plan.delete.is_empty() => {
-            println!("nothing to prune in {}", client.repository())
-        }
-        None => println!(
-            "dry run: {} entries, {} would be freed in {}; pass --apply to delete",
-            plan.delete.len(),
-            gha_cache::human_bytes(plan.bytes()),
-            client.repository()
-        ),
-    }
+    print!(
+        "{}",
+        report::cache::render_prune(client.repository(), &plan, applied.as_ref())
+    );
     Ok(0)
 }
