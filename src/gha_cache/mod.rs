@@ -76,54 +76,8 @@ pub fn summarize(
     limit_bytes: u64,
     contents: &IndexContents,
 ) -> CacheUsage {
-    let mut scopes: BTreeMap<String, ScopeUsage> = BTreeMap::new();
-    let mut other = Bucket::default();
-    let mut refs: BTreeMap<String, RefUsage> = BTreeMap::new();
-    // (stem, ref) → newest seq
-    let mut newest: HashMap<(String, &str), u64> = HashMap::new();
-
-    for e in entries {
-        let r = refs.entry(e.git_ref.clone()).or_insert_with(|| RefUsage {
-            git_ref: e.git_ref.clone(),
-            ..RefUsage::default()
-        });
-        r.count += 1;
-        r.bytes += e.size_in_bytes;
-        match keys::parse(&e.key) {
-            Key::Index { scope, stem, seq } => {
-                if let Some(n) = seq {
-                    let slot = newest.entry((stem, e.git_ref.as_str())).or_insert(n);
-                    *slot = (*slot).max(n);
-                }
-                let s = scopes.entry(scope.clone()).or_insert_with(|| {
-                    let mbx = keys::mbx_scope(&scope);
-                    ScopeUsage {
-                        scope: scope.clone(),
-                        image: mbx.as_ref().map(|(i, _)| i.clone()),
-                        platform: mbx.map(|(_, p)| p.to_string()),
-                        ..ScopeUsage::default()
-                    }
-                });
-                s.indexes.add(e.size_in_bytes);
-                if !s.refs.contains(&e.git_ref) {
-                    s.refs.push(e.git_ref.clone());
-                }
-                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
-            }
-            Key::Blob { .. } => {}
-            Key::Other => other.add(e.size_in_bytes),
-        }
-    }
-    // digest → scopes whose (readable) indexes reference it
-    let mut users: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for e in entries {
-        if let (Key::Index { scope, .. }, Some(blobs)) = (keys::parse(&e.key), contents.get(&e.key))
-        {
-            for b in blobs {
-                users.entry(b.clone()).or_default().insert(scope.clone());
-            }
-        }
-    }
+    let (mut scopes, other, refs) = count_indexes(entries);
+    let newest = newest_seqs(entries);
     for e in entries {
         if let Key::Index {
             scope,
@@ -139,24 +93,7 @@ pub fn summarize(
             }
         }
     }
-
-    let mut shared = Bucket::default();
-    let mut unattributed = Bucket::default();
-    for e in entries {
-        let Key::Blob { digest } = keys::parse(&e.key) else {
-            continue;
-        };
-        match users.get(&digest).map(|s| s.len()).unwrap_or(0) {
-            0 => unattributed.add(e.size_in_bytes),
-            1 => {
-                let scope = users[&digest].iter().next().expect("one");
-                let s = scopes.get_mut(scope).expect("counted");
-                s.blobs.add(e.size_in_bytes);
-                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
-            }
-            _ => shared.add(e.size_in_bytes),
-        }
-    }
+    let (shared, unattributed) = attribute_blobs(entries, contents, &mut scopes);
 
     let mut scopes: Vec<ScopeUsage> = scopes.into_values().collect();
     scopes.sort_by(|a, b| b.bytes().cmp(&a.bytes()).then(a.scope.cmp(&b.scope)));
@@ -176,6 +113,100 @@ pub fn summarize(
         attributed: !contents.is_empty(),
         run_scopes: Vec::new(),
     }
+}
+
+/// The newest `#n` of each index (stem) on each ref.
+pub(crate) fn newest_seqs(entries: &[Entry]) -> HashMap<(String, &str), u64> {
+    let mut newest: HashMap<(String, &str), u64> = HashMap::new();
+    for e in entries {
+        if let Key::Index {
+            stem, seq: Some(n), ..
+        } = keys::parse(&e.key)
+        {
+            let slot = newest.entry((stem, e.git_ref.as_str())).or_insert(n);
+            *slot = (*slot).max(n);
+        }
+    }
+    newest
+}
+
+/// Index entries per scope, other tools' entries, and every entry per ref.
+fn count_indexes(
+    entries: &[Entry],
+) -> (
+    BTreeMap<String, ScopeUsage>,
+    Bucket,
+    BTreeMap<String, RefUsage>,
+) {
+    let mut scopes: BTreeMap<String, ScopeUsage> = BTreeMap::new();
+    let mut other = Bucket::default();
+    let mut refs: BTreeMap<String, RefUsage> = BTreeMap::new();
+    for e in entries {
+        let r = refs.entry(e.git_ref.clone()).or_insert_with(|| RefUsage {
+            git_ref: e.git_ref.clone(),
+            ..RefUsage::default()
+        });
+        r.count += 1;
+        r.bytes += e.size_in_bytes;
+        match keys::parse(&e.key) {
+            Key::Index { scope, .. } => {
+                let s = scopes.entry(scope.clone()).or_insert_with(|| {
+                    let mbx = keys::mbx_scope(&scope);
+                    ScopeUsage {
+                        scope: scope.clone(),
+                        image: mbx.as_ref().map(|(i, _)| i.clone()),
+                        platform: mbx.map(|(_, p)| p.to_string()),
+                        ..ScopeUsage::default()
+                    }
+                });
+                s.indexes.add(e.size_in_bytes);
+                if !s.refs.contains(&e.git_ref) {
+                    s.refs.push(e.git_ref.clone());
+                }
+                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
+            }
+            Key::Blob { .. } => {}
+            Key::Other => other.add(e.size_in_bytes),
+        }
+    }
+    (scopes, other, refs)
+}
+
+/// Each blob to the one scope whose (readable) indexes name it; the rest
+/// summed as (shared by several scopes, named by no index).
+fn attribute_blobs(
+    entries: &[Entry],
+    contents: &IndexContents,
+    scopes: &mut BTreeMap<String, ScopeUsage>,
+) -> (Bucket, Bucket) {
+    // digest → scopes whose (readable) indexes reference it
+    let mut users: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for e in entries {
+        if let (Key::Index { scope, .. }, Some(blobs)) = (keys::parse(&e.key), contents.get(&e.key))
+        {
+            for b in blobs {
+                users.entry(b.clone()).or_default().insert(scope.clone());
+            }
+        }
+    }
+    let mut shared = Bucket::default();
+    let mut unattributed = Bucket::default();
+    for e in entries {
+        let Key::Blob { digest } = keys::parse(&e.key) else {
+            continue;
+        };
+        match users.get(&digest).map(|s| s.len()).unwrap_or(0) {
+            0 => unattributed.add(e.size_in_bytes),
+            1 => {
+                let scope = users[&digest].iter().next().expect("one");
+                let s = scopes.get_mut(scope).expect("counted");
+                s.blobs.add(e.size_in_bytes);
+                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
+            }
+            _ => shared.add(e.size_in_bytes),
+        }
+    }
+    (shared, unattributed)
 }
 
 /// The indexes' blob lists, when this process runs inside a workflow whose
