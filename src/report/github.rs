@@ -1,9 +1,9 @@
 //! GitHub Actions: workflow-command annotations (`::warning` / `::error`),
 //! step outputs for `$GITHUB_OUTPUT`, and the summary file append.
 //!
-//! Escaping follows the runner's rules (actions/toolkit `command.ts`): in a
-//! message `%` `\r` `\n` become `%25` `%0D` `%0A`; in a property `:` and `,`
-//! also become `%3A` `%2C`. Multi-line output values use the heredoc form
+//! Titles and messages are escaped by the runner's rules (actions/toolkit
+//! `command.ts`, see [`escape_data`] and [`escape_property`] in `fmt`).
+//! Multi-line output values use the heredoc form
 //! `name<<DELIM` … `DELIM` with a random delimiter found in no value.
 
 use std::collections::BTreeMap;
