@@ -360,8 +360,10 @@ pub fn emit(record: &RunRecord, to: &Emit) -> Result<()> {
         &to.report,
         printer::stdout_color(),
     ));
-    if let Some(a) = record.cache.as_ref().and_then(gha_cache::annotation) {
-        printer::outln(&a);
+    if let Some(a) = record.cache.as_ref().and_then(report::cache::annotation) {
+        if to.github.annotations {
+            printer::outln(&a.to_string());
+        }
     }
     json.and(published)
 }

@@ -102,7 +102,9 @@ fn sigterm_exits_143_and_sigint_130() {
 #[test]
 fn unwritable_outputs_fail_before_anything_is_built() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(Vec<String>, Vec<(&str, String)>, &str)> = vec![
+    // (extra arguments, extra environment, a fragment of the error)
+    type Case<'a> = (Vec<String>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![
                 "--json".into(),

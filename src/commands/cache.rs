@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::gha_cache::{self, github::GitHub, prune};
 use crate::pipeline::ExitStatus;
 use crate::printer;
-use std::fmt::Write as _;
+use crate::report;
 
 pub async fn cache(command: CacheCommand) -> Result<ExitStatus> {
     match command {
@@ -31,7 +31,7 @@ async fn cache_usage(args: CacheUsageArgs) -> Result<ExitStatus> {
     if args.json {
         printer::outln(&serde_json::to_string_pretty(&usage).expect("json"));
     } else {
-        printer::out(&gha_cache::render(&usage));
+        printer::out(&report::cache::render_usage(&usage));
     }
     Ok(ExitStatus::Success)
 }
@@ -58,62 +58,16 @@ async fn cache_prune(args: CachePruneArgs) -> Result<ExitStatus> {
     } else {
         None
     };
+    let repository = client.repository();
     if args.json {
-        let out = serde_json::json!({
-            "repository": client.repository(),
-            "dry_run": !args.apply,
-            "delete": plan.delete,
-            "bytes": plan.bytes(),
-            "kept_blobs": plan.kept_blobs,
-            "kept_blob_bytes": plan.kept_blob_bytes,
-            "deleted": applied.as_ref().map_or(0, |a| a.deleted),
-        });
+        let out = report::cache::prune_json(repository, !args.apply, &plan, applied.as_ref());
         printer::outln(&serde_json::to_string_pretty(&out).expect("json"));
-        return Ok(ExitStatus::Success);
+    } else {
+        printer::out(&report::cache::render_prune(
+            repository,
+            &plan,
+            applied.as_ref(),
+        ));
     }
-    let mut o = String::new();
-    for d in &plan.delete {
-        let _ = writeln!(
-            o,
-            "{} {}  {}  {}  ({})",
-            if args.apply {
-                "deleted"
-            } else {
-                "would delete"
-            },
-            d.key,
-            d.git_ref,
-            gha_cache::human_bytes(d.size_in_bytes),
-            d.reason
-        );
-    }
-    if plan.kept_blobs > 0 {
-        let _ = writeln!(
-            o,
-            "kept {} blob(s), {}: an index that stays may use them",
-            plan.kept_blobs,
-            gha_cache::human_bytes(plan.kept_blob_bytes)
-        );
-    }
-    let _ = match applied {
-        Some(a) => writeln!(
-            o,
-            "deleted {} entries, {} freed in {}",
-            a.deleted,
-            gha_cache::human_bytes(a.bytes),
-            client.repository()
-        ),
-        None if plan.delete.is_empty() => {
-            writeln!(o, "nothing to prune in {}", client.repository())
-        }
-        None => writeln!(
-            o,
-            "dry run: {} entries, {} would be freed in {}; pass --apply to delete",
-            plan.delete.len(),
-            gha_cache::human_bytes(plan.bytes()),
-            client.repository()
-        ),
-    };
-    printer::out(&o);
     Ok(ExitStatus::Success)
 }

@@ -14,5 +14,5 @@ pub use cache::cache;
 pub use ci::ci;
 pub use merge::merge;
 pub use report::report;
-pub use setup::{render_setup, setup};
+pub use setup::setup;
 pub use verify::verify;
