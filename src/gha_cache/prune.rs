@@ -87,9 +87,23 @@ pub fn parse_age(s: &str) -> Option<Duration> {
 }
 
 pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePlan {
+    let (mut out, deleted_ids, staying) = plan_indexes(entries, f);
+    plan_blobs(entries, f, contents, &deleted_ids, &staying, &mut out);
+    out
+}
+
+fn wants_ref(f: &Filters, r: &str) -> bool {
+    f.git_ref.as_deref().is_none_or(|w| w == r)
+}
+
+/// The index entries to delete (superseded or unused), the ids deleted, and
+/// the indexes that stay (of any scope and any tool).
+fn plan_indexes<'a>(
+    entries: &'a [Entry],
+    f: &Filters,
+) -> (PrunePlan, HashSet<i64>, Vec<&'a Entry>) {
     let cutoff = f.now - f.older_than;
-    let recent = f.now - Duration::hours(1);
-    let want_ref = |r: &str| f.git_ref.as_deref().is_none_or(|w| w == r);
+    let want_ref = |r: &str| wants_ref(f, r);
     let glob = f.scope.as_deref().map(keys::scope_glob);
     let want_scope = |s: &str| match &glob {
         // An invalid glob (cli.rs refuses them) matches nothing.
@@ -154,7 +168,20 @@ pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePl
             None => staying.push(e),
         }
     }
+    (out, deleted_ids, staying)
+}
 
+/// The blobs only deleted indexes used (see the module's doc).
+fn plan_blobs(
+    entries: &[Entry],
+    f: &Filters,
+    contents: &IndexContents,
+    deleted_ids: &HashSet<i64>,
+    staying: &[&Entry],
+    out: &mut PrunePlan,
+) {
+    let recent = f.now - Duration::hours(1);
+    let want_ref = |r: &str| wants_ref(f, r);
     let index_entries: Vec<&Entry> = entries
         .iter()
         .filter(|e| matches!(keys::parse(&e.key), Key::Index { .. }))
@@ -221,7 +248,6 @@ pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePl
             out.kept_blob_bytes += e.size_in_bytes;
         }
     }
-    out
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
