@@ -144,7 +144,7 @@ pub struct CachePruneArgs {
     #[arg(long = "ref", value_name = "REF")]
     pub git_ref: Option<String>,
     /// Only scopes matching this glob (default: every mbx scope, <image>-<os>-<arch>[-<variant>]).
-    #[arg(long, value_name = "GLOB")]
+    #[arg(long, value_name = "GLOB", value_parser = glob)]
     pub scope: Option<String>,
     /// Delete; without it, only list what would be deleted.
     #[arg(long)]
@@ -388,9 +388,9 @@ pub struct VerifyFlags {
     /// Largest (compressed) layer read by --check-binaries.
     #[arg(long, value_name = "BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
     pub max_layer_bytes: u64,
-    /// Give up reading the registry after this many seconds (retries included).
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    pub timeout: u64,
+    /// Give up reading the registry after this long, retries included (seconds, or 90s, 2m).
+    #[arg(long, value_name = "DURATION", default_value = "60", value_parser = seconds_or_duration)]
+    pub timeout: std::time::Duration,
     /// Use plain http for this registry host (loopback hosts always use http).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
@@ -457,4 +457,20 @@ pub struct ReportArgs {
     pub github_output: Option<PathBuf>,
     #[command(flatten)]
     pub report: ReportFlags,
+}
+
+/// `--timeout`: a bare number of seconds (`60`) or a humantime duration (`90s`, `2m`).
+fn seconds_or_duration(s: &str) -> Result<std::time::Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(n) => Ok(std::time::Duration::from_secs(n)),
+        Err(_) => humantime::parse_duration(s.trim())
+            .map_err(|e| format!("{e}; pass seconds (60) or a duration (90s, 2m)")),
+    }
+}
+
+/// `--scope`: a glob globset can compile.
+fn glob(s: &str) -> Result<String, String> {
+    globset::Glob::new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }

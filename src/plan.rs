@@ -86,7 +86,8 @@ impl Cache {
     }
 }
 
-/// A parsed image reference: `[registry/]path[:tag][@digest]`.
+/// A parsed image reference: `[registry/]path[:tag][@digest]`, the
+/// repository kept as written (`acme/app`, not `docker.io/acme/app`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageRef {
     pub repository: String,
@@ -97,46 +98,22 @@ pub struct ImageRef {
 impl ImageRef {
     pub fn parse(s: &str) -> std::result::Result<ImageRef, String> {
         let s = s.trim();
-        let (rest, digest) = match s.split_once('@') {
-            Some((r, d)) => {
-                let hex = d
-                    .strip_prefix("sha256:")
-                    .ok_or("a digest must start with sha256:")?;
-                if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    return Err("a sha256 digest has 64 hex characters".into());
-                }
-                (r, Some(d.to_string()))
-            }
-            None => (s, None),
+        let r = crate::oci::parse_reference(s)?;
+        let digest = r.digest().map(str::to_string);
+        let named = digest
+            .as_deref()
+            .and_then(|d| s.strip_suffix(d)?.strip_suffix('@'))
+            .unwrap_or(s);
+        // oci-client fills in `latest`; a tag counts only when written.
+        let tag = r
+            .tag()
+            .and_then(|t| named.strip_suffix(t)?.strip_suffix(':').map(|_| t))
+            .filter(|_| named.rsplit('/').next().is_some_and(|c| c.contains(':')))
+            .map(str::to_string);
+        let repository = match &tag {
+            Some(t) => &named[..named.len() - t.len() - 1],
+            None => named,
         };
-        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
-        let (repository, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (
-                &rest[..last_slash + i],
-                Some(rest[last_slash + i + 1..].to_string()),
-            ),
-            None => (rest, None),
-        };
-        if repository.is_empty() {
-            return Err("the image name is empty".into());
-        }
-        let mut parts = repository.split('/').collect::<Vec<_>>();
-        let has_host = parts.len() > 1
-            && (parts[0].contains('.') || parts[0].contains(':') || parts[0] == "localhost");
-        if has_host {
-            parts.remove(0);
-        }
-        for p in &parts {
-            let ok = !p.is_empty()
-                && p.bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(&c))
-                && p.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric());
-            if !ok {
-                return Err(format!(
-                    "`{p}` is not a valid repository path component (lowercase letters, digits, . _ -)"
-                ));
-            }
-        }
         if let Some(t) = &tag {
             validate_tag(t)?;
         }
@@ -148,11 +125,10 @@ impl ImageRef {
     }
 
     /// The registry host, `docker.io` when the reference names none.
-    pub fn registry(&self) -> &str {
-        match self.repository.split_once('/') {
-            Some((h, _)) if h.contains('.') || h.contains(':') || h == "localhost" => h,
-            _ => "docker.io",
-        }
+    pub fn registry(&self) -> String {
+        crate::oci::parse_reference(&self.repository)
+            .map(|r| r.registry().to_string())
+            .unwrap_or_else(|_| "docker.io".into())
     }
 
     /// The last path component, used to name cache scopes.
@@ -624,10 +600,10 @@ pub fn verify(
     flags: &crate::cli::VerifyFlags,
     exact: bool,
 ) -> Result<(Checks, crate::oci::Options)> {
-    if flags.timeout == 0 {
+    if flags.timeout < std::time::Duration::from_secs(1) {
         return Err(Error::input(
             "--timeout must be at least 1 second",
-            "pass --timeout SECONDS, e.g. --timeout 60",
+            "pass --timeout SECONDS or a duration, e.g. --timeout 60 or --timeout 90s",
         ));
     }
     let password = if flags.password_stdin {
@@ -666,7 +642,7 @@ pub fn verify(
             insecure: flags.insecure_registries.clone(),
             username: flags.username.clone(),
             password,
-            timeout: std::time::Duration::from_secs(flags.timeout),
+            timeout: flags.timeout,
         },
     ))
 }
@@ -787,13 +763,26 @@ mod tests {
         assert_eq!(r.registry(), "127.0.0.1:5000");
         assert_eq!(r.short_name(), "app");
         let r = ImageRef::parse("localhost:5000/app").unwrap();
-        assert_eq!((r.registry(), r.tag.as_deref()), ("localhost:5000", None));
+        assert_eq!(
+            (r.registry().as_str(), r.tag.as_deref()),
+            ("localhost:5000", None)
+        );
         assert_eq!(ImageRef::parse("acme/app").unwrap().registry(), "docker.io");
         let d = format!("ghcr.io/a/b@sha256:{}", "ab".repeat(32));
         assert!(ImageRef::parse(&d).unwrap().digest.is_some());
         assert!(ImageRef::parse("ghcr.io/A/b").is_err());
         assert!(ImageRef::parse("ghcr.io/a/b:").is_err());
         assert!(ImageRef::parse("ghcr.io/a/b@sha256:12").is_err());
+        let r = ImageRef::parse(&format!("app:v1@sha256:{}", "ab".repeat(32))).unwrap();
+        assert_eq!(
+            (r.repository.as_str(), r.tag.as_deref()),
+            ("app", Some("v1"))
+        );
+        let e = ImageRef::parse("127.0.0.1:5000").unwrap_err();
+        assert!(
+            e.contains("registry address"),
+            "never Docker Hub's `127.0.0.1`: {e}"
+        );
     }
 
     #[test]

@@ -644,6 +644,21 @@ fn prune_filters_by_ref_and_scope() {
     );
     let p: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(p["delete"].as_array().unwrap().len(), 0);
+
+    // globset's alternatives; a glob that does not compile is bad input.
+    let o = cache_cmd(
+        &gh,
+        Some(READ_TOKEN),
+        &["prune", "--scope", "hello-linux-{s390x,amd64}", "--json"],
+    );
+    let p: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(p["delete"].as_array().unwrap().len(), 1);
+    let o = cache_cmd(
+        &gh,
+        Some(READ_TOKEN),
+        &["prune", "--scope", "hello-[", "--json"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 #[test]

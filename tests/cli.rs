@@ -90,6 +90,22 @@ fn bad_tag_and_image_are_bad_input() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("invalid --image"), "{}", stderr(&o));
+    // A registry address alone is never pushed to Docker Hub as image `127.0.0.1`.
+    let o = ci(&[
+        "--context",
+        ctx.to_str().unwrap(),
+        "--image",
+        REGISTRY,
+        "--push",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!(
+            "invalid --image: `{REGISTRY}` is a registry address"
+        )) && stderr(&o).contains(&format!("`{REGISTRY}/NAME[:TAG]`")),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -348,8 +348,8 @@ fn verify_with_password(reference: &str, user: &str, password: &str) -> Output {
     o
 }
 
-#[test]
-fn htpasswd_registry_right_wrong_and_missing_credentials() {
+/// The htpasswd registry's user and password (scripts/chain-up writes them).
+fn auth_registry_credentials() -> (String, String) {
     let env = std::fs::read_to_string(chain_dir().join("registry-auth.env"))
         .expect("scripts/chain-up writes registry-auth.env");
     let var = |k: &str| {
@@ -362,10 +362,15 @@ fn htpasswd_registry_right_wrong_and_missing_credentials() {
             .trim_matches('"')
             .to_string()
     };
-    let (user, password) = (
+    (
         var("MBX_TEST_REGISTRY_USER"),
         var("MBX_TEST_REGISTRY_PASSWORD"),
-    );
+    )
+}
+
+#[test]
+fn htpasswd_registry_right_wrong_and_missing_credentials() {
+    let (user, password) = auth_registry_credentials();
     let dest = format!("{AUTH_REGISTRY}/mbx-test/auth-{}", std::process::id());
     skopeo(&[
         "copy",
@@ -425,6 +430,100 @@ fn htpasswd_registry_right_wrong_and_missing_credentials() {
     c.args(["verify", &reference, "--platforms", BOTH])
         .env("DOCKER_CONFIG", cfg.path());
     assert_eq!(run(c).status.code(), Some(0));
+}
+
+/// A docker config whose credentials come from a credential helper, as
+/// `gcloud auth configure-docker` (credHelpers) or Docker Desktop
+/// (credsStore) write it: the stand-in helper answers `get` for the
+/// htpasswd registry.
+#[test]
+fn credentials_from_cred_helpers_and_creds_store() {
+    let (user, password) = auth_registry_credentials();
+    let dest = format!("{AUTH_REGISTRY}/mbx-test/helper-{}", std::process::id());
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("{user}:{password}"),
+        &format!("docker://{}", good()),
+        &format!("docker://{dest}:latest"),
+    ]);
+    let reference = format!("{dest}:latest");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = dir.path().join("helper.log");
+    let helper = |name: &str, secret: &str| {
+        let script = bin.join(format!("docker-credential-{name}"));
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nread -r server\necho \"$1 $server\" >> '{}'\n\
+                 [ \"$server\" = {AUTH_REGISTRY} ] || {{ echo 'credentials not found in native keychain'; exit 1; }}\n\
+                 printf '{{\"ServerURL\":\"%s\",\"Username\":\"%s\",\"Secret\":\"%s\"}}' \"$server\" '{user}' '{secret}'\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    helper("mbxtest", &password);
+    helper("mbxwrong", "not-the-password");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let verify_with_config = |config: &str| {
+        let cfg = tempfile::tempdir().unwrap();
+        std::fs::write(cfg.path().join("config.json"), config).unwrap();
+        let mut c = mbx();
+        c.args(["verify", &reference, "--platforms", BOTH])
+            .env("DOCKER_CONFIG", cfg.path())
+            .env("PATH", &path);
+        run(c)
+    };
+
+    let o = verify_with_config(&format!(
+        r#"{{"credHelpers":{{"{AUTH_REGISTRY}":"mbxtest"}}}}"#
+    ));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = verify_with_config(r#"{"credsStore":"mbxtest"}"#);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let asked = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        asked.lines().collect::<Vec<_>>(),
+        [
+            format!("get {AUTH_REGISTRY}"),
+            format!("get {AUTH_REGISTRY}")
+        ],
+        "the helper was asked, once per run, for this host"
+    );
+
+    // A helper with the wrong secret: the registry refuses it, and the help names the helper.
+    let o = verify_with_config(&format!(
+        r#"{{"credHelpers":{{"{AUTH_REGISTRY}":"mbxwrong"}}}}"#
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("error: 401"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refused the credentials from docker-credential-mbxwrong"),
+        "{}",
+        stderr(&o)
+    );
+    // A helper that is not installed: anonymous, and the help says why.
+    let o = verify_with_config(&format!(
+        r#"{{"credHelpers":{{"{AUTH_REGISTRY}":"mbxmissing"}}}}"#
+    ));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("log in first") && stderr(&o).contains("docker-credential-mbxmissing"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -518,7 +617,7 @@ fn a_missing_tag_and_a_bad_reference() {
         "--platforms",
         BOTH,
         "--timeout",
-        "2",
+        "2s",
     ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not found"), "{}", stderr(&o));
@@ -529,6 +628,17 @@ fn a_missing_tag_and_a_bad_reference() {
         "{}",
         stderr(&o)
     );
+    // A registry address alone is not read as Docker Hub's image `127.0.0.1`.
+    let o = verify(&[REGISTRY, "--platforms", BOTH]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains(&format!("`{REGISTRY}` is a registry address, not an image"))
+            && stderr(&o).contains(&format!("{REGISTRY}/NAME")),
+        "{}",
+        stderr(&o)
+    );
+    let o = verify(&[&format!("{repo}:nope"), "--timeout", "soon"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
 
 #[test]

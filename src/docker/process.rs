@@ -20,13 +20,8 @@ pub fn display_command(program: &str, args: &[OsString], secrets: &[String]) -> 
             s = s.replace(secret.as_str(), "***");
         }
         out.push(' ');
-        if s.is_empty() || s.contains([' ', '"', '\'', '$', '\n']) {
-            out.push('\'');
-            out.push_str(&s.replace('\'', r"'\''"));
-            out.push('\'');
-        } else {
-            out.push_str(&s);
-        }
+        // shlex refuses only NUL bytes, which no argument can hold.
+        out.push_str(&shlex::try_quote(&s).unwrap_or_else(|_| s.as_str().into()));
     }
     out
 }
@@ -96,7 +91,9 @@ mod tests {
     fn display_quotes_and_redacts() {
         let args = os_args(["build", "--build-arg", "TOKEN=s3cret", "a b"]);
         let s = display_command("docker", &args, &["s3cret".to_string()]);
-        assert_eq!(s, "docker build --build-arg TOKEN=*** 'a b'");
+        assert_eq!(s, "docker build --build-arg 'TOKEN=***' 'a b'");
+        let s = display_command("sh", &os_args(["-c", "echo it's; ls", ""]), &[]);
+        assert_eq!(s, r#"sh -c "echo it's; ls" ''"#);
     }
 
     #[test]

@@ -118,32 +118,9 @@ const KNOWN_ARCHES: &[&str] = &[
     "amd64", "arm64", "arm", "386", "ppc64le", "s390x", "riscv64", "mips64le", "mips64", "loong64",
 ];
 
-/// A shell-style glob (`*`, `?`) over a whole string.
-pub fn glob_match(pattern: &str, s: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = s.chars().collect();
-    let (mut pi, mut ti) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ti;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ti = mark;
-        } else {
-            return false;
-        }
-    }
-    while pi < p.len() && p[pi] == '*' {
-        pi += 1;
-    }
-    pi == p.len()
+/// A `--scope` glob (`*`, `?`, `[…]`, `{a,b}`) matched against whole scope names.
+pub fn scope_glob(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> {
+    Ok(globset::Glob::new(pattern)?.compile_matcher())
 }
 
 #[cfg(test)]
@@ -258,9 +235,13 @@ mod tests {
 
     #[test]
     fn globs() {
-        assert!(glob_match("hello-*", "hello-linux-arm64"));
-        assert!(glob_match("*-linux-arm??", "x-linux-arm64"));
-        assert!(!glob_match("hello-*-amd64", "hello-linux-arm64"));
-        assert!(glob_match("*", ""));
+        let m = |p: &str, s: &str| scope_glob(p).unwrap().is_match(s);
+        assert!(m("hello-*", "hello-linux-arm64"));
+        assert!(m("*-linux-arm??", "x-linux-arm64"));
+        assert!(!m("hello-*-amd64", "hello-linux-arm64"));
+        assert!(!m("hello", "hello-linux-arm64"), "the whole name");
+        assert!(m("*", ""));
+        assert!(m("app-linux-{amd64,arm64}", "app-linux-arm64"));
+        assert!(scope_glob("app-[").is_err());
     }
 }

@@ -75,18 +75,15 @@ pub fn normalize_ref(r: &str) -> String {
     }
 }
 
-/// `7d`, `12h`, `30m`, `2w` → a duration.
+/// `7d`, `12h`, `30m`, `2w`, `1d12h`, `36hours` (humantime) → a duration.
+/// One word: humantime would read `7 days` as 7 days but `1 2d` as 12 days.
 pub fn parse_age(s: &str) -> Option<Duration> {
     let s = s.trim();
-    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
-    let n: i64 = n.parse().ok()?;
-    match unit {
-        "m" => Duration::try_minutes(n),
-        "h" => Duration::try_hours(n),
-        "d" => Duration::try_days(n),
-        "w" => Duration::try_weeks(n),
-        _ => None,
+    if s.contains(char::is_whitespace) {
+        return None;
     }
+    let d = humantime::parse_duration(s).ok()?;
+    Duration::from_std(d).ok()
 }
 
 pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePlan {
@@ -134,7 +131,8 @@ impl Filters {
 
     fn wants_scope(&self, s: &str) -> bool {
         match &self.scope {
-            Some(g) => keys::glob_match(g, s),
+            // An invalid glob (cli.rs refuses them) matches nothing.
+            Some(g) => keys::scope_glob(g).is_ok_and(|g| g.is_match(s)),
             None => keys::mbx_scope(s).is_some(),
         }
     }
@@ -304,7 +302,11 @@ mod tests {
         assert_eq!(parse_age("12h"), Some(Duration::hours(12)));
         assert_eq!(parse_age("7"), None);
         assert_eq!(parse_age("d"), None);
-        assert_eq!(parse_age("3y"), None);
+        assert_eq!(parse_age("3x"), None);
+        assert_eq!(parse_age("30m"), Some(Duration::minutes(30)));
+        assert_eq!(parse_age("2w"), Some(Duration::weeks(2)));
+        assert_eq!(parse_age("1d12h"), Some(Duration::hours(36)));
+        assert_eq!(parse_age("7 days"), None, "one word");
         assert_eq!(normalize_ref("main"), "refs/heads/main");
         assert_eq!(normalize_ref("refs/pull/7/merge"), "refs/pull/7/merge");
     }

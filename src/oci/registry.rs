@@ -8,9 +8,12 @@
 //! resolver: an index is never narrowed to one platform.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
+use docker_credential::{CredentialRetrievalError, DockerCredential};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -28,7 +31,31 @@ pub const ACCEPTED: &[&str] = &[
 /// A tag that was just pushed may not be readable at once on eventually
 /// consistent registries; a missing top-level manifest is retried this long.
 const UNKNOWN_MANIFEST_WINDOW: Duration = Duration::from_secs(10);
-const MAX_BACKOFF: Duration = Duration::from_secs(8);
+
+/// Retries back off exponentially from 150 ms, with jitter (each delay
+/// between 1× and 2× the step), steps capped at 4 s; the deadline
+/// (`--timeout`) ends them.
+fn backoff() -> ExponentialBuilder {
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(150))
+        .with_max_delay(Duration::from_secs(4))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+}
+
+/// One failed attempt at a registry read: retried or not.
+enum Fault {
+    /// 403, most 4xx, digest mismatches: no retry.
+    Fatal(Error),
+    /// A connection fault, 429 or 5xx: retried until the deadline.
+    Transient {
+        fault: String,
+        retry_after: Option<Duration>,
+    },
+    /// A top-level manifest not (yet) there: retried for a few seconds.
+    NotYet(Error),
+}
 
 /// How to reach and log in to a registry.
 #[derive(Debug, Clone)]
@@ -87,9 +114,9 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Which credentials to use for `host`: explicit flags, then
-/// `~/.docker/config.json`, then on ghcr.io the Actions actor and
-/// `GITHUB_TOKEN`, else anonymous.
+/// Which credentials to use for `host`: explicit flags, then the docker
+/// config (`auths`, `credHelpers`, `credsStore`), then on ghcr.io the
+/// Actions actor and `GITHUB_TOKEN`, else anonymous.
 fn credentials(
     host: &str,
     opts: &Options,
@@ -108,12 +135,14 @@ fn credentials(
         )),
         (None, None) => {}
     }
-    if let Some(auth) = docker_config_auth(host, env) {
-        return Ok(Credentials {
-            auth,
-            source: "~/.docker/config.json".into(),
-        });
-    }
+    let why_not = match docker_config(host, env) {
+        Ok(Some(c)) => return Ok(c),
+        Ok(None) => None,
+        Err(why) => {
+            tracing::warn!("{why}");
+            Some(why)
+        }
+    };
     if host == "ghcr.io" {
         if let (Some(actor), Some(token)) = (env("GITHUB_ACTOR"), env("GITHUB_TOKEN")) {
             return Ok(Credentials {
@@ -124,13 +153,74 @@ fn credentials(
     }
     Ok(Credentials {
         auth: RegistryAuth::Anonymous,
-        source: "none (anonymous)".into(),
+        source: match why_not {
+            Some(why) => format!("none (anonymous): {why}"),
+            None => "none (anonymous)".into(),
+        },
     })
+}
+
+/// Credentials for `host` from `$DOCKER_CONFIG/config.json` or
+/// `~/.docker/config.json`, through docker_credential: `credHelpers.<host>`,
+/// `auths.<host>`, else `credsStore`. `Ok(None)`: none configured (or the
+/// helper has none for this host); `Err`: a helper failed, said why.
+fn docker_config(
+    host: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<Option<Credentials>, String> {
+    let Some(dir) = env("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".docker")))
+    else {
+        return Ok(None);
+    };
+    let path = dir.join("config.json");
+    let Ok(text) = std::fs::read(&path) else {
+        return Ok(None);
+    };
+    // Docker keeps Docker Hub's credentials under its v1 address.
+    let server = match host {
+        "index.docker.io" | "docker.io" => "https://index.docker.io/v1/",
+        h => h,
+    };
+    let helper = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["credHelpers"][server].as_str().map(str::to_string));
+    let source = match &helper {
+        Some(h) => format!("docker-credential-{h} (credHelpers in {})", path.display()),
+        None => path.display().to_string(),
+    };
+    match docker_credential::get_credential_from_reader(text.as_slice(), server) {
+        Ok(DockerCredential::UsernamePassword(u, p)) => Ok(Some(Credentials {
+            auth: RegistryAuth::Basic(u, p),
+            source,
+        })),
+        Ok(DockerCredential::IdentityToken(_)) => Err(format!(
+            "{source} holds an identity token for {host}, which mbx cannot use; pass --username USER --password-stdin"
+        )),
+        Err(CredentialRetrievalError::NoCredentialConfigured)
+        | Err(CredentialRetrievalError::ConfigNotFound)
+        | Err(CredentialRetrievalError::ConfigReadError) => Ok(None),
+        Err(CredentialRetrievalError::HelperFailure { helper, stdout, stderr })
+            if format!("{stdout}{stderr}").contains("credentials not found") =>
+        {
+            tracing::debug!(%helper, host, "the credential helper has nothing for this host");
+            Ok(None)
+        }
+        Err(CredentialRetrievalError::HelperFailure { helper, stderr, .. }) => Err(format!(
+            "the credential helper `{helper}` failed for {host}: {}",
+            crate::error::tail(&stderr, 3, 300)
+        )),
+        Err(e) => Err(format!(
+            "the docker config's credential helper for {host} failed ({}): {e}",
+            helper.map_or("credsStore".to_string(), |h| format!("docker-credential-{h}"))
+        )),
+    }
 }
 
 impl Registry {
     pub fn new(reference: &str, opts: &Options) -> Result<Registry> {
-        let reference: Reference = reference.parse().map_err(|e| {
+        let reference: Reference = super::parse_reference(reference).map_err(|e| {
             Error::input(
                 format!("`{reference}` is not an image reference: {e}"),
                 "pass REGISTRY/REPOSITORY[:TAG|@sha256:DIGEST], or the path of an OCI layout directory",
@@ -189,30 +279,25 @@ impl Registry {
             return Ok(h.clone());
         }
         let deadline = self.started + self.timeout;
-        let mut attempt = 0;
-        let token = loop {
-            match self
-                .oci
+        let login = || async {
+            self.oci
                 .auth(&self.reference, &self.creds.auth, RegistryOperation::Pull)
                 .await
-            {
-                Ok(t) => break t,
-                Err(e) => {
-                    let text = e.to_string();
-                    if !text.contains("error sending request") {
-                        return Err(self
-                            .denied(401, &format!("the login to {} failed: {text}", self.host())));
-                    }
-                    // A connection fault during the handshake: retry like any read.
-                    let delay = backoff(attempt);
-                    if Instant::now() + delay > deadline {
-                        return Err(self.unreachable(&text));
-                    }
-                    tokio::time::sleep(delay).await;
-                    attempt += 1;
-                }
-            }
+                .map_err(|e| e.to_string())
         };
+        let token = login
+            .retry(backoff())
+            // A connection fault during the handshake: retry like any read.
+            .when(|text: &String| text.contains("error sending request"))
+            .adjust(|_, delay| delay.filter(|d| Instant::now() + *d <= deadline))
+            .await
+            .map_err(|text| {
+                if text.contains("error sending request") {
+                    self.unreachable(&text)
+                } else {
+                    self.denied(401, &format!("the login to {} failed: {text}", self.host()))
+                }
+            })?;
         let header = match token {
             Some(token) => Some(format!("Bearer {token}")),
             None => match &self.creds.auth {
@@ -246,8 +331,12 @@ impl Registry {
                          (`packages: write` to push), or use a token with read:packages"
                 .to_string(),
             (_, RegistryAuth::Anonymous) => format!(
-                "log in first: `docker login {}`, or pass --username USER --password-stdin; on ghcr.io in Actions set GITHUB_TOKEN",
-                self.host()
+                "log in first: `docker login {}`, or pass --username USER --password-stdin; on ghcr.io in Actions set GITHUB_TOKEN{}",
+                self.host(),
+                self.creds
+                    .source
+                    .strip_prefix("none (anonymous)")
+                    .unwrap_or_default()
             ),
             _ => format!("the registry refused the credentials from {}; check the user and password or token", self.creds.source),
         };
@@ -266,10 +355,49 @@ impl Registry {
         top: bool,
     ) -> Result<reqwest::Response> {
         let deadline = self.started + self.timeout;
-        let mut attempt: u32 = 0;
-        let mut renewed = false;
+        let window = self.started + UNKNOWN_MANIFEST_WINDOW.min(self.timeout);
+        let renewed = AtomicBool::new(false);
+        let attempt = || self.attempt(url, accept, what, top, &renewed);
+        let result = attempt
+            .retry(backoff())
+            .when(|f: &Fault| !matches!(f, Fault::Fatal(_)))
+            .adjust(|f, delay| {
+                let (delay, until) = match f {
+                    Fault::Transient { retry_after, .. } => (retry_after.or(delay)?, deadline),
+                    _ => (delay?, window),
+                };
+                (Instant::now() + delay <= until).then_some(delay)
+            })
+            .notify(|f, delay| {
+                if let Fault::Transient { fault, .. } = f {
+                    tracing::debug!(%fault, ?delay, "registry fault, retrying");
+                }
+            })
+            .await;
+        result.map_err(|f| match f {
+            Fault::Fatal(e) | Fault::NotYet(e) => e,
+            Fault::Transient { fault, .. } => Error::verify(
+                format!(
+                    "gave up reading from {} after {:.0}s: {fault}",
+                    self.host(),
+                    self.started.elapsed().as_secs_f64()
+                ),
+                "the registry kept failing; check it and run again, or raise --timeout",
+            ),
+        })
+    }
+
+    /// One GET (two after a 401: a fresh login, once per read).
+    async fn attempt(
+        &self,
+        url: &str,
+        accept: Option<&str>,
+        what: &str,
+        top: bool,
+        renewed: &AtomicBool,
+    ) -> std::result::Result<reqwest::Response, Fault> {
         loop {
-            let auth = self.authorization(false).await?;
+            let auth = self.authorization(false).await.map_err(Fault::Fatal)?;
             let mut req = self.http.get(url);
             if let Some(a) = accept {
                 req = req.header(reqwest::header::ACCEPT, a);
@@ -277,85 +405,69 @@ impl Registry {
             if let Some(h) = auth {
                 req = req.header(reqwest::header::AUTHORIZATION, h);
             }
-            let (fault, retry_after) = match req.send().await {
+            let resp = match req.send().await {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let retry_after = resp
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    let body = resp.text().await.unwrap_or_default();
-                    let code = registry_error_code(&body);
-                    match status {
-                        401 if !renewed => {
-                            renewed = true;
-                            self.authorization(true).await?;
-                            continue;
-                        }
-                        401 | 403 => {
-                            return Err(self.denied(
-                                status,
-                                &format!("reading {what} from {}: {}", self.host(), brief(&body)),
-                            ))
-                        }
-                        404 if top
-                            && code.as_deref() == Some("MANIFEST_UNKNOWN")
-                            && self.started.elapsed() + backoff(attempt)
-                                < UNKNOWN_MANIFEST_WINDOW.min(self.timeout) =>
-                        {
-                            // Just pushed? Eventually consistent registries catch up in seconds.
-                            tokio::time::sleep(backoff(attempt)).await;
-                            attempt += 1;
-                            continue;
-                        }
-                        404 => {
-                            return Err(Error::verify(
-                                format!("{what} not found in {}: {}", self.host(), brief(&body)),
-                                if top {
-                                    "check the image name and tag; was it pushed?"
-                                } else {
-                                    ""
-                                },
-                            ))
-                        }
-                        429 | 500..=599 => (
-                            format!("{what}: HTTP {status} {}", brief(&body)),
-                            retry_after,
-                        ),
-                        _ => {
-                            return Err(Error::verify(
-                                format!(
-                                    "reading {what} from {} failed: HTTP {status} {}",
-                                    self.host(),
-                                    brief(&body)
-                                ),
-                                "",
-                            ))
-                        }
-                    }
-                }
+                Ok(resp) => resp,
                 Err(e) => {
                     let why = crate::error::chain(&e);
-                    (format!("{what}: {why}"), None)
+                    return Err(Fault::Transient {
+                        fault: format!("{what}: {why}"),
+                        retry_after: None,
+                    });
                 }
             };
-            let delay = retry_after.unwrap_or_else(|| backoff(attempt));
-            if Instant::now() + delay > deadline {
-                return Err(Error::verify(
-                    format!(
-                        "gave up reading from {} after {:.0}s: {fault}",
-                        self.host(),
-                        self.started.elapsed().as_secs_f64()
-                    ),
-                    "the registry kept failing; check it and run again, or raise --timeout",
-                ));
+            let status = resp.status().as_u16();
+            if status == 401 && !renewed.swap(true, Ordering::SeqCst) {
+                self.authorization(true).await.map_err(Fault::Fatal)?;
+                continue;
             }
-            tracing::debug!(%fault, ?delay, attempt, "registry fault, retrying");
-            tokio::time::sleep(delay).await;
-            attempt += 1;
+            return Err(self.fault(resp, what, top).await);
+        }
+    }
+
+    /// What a non-success answer means.
+    async fn fault(&self, resp: reqwest::Response, what: &str, top: bool) -> Fault {
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let body = resp.text().await.unwrap_or_default();
+        match status {
+            401 | 403 => Fault::Fatal(self.denied(
+                status,
+                &format!("reading {what} from {}: {}", self.host(), brief(&body)),
+            )),
+            404 => {
+                let e = Error::verify(
+                    format!("{what} not found in {}: {}", self.host(), brief(&body)),
+                    if top {
+                        "check the image name and tag; was it pushed?"
+                    } else {
+                        ""
+                    },
+                );
+                // Just pushed? Eventually consistent registries catch up in seconds.
+                if top && registry_error_code(&body).as_deref() == Some("MANIFEST_UNKNOWN") {
+                    Fault::NotYet(e)
+                } else {
+                    Fault::Fatal(e)
+                }
+            }
+            429 | 500..=599 => Fault::Transient {
+                fault: format!("{what}: HTTP {status} {}", brief(&body)),
+                retry_after,
+            },
+            _ => Fault::Fatal(Error::verify(
+                format!(
+                    "reading {what} from {} failed: HTTP {status} {}",
+                    self.host(),
+                    brief(&body)
+                ),
+                "",
+            )),
         }
     }
 
@@ -502,52 +614,6 @@ fn brief(body: &str) -> String {
     crate::error::tail(b, 3, 300)
 }
 
-/// Exponential backoff with jitter: 250 ms × 2^attempt, capped, 50–100 %.
-fn backoff(attempt: u32) -> Duration {
-    let base = Duration::from_millis(250)
-        .saturating_mul(1u32 << attempt.min(10))
-        .min(MAX_BACKOFF);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let frac = 0.5 + (nanos % 1000) as f64 / 2000.0;
-    base.mul_f64(frac)
-}
-
-/// Basic credentials for `host` from `$DOCKER_CONFIG/config.json` or
-/// `~/.docker/config.json` (`auths.<host>.auth`, base64 of `user:password`).
-fn docker_config_auth(host: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<RegistryAuth> {
-    use base64::Engine;
-    let dir = env("DOCKER_CONFIG")
-        .map(std::path::PathBuf::from)
-        .or_else(|| env("HOME").map(|h| std::path::PathBuf::from(h).join(".docker")))?;
-    let text = std::fs::read(dir.join("config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
-    let auths = v.get("auths")?.as_object()?;
-    let wanted = if host == "index.docker.io" {
-        "docker.io"
-    } else {
-        host
-    };
-    let entry = auths
-        .iter()
-        .find(|(k, _)| {
-            let k = k
-                .trim_start_matches("https://")
-                .trim_start_matches("http://");
-            let k = k.split('/').next().unwrap_or(k);
-            k == wanted || (wanted == "docker.io" && k == "index.docker.io")
-        })?
-        .1;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(entry.get("auth")?.as_str()?)
-        .ok()?;
-    let s = String::from_utf8(raw).ok()?;
-    let (u, p) = s.split_once(':')?;
-    Some(RegistryAuth::Basic(u.to_string(), p.to_string()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,14 +683,16 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_caps() {
+    fn backoff_has_jitter_and_a_cap() {
+        use backon::BackoffBuilder;
+        let delays: Vec<Duration> = backoff().build().take(12).collect();
+        assert!(delays[0] >= Duration::from_millis(150) && delays[0] <= Duration::from_millis(300));
         assert!(
-            backoff(0) >= Duration::from_millis(125) && backoff(0) <= Duration::from_millis(250)
+            delays.iter().all(|d| *d <= Duration::from_secs(8)),
+            "{delays:?}"
         );
-        assert!(
-            backoff(3) >= Duration::from_millis(1000) && backoff(3) <= Duration::from_millis(2000)
-        );
-        assert!(backoff(30) <= MAX_BACKOFF);
+        let again: Vec<Duration> = backoff().build().take(12).collect();
+        assert_ne!(delays, again, "jittered");
     }
 
     #[test]

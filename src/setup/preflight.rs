@@ -2,29 +2,40 @@
 //! buildx too old; the docker driver asked for what it cannot do; the GitHub
 //! cache service v2 with a buildx or BuildKit that only speaks v1.
 
+use semver::Version;
+
 use crate::error::{Error, Result};
 use crate::plan::{Cache, Output, Plan};
 
 /// The oldest buildx mbx drives (dial-stdio, rawjson progress, --buildkitd-config).
-pub const MIN_BUILDX: (u32, u32, u32) = (0, 13, 0);
+pub const MIN_BUILDX: Version = Version::new(0, 13, 0);
 /// GitHub's cache service v2 needs these (buildx 0.21, BuildKit 0.20).
-pub const GHA_V2_BUILDX: (u32, u32, u32) = (0, 21, 0);
-pub const GHA_V2_BUILDKIT: (u32, u32, u32) = (0, 20, 0);
+pub const GHA_V2_BUILDX: Version = Version::new(0, 21, 0);
+pub const GHA_V2_BUILDKIT: Version = Version::new(0, 20, 0);
 
-/// `v0.13.1`, `0.13.1+ds1`, `v0.20.0-rc1` → (0, 13, 1).
-pub fn parse_version(v: &str) -> Option<(u32, u32, u32)> {
-    let v = v.trim().trim_start_matches('v');
-    let core = v.split(['+', '-', ' ']).next()?;
-    let mut it = core.split('.').map(|x| x.parse::<u32>().ok());
-    Some((
-        it.next()??,
-        it.next().flatten().unwrap_or(0),
-        it.next().flatten().unwrap_or(0),
-    ))
-}
-
-fn show((a, b, c): (u32, u32, u32)) -> String {
-    format!("{a}.{b}.{c}")
+/// A tool's version, leniently: `v0.13.1`, `0.29.1`, `0.13.1+ds1`,
+/// `v0.20.0-rc1`, `0.12.1-0ubuntu1~22.04.1`, `v0.13` → the release it names.
+/// Pre-release and build tags are dropped: a release candidate or a
+/// distribution's rebuild counts as its release.
+pub fn parse_version(v: &str) -> Option<Version> {
+    let v = v.trim();
+    let v = v.strip_prefix('v').unwrap_or(v);
+    let mut version = Version::parse(v).ok().or_else(|| {
+        // Not semver as written (`0.13`, a distribution suffix with `~`):
+        // its leading numbers, padded to three.
+        let end = v
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(v.len());
+        let mut parts: Vec<&str> = v[..end].trim_end_matches('.').split('.').collect();
+        if parts.len() > 3 {
+            parts.truncate(3);
+        }
+        parts.resize(3, "0");
+        Version::parse(&parts.join(".")).ok()
+    })?;
+    version.pre = semver::Prerelease::EMPTY;
+    version.build = semver::BuildMetadata::EMPTY;
+    Some(version)
 }
 
 /// True when the run will talk to GitHub's cache service v2.
@@ -53,8 +64,7 @@ pub fn buildx(version: &str, plan: &Plan, env: &dyn Fn(&str) -> Option<String>) 
         return Err(Error::env(
             format!(
                 "buildx {} is too old: mbx needs ≥ {}",
-                show(v),
-                show(MIN_BUILDX)
+                v, MIN_BUILDX
             ),
             "upgrade the buildx plugin (Debian trixie: docker-buildx; GitHub Actions: docker/setup-buildx-action)",
         ));
@@ -63,8 +73,7 @@ pub fn buildx(version: &str, plan: &Plan, env: &dyn Fn(&str) -> Option<String>) 
         return Err(Error::env(
             format!(
                 "the gha cache talks to GitHub's cache service v2 here (ACTIONS_RESULTS_URL is set), which needs buildx ≥ {}; this buildx is {}",
-                show(GHA_V2_BUILDX),
-                show(v)
+                GHA_V2_BUILDX, v
             ),
             "upgrade buildx (docker/setup-buildx-action with version: latest), or pass --cache registry / --cache local",
         ));
@@ -86,9 +95,9 @@ pub fn buildkit(
         other => Err(Error::env(
             format!(
                 "the gha cache talks to GitHub's cache service v2 here (ACTIONS_RESULTS_URL is set), which needs BuildKit ≥ {}; builder `{}` runs {}",
-                show(GHA_V2_BUILDKIT),
+                GHA_V2_BUILDKIT,
                 plan.builder.name,
-                other.map(show).unwrap_or_else(|| format!("an unknown version ({})", version.unwrap_or("?")))
+                other.map(|v| v.to_string()).unwrap_or_else(|| format!("an unknown version ({})", version.unwrap_or("?")))
             ),
             "recreate the builder with a newer BuildKit (--buildkit-image moby/buildkit:v0.20.0 or later, --recreate), or pass --cache registry / --cache local",
         )),
@@ -180,11 +189,23 @@ mod tests {
 
     #[test]
     fn versions_parse() {
-        assert_eq!(parse_version("v0.13.1"), Some((0, 13, 1)));
-        assert_eq!(parse_version("0.13.1+ds1"), Some((0, 13, 1)));
-        assert_eq!(parse_version("v0.20.0-rc1"), Some((0, 20, 0)));
-        assert_eq!(parse_version("v0.0.0+unknown"), Some((0, 0, 0)));
-        assert_eq!(parse_version("garbage"), None);
+        let v = |s: &str| parse_version(s).map(|v| v.to_string());
+        assert_eq!(v("v0.13.1").as_deref(), Some("0.13.1"));
+        assert_eq!(v("0.13.1+ds1").as_deref(), Some("0.13.1"));
+        assert_eq!(v("v0.13.1+ds1").as_deref(), Some("0.13.1"));
+        assert_eq!(v("0.29.1").as_deref(), Some("0.29.1"));
+        assert_eq!(v("v0.25.2").as_deref(), Some("0.25.2"));
+        assert_eq!(v("v0.20.0-rc1").as_deref(), Some("0.20.0"));
+        assert_eq!(v("v0.0.0+unknown").as_deref(), Some("0.0.0"));
+        assert_eq!(v("0.12.1-0ubuntu1~22.04.1").as_deref(), Some("0.12.1"));
+        assert_eq!(v("v0.13").as_deref(), Some("0.13.0"));
+        assert_eq!(v(" v0.13.1 \n").as_deref(), Some("0.13.1"));
+        assert_eq!(v("garbage"), None);
+        assert_eq!(v(""), None);
+        // Compared as releases: 0.9 < 0.13 (not as strings), an rc meets its release.
+        assert!(parse_version("v0.9.1").unwrap() < MIN_BUILDX);
+        assert!(parse_version("v0.20.0-rc1").unwrap() >= GHA_V2_BUILDKIT);
+        assert!(parse_version("v0.21.0").unwrap() >= GHA_V2_BUILDX);
     }
 
     #[test]
