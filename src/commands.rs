@@ -404,10 +404,14 @@ pub fn render_setup(s: &crate::run::SetupRecord, plan: &Plan) -> String {
             .as_deref()
             .map(|v| format!(" via {v}"))
             .unwrap_or_default();
-        let source = match b.platforms_source.as_str() {
-            "control-api" => format!("BuildKit control API, ListWorkers{via}"),
-            "buildx-inspect" => "docker buildx inspect (fallback)".to_string(),
-            other => other.to_string(),
+        let source = match b.platforms_source {
+            Some(crate::run::PlatformsSource::ControlApi) => {
+                format!("BuildKit control API, ListWorkers{via}")
+            }
+            Some(crate::run::PlatformsSource::BuildxInspect) => {
+                "docker buildx inspect (fallback)".to_string()
+            }
+            None => String::new(),
         };
         let _ = writeln!(
             o,

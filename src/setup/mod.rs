@@ -120,11 +120,8 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
         prefetched,
     )
     .await?;
-    match builder.action.as_str() {
-        "created" | "recreated" => {
-            actions.push(format!("{} builder `{}`", builder.action, builder.name))
-        }
-        _ => {}
+    if builder.action != crate::run::BuilderAction::Reused {
+        actions.push(format!("{} builder `{}`", builder.action, builder.name));
     }
     // The builder's own split (compare/create, then boot + ListWorkers).
     phases.start = Instant::now();
