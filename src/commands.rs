@@ -377,7 +377,6 @@ pub fn render_setup(s: &crate::run::SetupRecord, plan: &Plan) -> String {
                 .map(|v| format!(", {v}"))
                 .unwrap_or_default(),
             b.repaired
-                .as_deref()
                 .map(|r| format!(" [repaired: was {r}]"))
                 .unwrap_or_default(),
         );

@@ -106,9 +106,47 @@ pub struct BinfmtRecord {
     /// `qemu-aarch64 version 7.2.x …`, when the interpreter can be run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qemu_version: Option<String>,
-    /// What was wrong before setup repaired it (`missing`, `disabled`, `no F flag`, …).
+    /// What was wrong before setup repaired it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repaired: Option<String>,
+    pub repaired: Option<BinfmtRepair>,
+}
+
+/// What setup found wrong with a binfmt_misc handler and repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BinfmtRepair {
+    /// No handler for the platform.
+    #[serde(rename = "missing")]
+    Missing,
+    /// A handler, disabled.
+    #[serde(rename = "disabled")]
+    Disabled,
+    /// A handler without the F (fix-binary) flag: builds in containers cannot exec it.
+    #[serde(rename = "no F flag")]
+    NoFixBinary,
+    /// A handler without F whose interpreter is not on the host.
+    #[serde(rename = "interpreter missing")]
+    StaleInterpreter,
+    /// Nothing was wrong; `--reset-qemu` registered it again.
+    #[serde(rename = "reset")]
+    Reset,
+}
+
+impl BinfmtRepair {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BinfmtRepair::Missing => "missing",
+            BinfmtRepair::Disabled => "disabled",
+            BinfmtRepair::NoFixBinary => "no F flag",
+            BinfmtRepair::StaleInterpreter => "interpreter missing",
+            BinfmtRepair::Reset => "reset",
+        }
+    }
+}
+
+impl std::fmt::Display for BinfmtRepair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
@@ -372,5 +410,43 @@ impl CacheUsage {
 
     pub fn scope(&self, name: &str) -> Option<&ScopeUsage> {
         self.scopes.iter().find(|s| s.scope == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The enums keep the spellings the record had as strings.
+    #[test]
+    fn closed_sets_keep_their_json_spelling() {
+        fn same<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+            v: T,
+            s: &str,
+        ) {
+            assert_eq!(serde_json::to_value(&v).unwrap(), s);
+            assert_eq!(serde_json::from_value::<T>(s.into()).unwrap(), v);
+        }
+        for a in [
+            BuilderAction::Created,
+            BuilderAction::Reused,
+            BuilderAction::Recreated,
+        ] {
+            same(a, a.as_str());
+            assert_eq!(a.to_string(), a.as_str());
+        }
+        same(PlatformsSource::ControlApi, "control-api");
+        same(PlatformsSource::BuildxInspect, "buildx-inspect");
+        for (r, s) in [
+            (BinfmtRepair::Missing, "missing"),
+            (BinfmtRepair::Disabled, "disabled"),
+            (BinfmtRepair::NoFixBinary, "no F flag"),
+            (BinfmtRepair::StaleInterpreter, "interpreter missing"),
+            (BinfmtRepair::Reset, "reset"),
+        ] {
+            same(r, s);
+            assert_eq!(r.to_string(), s);
+        }
+        assert!(serde_json::from_value::<BuilderAction>("adopted".into()).is_err());
     }
 }

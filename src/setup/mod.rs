@@ -206,8 +206,8 @@ async fn ensure_qemu(
             let mut r = f.record;
             if let Some(before) = findings.iter().find(|b| b.platform == r.platform) {
                 r.repaired = match &before.problem {
-                    Some(p) => Some(p.describe().to_string()),
-                    None if qp.reset => Some("reset".to_string()),
+                    Some(p) => Some(p.repair()),
+                    None if qp.reset => Some(crate::run::BinfmtRepair::Reset),
                     None => None,
                 };
             }
