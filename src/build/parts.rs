@@ -36,11 +36,14 @@ fn json_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 const FIX: &str =
     "pass --parts DIR holding the JSON records written by `mbx build --push --json FILE` in each job";
 
+/// The records read, each with its file; and the files skipped.
+type Read = (Vec<(PathBuf, RunRecord)>, Vec<PathBuf>);
+
 /// Every run record under `dir` (artifacts download into subfolders), and
 /// the JSON files that are not records. A file that is damaged, or a record
 /// of a schema this mbx cannot read, stops the merge: merging without it
 /// would publish an index that lacks its platform.
-fn read_records(dir: &Path) -> Result<(Vec<(PathBuf, RunRecord)>, Vec<PathBuf>)> {
+fn read_records(dir: &Path) -> Result<Read> {
     let mut files = Vec::new();
     json_files(dir, &mut files)
         .map_err(|e| Error::input(format!("cannot read {}: {e}", dir.display()), FIX))?;
