@@ -81,6 +81,19 @@ fn captured_records_load_as_1_0_and_their_fields_are_in_the_schema() {
     }
 }
 
+#[test]
+fn a_record_is_written_in_this_mbx_version_whatever_it_was_read_from() {
+    let r = RunRecord {
+        schema_version: SchemaVersion { major: 1, minor: 7 },
+        ..RunRecord::default()
+    };
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("r.json");
+    mbx::report::write_json(&r, &p).unwrap();
+    let back = mbx::report::read_json(&p).unwrap();
+    assert_eq!(back.schema_version, SchemaVersion::CURRENT);
+}
+
 fn report(record: &Path) -> std::process::Output {
     let mut c = mbx();
     c.args(["report", "--record"]).arg(record);

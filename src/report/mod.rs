@@ -149,9 +149,14 @@ pub(crate) fn clip(s: &str, max: usize) -> String {
     format!("{}…", &s[..cut])
 }
 
-/// Save the run record as JSON.
+/// Save the run record as JSON, in this mbx's schema version: a record read
+/// from a newer minor holds only the fields this mbx knows.
 pub fn write_json(record: &RunRecord, path: &Path) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(record).expect("record serializes");
+    let record = RunRecord {
+        schema_version: crate::run::SchemaVersion::CURRENT,
+        ..record.clone()
+    };
+    let bytes = serde_json::to_vec_pretty(&record).expect("record serializes");
     std::fs::write(path, bytes).map_err(|e| {
         Error::input(
             format!("cannot write the run record to {}: {e}", path.display()),
