@@ -231,3 +231,19 @@ fn merge_refuses_a_part_cut_short_and_tags_nothing() {
         "no merged record for a merge that did not happen"
     );
 }
+
+/// Wherever an upload cuts a record, it is refused as damaged: never read as
+/// a smaller record, never a panic.
+#[test]
+fn every_cut_of_a_record_is_refused_as_damaged() {
+    let full = std::fs::read(repo_root().join("tests/data/report-arm64-fails.json")).unwrap();
+    let full = String::from_utf8(full).unwrap();
+    let full = full.trim_end().as_bytes();
+    RunRecord::from_json(full).expect("the whole record reads");
+    for cut in 1..full.len() {
+        match RunRecord::from_json(&full[..cut]) {
+            Err(mbx::run::RecordError::NotJson(_)) => {}
+            other => panic!("cut at {cut}: {other:?}"),
+        }
+    }
+}
