@@ -22,7 +22,7 @@ pub enum Error {
     /// The result could not be read back or is not what was asked. Exit 1.
     #[error("{message}")]
     Verify { message: String, help: String },
-    /// Stopped by Ctrl-C or SIGTERM. Exit 130.
+    /// Stopped by Ctrl-C (exit 130) or SIGTERM (exit 143).
     #[error("{message}")]
     Interrupted { message: String, help: String },
 }
@@ -69,7 +69,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Input { .. } => 2,
-            Error::Interrupted { .. } => 130,
+            Error::Interrupted { .. } => crate::interrupt::exit_code(),
             _ => 1,
         }
     }

@@ -1,12 +1,19 @@
 //! Ctrl-C (SIGINT) and SIGTERM: stop the child processes (buildx builds,
 //! imagetools) cleanly, then let the pipeline report what was pushed.
-//! With no child running, exit at once with status 130.
+//! With no child running, exit at once: 130 after SIGINT, 143 after SIGTERM
+//! (128 + the signal, as a shell reports it).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static SIGNAL: AtomicI32 = AtomicI32::new(libc::SIGINT);
+
+/// The exit status of a run a stop signal ended: 128 + the signal.
+pub fn exit_code() -> i32 {
+    128 + SIGNAL.load(Ordering::SeqCst)
+}
 
 /// True once a stop signal arrived.
 pub fn interrupted() -> bool {
@@ -42,20 +49,23 @@ pub fn install() {
                 Err(_) => return,
             };
         loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+            let sig = tokio::select! {
+                _ = tokio::signal::ctrl_c() => libc::SIGINT,
+                _ = term.recv() => libc::SIGTERM,
+            };
+            if !interrupted() {
+                SIGNAL.store(sig, Ordering::SeqCst);
             }
             let first = !INTERRUPTED.swap(true, Ordering::SeqCst);
             let children: Vec<u32> = CHILDREN.lock().expect("children").clone();
             if children.is_empty() || !first {
-                eprintln!("mbx: interrupted");
-                std::process::exit(130);
+                crate::printer::err("mbx: interrupted");
+                std::process::exit(exit_code());
             }
-            eprintln!(
+            crate::printer::err(&format!(
                 "mbx: interrupted: stopping {} build process(es)…",
                 children.len()
-            );
+            ));
             for pid in children {
                 signal(pid);
             }

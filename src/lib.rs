@@ -13,6 +13,7 @@ pub mod error;
 pub mod gha_cache;
 pub mod interrupt;
 pub mod oci;
+pub mod pipeline;
 pub mod plan;
 pub mod platform;
 pub mod printer;

@@ -32,16 +32,15 @@ fn main() {
         match cli.command {
             Command::Ci(a) => commands::ci(a).await,
             Command::Setup(a) => commands::setup(a).await,
-            Command::Build(a) => commands::build_only(a).await,
+            Command::Build(a) => commands::build(a).await,
             Command::Merge(a) => commands::merge(a).await,
             Command::Verify(a) => commands::verify(a).await,
             Command::Report(a) => commands::report(a).await,
             Command::Cache(c) => commands::cache(c).await,
         }
     });
-    let _ = std::io::stdout().flush();
     let code = match outcome {
-        Ok(code) => code,
+        Ok(status) => status.code(),
         Err(e) => {
             let mut err = std::io::stderr().lock();
             let _ = writeln!(err, "error: {e}");

@@ -362,11 +362,62 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         tags.push("latest".into());
     }
 
+    let output = output(args, image.as_ref(), &tags, &context_name)?;
+    let cache = cache(args, image.as_ref(), context_name, &output, local)?;
+    let (annotations, index_annotations) = check_kv_args(args)?;
+    let secrets = secrets(args)?;
+    Ok(BuildPlan {
+        context: context.clone(),
+        dockerfile,
+        target: args.target.clone(),
+        build_args: args.build_args.clone(),
+        labels: args.labels.clone(),
+        output,
+        cache,
+        provenance: args.provenance.clone(),
+        sbom: args.sbom.clone(),
+        annotations,
+        index_annotations,
+        secrets,
+        extra_cache_from: args.cache_from.clone(),
+        extra_cache_to: args.cache_to.clone(),
+        no_cache: args.no_cache,
+        pull: args.pull,
+        max_parallel: args.max_parallel.unwrap_or(usize::MAX),
+        json: args.json.clone(),
+    })
+}
+
+/// What an OCI layout written by mbx holds; a later run replaces exactly these.
+pub const LAYOUT_ENTRIES: [&str; 4] = ["oci-layout", "index.json", "blobs", ".mbx-parts"];
+
+/// Entries of `dir` that an mbx layout does not hold (sorted; empty when
+/// `dir` is absent).
+fn foreign_entries(dir: &Path) -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !LAYOUT_ENTRIES.contains(&n.as_str()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Where the result goes: pushed to the image's repository, or an OCI layout
+/// directory (new, empty, or an earlier mbx output).
+fn output(
+    args: &BuildArgs,
+    image: Option<&ImageRef>,
+    tags: &[String],
+    context_name: &str,
+) -> Result<Output> {
     let push = args.push || args.registry.is_some();
-    let output = match (&image, push) {
+    Ok(match (image, push) {
         (Some(img), true) => Output::Registry {
             repository: img.repository.clone(),
-            tags: tags.clone(),
+            tags: tags.to_vec(),
         },
         (None, true) => {
             return Err(Error::input(
@@ -382,29 +433,42 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
                     "pass --output DIR naming a new or empty directory (or an earlier mbx output)",
                 ));
             }
-            if dir.is_dir()
-                && !dir.join("oci-layout").exists()
-                && dir
-                    .read_dir()
-                    .map(|mut d| d.next().is_some())
-                    .unwrap_or(false)
-            {
+            let foreign = foreign_entries(&dir);
+            if !foreign.is_empty() {
+                let what = if dir.join("oci-layout").exists() {
+                    "an OCI layout that also holds"
+                } else {
+                    "a non-empty directory that is not an OCI layout; it holds"
+                };
                 return Err(Error::input(
-                    format!("output `{}` is a non-empty directory that is not an OCI layout", dir.display()),
-                    "pass --output DIR naming a new or empty directory; mbx replaces only its own output",
+                    format!(
+                        "output `{}` is {what} {}",
+                        dir.display(),
+                        foreign.join(", ")
+                    ),
+                    "pass --output DIR naming a new or empty directory; mbx replaces only its own output (oci-layout, index.json, blobs/)",
                 ));
             }
             let name = img
                 .as_ref()
                 .map(|i| i.repository.clone())
-                .unwrap_or_else(|| context_name.clone());
+                .unwrap_or_else(|| context_name.to_string());
             Output::Layout {
                 dir,
                 ref_name: format!("{name}:{}", tags[0]),
             }
         }
-    };
+    })
+}
 
+/// The cache backend and its per-platform scope prefix.
+fn cache(
+    args: &BuildArgs,
+    image: Option<&ImageRef>,
+    context_name: String,
+    output: &Output,
+    local: bool,
+) -> Result<Cache> {
     let prefix = match &args.cache_scope_prefix {
         Some(p) => sanitize_name(p),
         None => image
@@ -417,7 +481,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
     } else {
         CacheKind::Gha
     });
-    let cache = match kind {
+    Ok(match kind {
         CacheKind::None => Cache::None,
         CacheKind::Local => Cache::Local {
             dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
@@ -435,7 +499,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
             }
             Cache::Gha { prefix }
         }
-        CacheKind::Registry => match &output {
+        CacheKind::Registry => match output {
             Output::Registry { repository, .. } => Cache::Registry {
                 repository: repository.clone(),
             },
@@ -446,7 +510,12 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
                 ))
             }
         },
-    };
+    })
+}
+
+/// `--max-parallel`, `KEY=VALUE` build args and labels, and the annotations
+/// split into the platforms' and the merged index's.
+fn check_kv_args(args: &BuildArgs) -> Result<(Vec<String>, Vec<String>)> {
     if args.max_parallel == Some(0) {
         return Err(Error::input(
             "--max-parallel must be at least 1",
@@ -480,27 +549,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
             annotations.push(a.clone());
         }
     }
-    let secrets = secrets(args)?;
-    Ok(BuildPlan {
-        context: context.clone(),
-        dockerfile,
-        target: args.target.clone(),
-        build_args: args.build_args.clone(),
-        labels: args.labels.clone(),
-        output,
-        cache,
-        provenance: args.provenance.clone(),
-        sbom: args.sbom.clone(),
-        annotations,
-        index_annotations,
-        secrets,
-        extra_cache_from: args.cache_from.clone(),
-        extra_cache_to: args.cache_to.clone(),
-        no_cache: args.no_cache,
-        pull: args.pull,
-        max_parallel: args.max_parallel.unwrap_or(usize::MAX),
-        json: args.json.clone(),
-    })
+    Ok((annotations, index_annotations))
 }
 
 /// Secrets as buildx `--secret` specs. Only file paths and variable names
@@ -633,6 +682,97 @@ pub struct Checks {
     pub max_layer_bytes: u64,
     /// `mbx ci --no-verify`: do not read the result back at all.
     pub skip: bool,
+}
+
+/// The default binfmt installer: tonistiigi/binfmt (QEMU 10.2.3), pinned by digest.
+pub const DEFAULT_QEMU_IMAGE: &str = "docker.io/tonistiigi/binfmt:qemu-v10.2.3@sha256:400a4873b838d1b89194d982c45e5fb3cda4593fbfd7e08a02e76b03b21166f0";
+
+/// How missing QEMU handlers are installed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QemuSource {
+    /// A privileged installer container run through the Engine API.
+    Image(String),
+    /// The host's qemu-user-static, registered by writing binfmt_misc.
+    Host,
+}
+
+#[derive(Debug, Clone)]
+pub struct QemuPlan {
+    pub source: QemuSource,
+    pub reset: bool,
+}
+
+impl QemuPlan {
+    pub fn from_args(args: &crate::cli::QemuArgs, config: &Config) -> QemuPlan {
+        let source = match args.qemu_from {
+            crate::cli::QemuFrom::Host => QemuSource::Host,
+            crate::cli::QemuFrom::Image => QemuSource::Image(
+                args.qemu_image
+                    .clone()
+                    .or_else(|| config.qemu.image.clone())
+                    .unwrap_or_else(|| DEFAULT_QEMU_IMAGE.to_string()),
+            ),
+        };
+        QemuPlan {
+            source,
+            reset: args.reset_qemu,
+        }
+    }
+}
+
+impl Default for QemuPlan {
+    fn default() -> Self {
+        QemuPlan {
+            source: QemuSource::Image(DEFAULT_QEMU_IMAGE.into()),
+            reset: false,
+        }
+    }
+}
+
+/// How to read a record: which platform counts as native, when emulation
+/// deserves a warning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportOptions {
+    /// Override of the native platform (default: the record's, i.e. the runner's arch).
+    pub native: Option<Platform>,
+    /// Warn when emulation cost exceeds this share (percent) of the step time.
+    pub emulation_warn_percent: f64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            native: None,
+            emulation_warn_percent: 50.0,
+        }
+    }
+}
+
+impl ReportOptions {
+    pub fn from_flags(f: &crate::cli::ReportFlags) -> Result<ReportOptions> {
+        let native = match &f.native_platform {
+            Some(s) => Some(s.parse::<Platform>().map_err(|e| {
+                Error::input(
+                    e.to_string(),
+                    "pass --native-platform os/arch, e.g. linux/arm64",
+                )
+            })?),
+            None => None,
+        };
+        if !(0.0..=100.0).contains(&f.emulation_warn_percent) {
+            return Err(Error::input(
+                format!(
+                    "--emulation-warn-percent {} is not a percentage",
+                    f.emulation_warn_percent
+                ),
+                "pass a number from 0 to 100 (100 never warns)",
+            ));
+        }
+        Ok(ReportOptions {
+            native,
+            emulation_warn_percent: f.emulation_warn_percent,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -525,7 +525,7 @@ fn usage_pages_through_every_entry_and_sums_per_scope_and_ref() {
     let o = cache_cmd(&gh, Some(READ_TOKEN), &["usage"]);
     let text = stdout(&o);
     assert!(
-        text.starts_with("cache   o/r: 3.3 MB of 10.0 GB (0%), 22 entries\n"),
+        text.starts_with("cache   o/r: 3.3 MiB of 10.0 GiB (0%), 22 entries\n"),
         "{text}"
     );
     assert!(text.contains("hello-linux-amd64"), "{text}");
@@ -542,7 +542,7 @@ fn usage_pages_through_every_entry_and_sums_per_scope_and_ref() {
     assert_eq!(u["limit_bytes"], 3_758_096);
     let o = cache_cmd(&gh, Some(READ_TOKEN), &["usage", "--limit-gb", "0.0035"]);
     assert!(
-        stdout(&o).contains("of 3.6 MB (92%), 22 entries — above 80%, eviction near"),
+        stdout(&o).contains("of 3.6 MiB (92%), 22 entries — above 80%, eviction near"),
         "{}",
         stdout(&o)
     );
@@ -882,7 +882,7 @@ jobs:
 
     // The terminal report's cache section, this run's scope marked.
     assert!(
-        log.contains("cache   o/r: 9.0 GB of 10.0 GB (90%), "),
+        log.contains("cache   o/r: 9.0 GiB of 10.0 GiB (90%), "),
         "cache section"
     );
     assert!(log.contains(" entries — above 80%, eviction near"));
@@ -893,7 +893,7 @@ jobs:
     // The annotation, as a workflow command (act prints it as a warning).
     assert!(
         log.contains(
-            "::warning title=mbx cache::GitHub Actions cache of o/r at 90%25 of its 10.0 GB limit"
+            "::warning title=mbx cache::GitHub Actions cache of o/r at 90%25 of its 10.0 GiB limit"
         ),
         "warning annotation (a workflow command, % escaped as %25)"
     );

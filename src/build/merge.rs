@@ -80,22 +80,7 @@ pub fn layouts(
                     .map_err(|e| Error::build(format!("index {digest} is not JSON: {e}"), ""))?;
                 children.extend(inner["manifests"].as_array().cloned().unwrap_or_default());
             } else {
-                let mut d = d.clone();
-                if let Some(a) = d.get_mut("annotations").and_then(Value::as_object_mut) {
-                    a.remove("org.opencontainers.image.ref.name");
-                    a.remove("io.containerd.image.name");
-                    if a.is_empty() {
-                        d.as_object_mut().map(|o| o.remove("annotations"));
-                    }
-                }
-                if d.get("platform").is_none() {
-                    let mut p = json!({"os": platform.os, "architecture": platform.arch});
-                    if let Some(v) = &platform.variant {
-                        p["variant"] = json!(v);
-                    }
-                    d["platform"] = p;
-                }
-                children.push(d);
+                children.push(child_descriptor(&d, platform));
             }
         }
     }
@@ -137,6 +122,27 @@ pub fn layouts(
         index_digest: digest,
         platform_digests: platform_digests(&children),
     })
+}
+
+/// A part's image descriptor as a child of the merged index: without the
+/// part's own ref-name annotations, with the platform it was built for.
+fn child_descriptor(d: &Value, platform: &Platform) -> Value {
+    let mut d = d.clone();
+    if let Some(a) = d.get_mut("annotations").and_then(Value::as_object_mut) {
+        a.remove("org.opencontainers.image.ref.name");
+        a.remove("io.containerd.image.name");
+        if a.is_empty() {
+            d.as_object_mut().map(|o| o.remove("annotations"));
+        }
+    }
+    if d.get("platform").is_none() {
+        let mut p = json!({"os": platform.os, "architecture": platform.arch});
+        if let Some(v) = &platform.variant {
+            p["variant"] = json!(v);
+        }
+        d["platform"] = p;
+    }
+    d
 }
 
 /// Merge pushed per-platform digests into one index under every tag.

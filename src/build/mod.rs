@@ -16,20 +16,48 @@ use crate::plan::cache;
 use crate::plan::{BuildPlan, Output, Plan};
 use crate::platform::Platform;
 use crate::printer::Printer;
-use crate::run::{PlatformRecord, RunRecord};
+use crate::run::PlatformRecord;
 use progress::Progress;
 
+/// What the build stage leaves: where the result went and each platform's build.
+#[derive(Debug, Default)]
+pub struct BuildRecord {
+    /// A registry repository or an OCI layout directory.
+    pub output: String,
+    pub tags: Vec<String>,
+    pub platforms: Vec<PlatformRecord>,
+    pub index_digest: Option<String>,
+    /// Things the user should know about how the build went.
+    pub notes: Vec<String>,
+}
+
 /// Build every platform, then merge (unless `merge` is false and the output
-/// is a registry: multi-runner parts, joined later by `mbx merge`). Fills `record.platforms`, `record.output`,
-/// `record.tags` and `record.index_digest`; on a failed platform the record
-/// still holds every platform's result and the error says what failed.
+/// is a registry: multi-runner parts, joined later by `mbx merge`). `driver`
+/// is the builder's driver (the docker driver pushes staging tags). On a
+/// failed platform the record still holds every platform's result and the
+/// error says what failed.
 pub fn run(
     plan: &Plan,
     build: &BuildPlan,
     buildx: &Buildx,
     printer: &Printer,
-    record: &mut RunRecord,
+    driver: &str,
     merge: bool,
+) -> (BuildRecord, Result<()>) {
+    let mut record = BuildRecord::default();
+    (record.output, record.tags) = destination(&build.output);
+    let result = run_into(plan, build, buildx, printer, driver, merge, &mut record);
+    (record, result)
+}
+
+fn run_into(
+    plan: &Plan,
+    build: &BuildPlan,
+    buildx: &Buildx,
+    printer: &Printer,
+    driver: &str,
+    merge: bool,
+    record: &mut BuildRecord,
 ) -> Result<()> {
     let work = tempfile::Builder::new()
         .prefix("mbx-build-")
@@ -47,25 +75,7 @@ pub fn run(
         }
         Output::Registry { .. } => None,
     };
-    match &build.output {
-        Output::Layout { dir, ref_name } => {
-            record.output = dir.display().to_string();
-            record.tags = vec![ref_name.clone()];
-        }
-        Output::Registry { repository, tags } => {
-            record.output = repository.clone();
-            record.tags = tags.iter().map(|t| format!("{repository}:{t}")).collect();
-        }
-    }
-
     // The docker driver cannot push by digest: each platform goes to a staging tag.
-    let driver = match record.setup.as_ref().and_then(|s| s.builder.as_ref()) {
-        Some(b) => b.driver.clone(),
-        None => buildx
-            .inspect(&plan.builder.name, false)?
-            .map(|i| i.driver)
-            .unwrap_or_default(),
-    };
     let staging = driver == "docker" && matches!(build.output, Output::Registry { .. });
     if let (true, Output::Registry { repository, .. }) = (staging, &build.output) {
         let note = format!(
@@ -76,6 +86,61 @@ pub fn run(
         printer.status(&note);
         record.notes.push(note);
     }
+    let targets = Targets {
+        parts_root: parts_root.as_deref(),
+        staging,
+        work: work.path(),
+    };
+    record.platforms = build_all(plan, build, buildx, printer, &targets);
+    if let Some(e) = failure(&build.output, &record.platforms) {
+        if let Some(root) = &parts_root {
+            let _ = std::fs::remove_dir_all(root);
+        }
+        return Err(e);
+    }
+    if !merge && matches!(build.output, Output::Registry { .. }) {
+        printer.status("pushed by digest only; join the parts with `mbx merge --parts DIR`");
+        return Ok(());
+    }
+    printer.status("merging platforms into one index");
+    let merged = merge_all(
+        plan,
+        build,
+        buildx,
+        &record.platforms,
+        parts_root.as_deref(),
+    )?;
+    apply_merge(&mut record.platforms, &merged);
+    record.index_digest = Some(merged.index_digest);
+    Ok(())
+}
+
+/// Where the result goes, as the record names it: (output, tags).
+fn destination(output: &Output) -> (String, Vec<String>) {
+    match output {
+        Output::Layout { dir, ref_name } => (dir.display().to_string(), vec![ref_name.clone()]),
+        Output::Registry { repository, tags } => (
+            repository.clone(),
+            tags.iter().map(|t| format!("{repository}:{t}")).collect(),
+        ),
+    }
+}
+
+/// Where each platform's build writes.
+struct Targets<'a> {
+    parts_root: Option<&'a Path>,
+    staging: bool,
+    work: &'a Path,
+}
+
+/// Every platform built, `build.max_parallel` at a time, in the plan's order.
+fn build_all(
+    plan: &Plan,
+    build: &BuildPlan,
+    buildx: &Buildx,
+    printer: &Printer,
+    targets: &Targets,
+) -> Vec<PlatformRecord> {
     let queue: Mutex<Vec<Platform>> = Mutex::new(plan.platforms.iter().rev().cloned().collect());
     let results: Mutex<Vec<PlatformRecord>> = Mutex::new(Vec::new());
     let workers = build.max_parallel.min(plan.platforms.len()).max(1);
@@ -90,14 +155,14 @@ pub fn run(
                     "building {platform} ({})",
                     if emulated { "emulated" } else { "native" }
                 ));
-                let part = parts_root.as_ref().map(|r| r.join(platform.slug()));
+                let part = targets.parts_root.map(|r| r.join(platform.slug()));
                 let target = Target {
                     platform: &platform,
                     emulated,
                     part: part.as_deref(),
-                    staging,
+                    staging: targets.staging,
                 };
-                let rec = build_one(plan, build, buildx, printer, &target, work.path());
+                let rec = build_one(plan, build, buildx, printer, &target, targets.work);
                 match &rec.error {
                     None => {
                         printer.status(&format!("built {platform} in {:.1}s", rec.wall_seconds))
@@ -115,24 +180,20 @@ pub fn run(
     printer.clear_progress();
     let mut results = results.into_inner().expect("results");
     results.sort_by_key(|r| plan.platforms.iter().position(|p| *p == r.platform));
-    record.platforms = results;
+    results
+}
 
+/// The error of an interrupted run or of failed platforms, saying what was
+/// left pushed by digest; None when every platform built.
+fn failure(output: &Output, platforms: &[PlatformRecord]) -> Option<Error> {
+    let ok: Vec<&PlatformRecord> = platforms.iter().filter(|r| r.error.is_none()).collect();
+    let failed: Vec<&PlatformRecord> = platforms.iter().filter(|r| r.error.is_some()).collect();
     if crate::interrupt::interrupted() {
-        if let Some(root) = &parts_root {
-            let _ = std::fs::remove_dir_all(root);
-        }
-        let pushed: Vec<String> = record
-            .platforms
+        let pushed: Vec<String> = ok
             .iter()
-            .filter(|r| r.error.is_none())
             .filter_map(|r| Some(format!("{} ({})", r.platform, r.build_digest.as_deref()?)))
             .collect();
-        let stopped: Vec<String> = record
-            .platforms
-            .iter()
-            .filter(|r| r.error.is_some())
-            .map(|r| r.platform.to_string())
-            .collect();
+        let stopped: Vec<String> = failed.iter().map(|r| r.platform.to_string()).collect();
         let mut message = format!(
             "interrupted: stopped {}",
             if stopped.is_empty() {
@@ -141,7 +202,7 @@ pub fn run(
                 stopped.join(", ")
             }
         );
-        let help = match &build.output {
+        let help = match output {
             Output::Registry { .. } if !pushed.is_empty() => {
                 message.push_str(&format!("; pushed by digest only: {}", pushed.join(", ")));
                 "no index was pushed and no tag moved".to_string()
@@ -149,49 +210,41 @@ pub fn run(
             Output::Registry { .. } => "nothing was pushed".to_string(),
             Output::Layout { .. } => "no index was written".to_string(),
         };
-        return Err(Error::Interrupted { message, help });
+        return Some(Error::Interrupted { message, help });
     }
-    let failed: Vec<&PlatformRecord> = record
-        .platforms
-        .iter()
-        .filter(|r| r.error.is_some())
-        .collect();
-    if !failed.is_empty() {
-        let mut msg = String::from("build failed:");
-        for r in &failed {
-            msg.push_str(&format!(
-                "\n  {}: {}",
-                r.platform,
-                r.error.as_deref().unwrap_or("")
-            ));
-        }
-        let ok: Vec<String> = record
-            .platforms
-            .iter()
-            .filter(|r| r.error.is_none())
-            .map(|r| r.platform.to_string())
-            .collect();
-        let help = match (&build.output, ok.is_empty()) {
-            (Output::Registry { .. }, false) => format!(
-                "no index was pushed and no tag moved; {} were pushed by digest only. Fix the failing step and run again",
-                ok.join(", ")
-            ),
-            _ => "no index was written; fix the failing step and run again".to_string(),
-        };
-        if let Some(root) = &parts_root {
-            let _ = std::fs::remove_dir_all(root);
-        }
-        return Err(Error::build(msg, help));
+    if failed.is_empty() {
+        return None;
     }
+    let mut msg = String::from("build failed:");
+    for r in &failed {
+        msg.push_str(&format!(
+            "\n  {}: {}",
+            r.platform,
+            r.error.as_deref().unwrap_or("")
+        ));
+    }
+    let ok: Vec<String> = ok.iter().map(|r| r.platform.to_string()).collect();
+    let help = match (output, ok.is_empty()) {
+        (Output::Registry { .. }, false) => format!(
+            "no index was pushed and no tag moved; {} were pushed by digest only. Fix the failing step and run again",
+            ok.join(", ")
+        ),
+        _ => "no index was written; fix the failing step and run again".to_string(),
+    };
+    Some(Error::build(msg, help))
+}
 
-    if !merge && matches!(build.output, Output::Registry { .. }) {
-        printer.status("pushed by digest only; join the parts with `mbx merge --parts DIR`");
-        return Ok(());
-    }
-    printer.status("merging platforms into one index");
-    let merged = match &build.output {
+/// One index from the platforms' results: an OCI layout, or pushed with the tags.
+fn merge_all(
+    plan: &Plan,
+    build: &BuildPlan,
+    buildx: &Buildx,
+    platforms: &[PlatformRecord],
+    parts_root: Option<&Path>,
+) -> Result<merge::Merged> {
+    match &build.output {
         Output::Layout { dir, ref_name } => {
-            let root = parts_root.as_ref().expect("layout parts");
+            let root = parts_root.expect("layout parts");
             let parts: Vec<(Platform, PathBuf)> = plan
                 .platforms
                 .iter()
@@ -203,11 +256,10 @@ pub fn run(
                 .collect();
             let m = merge::layouts(&refs, dir, ref_name, &build.index_annotations);
             let _ = std::fs::remove_dir_all(root);
-            m?
+            m
         }
         Output::Registry { repository, tags } => {
-            let digests: Vec<String> = record
-                .platforms
+            let digests: Vec<String> = platforms
                 .iter()
                 .filter_map(|r| r.build_digest.clone())
                 .collect();
@@ -218,17 +270,48 @@ pub fn run(
                 tags,
                 &digests,
                 &build.index_annotations,
-            )?
+            )
         }
-    };
-    for r in &mut record.platforms {
+    }
+}
+
+/// Each platform's digest as it stands in the merged index.
+fn apply_merge(platforms: &mut [PlatformRecord], merged: &merge::Merged) {
+    for r in platforms {
         r.digest = merged
             .platform_digests
             .get(&r.platform.to_string())
             .cloned();
     }
-    record.index_digest = Some(merged.index_digest);
-    Ok(())
+}
+
+/// `mbx merge`: the parts' platforms (pushed by digest on other runners)
+/// joined into one index under `tags` in `repository`.
+pub fn merge_parts(
+    buildx: &Buildx,
+    builder: &str,
+    repository: &str,
+    tags: &[String],
+    platforms: Vec<PlatformRecord>,
+    annotations: &[String],
+) -> (BuildRecord, Result<()>) {
+    let mut record = BuildRecord {
+        output: repository.to_string(),
+        tags: tags.iter().map(|t| format!("{repository}:{t}")).collect(),
+        platforms,
+        ..BuildRecord::default()
+    };
+    let digests: Vec<String> = record
+        .platforms
+        .iter()
+        .filter_map(|p| p.build_digest.clone())
+        .collect();
+    let result =
+        merge::registry(buildx, builder, repository, tags, &digests, annotations).map(|merged| {
+            apply_merge(&mut record.platforms, &merged);
+            record.index_digest = Some(merged.index_digest);
+        });
+    (record, result)
 }
 
 /// Tag prefix of the per-platform staging tags pushed with the docker driver.
@@ -238,12 +321,22 @@ fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
 
-/// Clear an earlier mbx output (an OCI layout) so the new one stands alone.
+/// Clear an earlier mbx output (an OCI layout) so the new one stands alone:
+/// only the entries an mbx layout holds are removed (the plan refused a
+/// directory holding anything else).
 fn prepare_layout_dir(dir: &Path) -> Result<()> {
-    if dir.join("oci-layout").exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| {
+    for name in crate::plan::LAYOUT_ENTRIES {
+        let p = dir.join(name);
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else if p.exists() {
+            std::fs::remove_file(&p)
+        } else {
+            Ok(())
+        };
+        removed.map_err(|e| {
             Error::env(
-                format!("cannot clear the earlier output {}: {e}", dir.display()),
+                format!("cannot clear the earlier output {}: {e}", p.display()),
                 "remove it by hand",
             )
         })?;

@@ -65,26 +65,6 @@ pub fn index_blobs(content: &[u8]) -> Option<Vec<String>> {
     Some(c.layers.into_iter().map(|l| l.blob).collect())
 }
 
-/// The warning `mbx ci` raises as an annotation, above 80 % of the limit.
-pub fn warning(u: &CacheUsage) -> Option<String> {
-    match u.risk() {
-        Risk::Low => None,
-        r => Some(format!(
-            "GitHub Actions cache of {} at {:.0}% of its {} limit ({}){}: run `mbx cache prune` \
-(dry run) then `mbx cache prune --apply` to drop stale BuildKit entries",
-            u.repository,
-            u.fraction() * 100.0,
-            human_bytes(u.limit_bytes),
-            human_bytes(u.total_bytes),
-            if r == Risk::Evicting {
-                "; GitHub is evicting the least recently used entries"
-            } else {
-                ""
-            }
-        )),
-    }
-}
-
 /// Sum the listed entries per BuildKit scope and per ref. Blobs go to the one
 /// scope whose indexes reference them (when `contents` holds the indexes'
 /// blob lists), to `shared_blobs` when several scopes use them, else to
@@ -96,54 +76,8 @@ pub fn summarize(
     limit_bytes: u64,
     contents: &IndexContents,
 ) -> CacheUsage {
-    let mut scopes: BTreeMap<String, ScopeUsage> = BTreeMap::new();
-    let mut other = Bucket::default();
-    let mut refs: BTreeMap<String, RefUsage> = BTreeMap::new();
-    // (stem, ref) → newest seq
-    let mut newest: HashMap<(String, &str), u64> = HashMap::new();
-
-    for e in entries {
-        let r = refs.entry(e.git_ref.clone()).or_insert_with(|| RefUsage {
-            git_ref: e.git_ref.clone(),
-            ..RefUsage::default()
-        });
-        r.count += 1;
-        r.bytes += e.size_in_bytes;
-        match keys::parse(&e.key) {
-            Key::Index { scope, stem, seq } => {
-                if let Some(n) = seq {
-                    let slot = newest.entry((stem, e.git_ref.as_str())).or_insert(n);
-                    *slot = (*slot).max(n);
-                }
-                let s = scopes.entry(scope.clone()).or_insert_with(|| {
-                    let mbx = keys::mbx_scope(&scope);
-                    ScopeUsage {
-                        scope: scope.clone(),
-                        image: mbx.as_ref().map(|(i, _)| i.clone()),
-                        platform: mbx.map(|(_, p)| p.to_string()),
-                        ..ScopeUsage::default()
-                    }
-                });
-                s.indexes.add(e.size_in_bytes);
-                if !s.refs.contains(&e.git_ref) {
-                    s.refs.push(e.git_ref.clone());
-                }
-                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
-            }
-            Key::Blob { .. } => {}
-            Key::Other => other.add(e.size_in_bytes),
-        }
-    }
-    // digest → scopes whose (readable) indexes reference it
-    let mut users: HashMap<String, BTreeSet<String>> = HashMap::new();
-    for e in entries {
-        if let (Key::Index { scope, .. }, Some(blobs)) = (keys::parse(&e.key), contents.get(&e.key))
-        {
-            for b in blobs {
-                users.entry(b.clone()).or_default().insert(scope.clone());
-            }
-        }
-    }
+    let (mut scopes, other, refs) = count_indexes(entries);
+    let newest = newest_seqs(entries);
     for e in entries {
         if let Key::Index {
             scope,
@@ -159,24 +93,7 @@ pub fn summarize(
             }
         }
     }
-
-    let mut shared = Bucket::default();
-    let mut unattributed = Bucket::default();
-    for e in entries {
-        let Key::Blob { digest } = keys::parse(&e.key) else {
-            continue;
-        };
-        match users.get(&digest).map(|s| s.len()).unwrap_or(0) {
-            0 => unattributed.add(e.size_in_bytes),
-            1 => {
-                let scope = users[&digest].iter().next().expect("one");
-                let s = scopes.get_mut(scope).expect("counted");
-                s.blobs.add(e.size_in_bytes);
-                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
-            }
-            _ => shared.add(e.size_in_bytes),
-        }
-    }
+    let (shared, unattributed) = attribute_blobs(entries, contents, &mut scopes);
 
     let mut scopes: Vec<ScopeUsage> = scopes.into_values().collect();
     scopes.sort_by(|a, b| b.bytes().cmp(&a.bytes()).then(a.scope.cmp(&b.scope)));
@@ -196,6 +113,100 @@ pub fn summarize(
         attributed: !contents.is_empty(),
         run_scopes: Vec::new(),
     }
+}
+
+/// The newest `#n` of each index (stem) on each ref.
+pub(crate) fn newest_seqs(entries: &[Entry]) -> HashMap<(String, &str), u64> {
+    let mut newest: HashMap<(String, &str), u64> = HashMap::new();
+    for e in entries {
+        if let Key::Index {
+            stem, seq: Some(n), ..
+        } = keys::parse(&e.key)
+        {
+            let slot = newest.entry((stem, e.git_ref.as_str())).or_insert(n);
+            *slot = (*slot).max(n);
+        }
+    }
+    newest
+}
+
+/// Index entries per scope, other tools' entries, and every entry per ref.
+fn count_indexes(
+    entries: &[Entry],
+) -> (
+    BTreeMap<String, ScopeUsage>,
+    Bucket,
+    BTreeMap<String, RefUsage>,
+) {
+    let mut scopes: BTreeMap<String, ScopeUsage> = BTreeMap::new();
+    let mut other = Bucket::default();
+    let mut refs: BTreeMap<String, RefUsage> = BTreeMap::new();
+    for e in entries {
+        let r = refs.entry(e.git_ref.clone()).or_insert_with(|| RefUsage {
+            git_ref: e.git_ref.clone(),
+            ..RefUsage::default()
+        });
+        r.count += 1;
+        r.bytes += e.size_in_bytes;
+        match keys::parse(&e.key) {
+            Key::Index { scope, .. } => {
+                let s = scopes.entry(scope.clone()).or_insert_with(|| {
+                    let mbx = keys::mbx_scope(&scope);
+                    ScopeUsage {
+                        scope: scope.clone(),
+                        image: mbx.as_ref().map(|(i, _)| i.clone()),
+                        platform: mbx.map(|(_, p)| p.to_string()),
+                        ..ScopeUsage::default()
+                    }
+                });
+                s.indexes.add(e.size_in_bytes);
+                if !s.refs.contains(&e.git_ref) {
+                    s.refs.push(e.git_ref.clone());
+                }
+                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
+            }
+            Key::Blob { .. } => {}
+            Key::Other => other.add(e.size_in_bytes),
+        }
+    }
+    (scopes, other, refs)
+}
+
+/// Each blob to the one scope whose (readable) indexes name it; the rest
+/// summed as (shared by several scopes, named by no index).
+fn attribute_blobs(
+    entries: &[Entry],
+    contents: &IndexContents,
+    scopes: &mut BTreeMap<String, ScopeUsage>,
+) -> (Bucket, Bucket) {
+    // digest → scopes whose (readable) indexes reference it
+    let mut users: HashMap<String, BTreeSet<String>> = HashMap::new();
+    for e in entries {
+        if let (Key::Index { scope, .. }, Some(blobs)) = (keys::parse(&e.key), contents.get(&e.key))
+        {
+            for b in blobs {
+                users.entry(b.clone()).or_default().insert(scope.clone());
+            }
+        }
+    }
+    let mut shared = Bucket::default();
+    let mut unattributed = Bucket::default();
+    for e in entries {
+        let Key::Blob { digest } = keys::parse(&e.key) else {
+            continue;
+        };
+        match users.get(&digest).map(|s| s.len()).unwrap_or(0) {
+            0 => unattributed.add(e.size_in_bytes),
+            1 => {
+                let scope = users[&digest].iter().next().expect("one");
+                let s = scopes.get_mut(scope).expect("counted");
+                s.blobs.add(e.size_in_bytes);
+                s.last_accessed_at = s.last_accessed_at.max(Some(e.last_accessed_at));
+            }
+            _ => shared.add(e.size_in_bytes),
+        }
+    }
+    (shared, unattributed)
 }
 
 /// The indexes' blob lists, when this process runs inside a workflow whose
@@ -253,218 +264,6 @@ pub async fn usage_in_ci(run_scopes: &[String]) -> Result<Option<CacheUsage>> {
     usage_for_run(&client, run_scopes, DEFAULT_LIMIT_BYTES)
         .await
         .map(Some)
-}
-
-/// The warning as a GitHub workflow command (`::warning title=…::…`), above
-/// 80 % of the limit.
-pub fn annotation(u: &CacheUsage) -> Option<String> {
-    let msg = warning(u)?;
-    let escaped = msg
-        .replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A");
-    Some(format!("::warning title=mbx cache::{escaped}"))
-}
-
-/// `1.2 GB`-style sizes (powers of 1024, as GitHub counts the limit).
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[i])
-    }
-}
-
-/// The usage as a small terminal section (also the body of `mbx cache usage`).
-pub fn render(u: &CacheUsage) -> String {
-    let mut out = format!(
-        "cache   {}: {} of {} ({:.0}%), {} entries{}\n",
-        u.repository,
-        human_bytes(u.total_bytes),
-        human_bytes(u.limit_bytes),
-        u.fraction() * 100.0,
-        u.total_count,
-        match u.risk() {
-            Risk::Low => "",
-            Risk::High => " — above 80%, eviction near",
-            Risk::Evicting => " — at the limit, GitHub is evicting",
-        }
-    );
-    if !u.scopes.is_empty() {
-        let mut rows = vec![[
-            "SCOPE".to_string(),
-            "PLATFORM".into(),
-            "INDEXES".into(),
-            "BLOBS".into(),
-            "SIZE".into(),
-            "LAST USED (UTC)".into(),
-        ]];
-        for s in &u.scopes {
-            let mark = if u.run_scopes.contains(&s.scope) {
-                " *"
-            } else {
-                ""
-            };
-            rows.push([
-                format!("{}{mark}", s.scope),
-                s.platform.clone().unwrap_or_else(|| "-".into()),
-                if s.superseded > 0 {
-                    format!("{} ({} superseded)", s.indexes.count, s.superseded)
-                } else {
-                    s.indexes.count.to_string()
-                },
-                s.blobs.count.to_string(),
-                human_bytes(s.bytes()),
-                s.last_accessed_at
-                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                    .unwrap_or_else(|| "-".into()),
-            ]);
-        }
-        out.push_str(&columns(&rows));
-    }
-    let blobs_line =
-        |name: &str, b: &Bucket| format!("{name}: {} entries, {}\n", b.count, human_bytes(b.bytes));
-    if u.shared_blobs.count > 0 {
-        out.push_str(&blobs_line(
-            "blobs shared by several scopes",
-            &u.shared_blobs,
-        ));
-    }
-    if u.unattributed_blobs.count > 0 {
-        out.push_str(&blobs_line(
-            if u.attributed {
-                "blobs no index names"
-            } else {
-                "BuildKit blobs (shared; index contents not read, so not attributed to scopes)"
-            },
-            &u.unattributed_blobs,
-        ));
-    }
-    if u.other.count > 0 {
-        out.push_str(&blobs_line("other tools' entries", &u.other));
-    }
-    if !u.run_scopes.is_empty() {
-        out.push_str("(* = a scope of this run)\n");
-    }
-    for r in &u.refs {
-        out.push_str(&format!(
-            "ref     {}: {} entries, {}\n",
-            r.git_ref,
-            r.count,
-            human_bytes(r.bytes)
-        ));
-    }
-    out
-}
-
-/// The cache section of the job summary (GitHub-flavoured Markdown): usage
-/// and eviction risk, this run's scopes in a table, every scope and ref in
-/// `<details>`. For the report stage to append to the summary.
-pub fn markdown(u: &CacheUsage) -> String {
-    let risk = match u.risk() {
-        Risk::Low => "low eviction risk",
-        Risk::High => "⚠️ above 80%: GitHub will soon evict the least recently used entries",
-        Risk::Evicting => "⚠️ at the limit: GitHub is evicting the least recently used entries",
-    };
-    let mut out = format!(
-        "### GitHub Actions cache\n\n`{}` uses **{}** of {} ({:.0}%, {} entries): {risk}.\n\n",
-        u.repository,
-        human_bytes(u.total_bytes),
-        human_bytes(u.limit_bytes),
-        u.fraction() * 100.0,
-        u.total_count
-    );
-    let row = |s: &ScopeUsage| {
-        format!(
-            "| `{}` | {} | {} | {} | {} | {} |\n",
-            s.scope,
-            s.platform.as_deref().unwrap_or("-"),
-            s.indexes.count,
-            if u.attributed {
-                s.blobs.count.to_string()
-            } else {
-                "?".into()
-            },
-            human_bytes(s.bytes()),
-            s.last_accessed_at
-                .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
-                .unwrap_or_else(|| "-".into())
-        )
-    };
-    let header =
-        "| scope | platform | indexes | blobs | size | last used |\n|---|---|---:|---:|---:|---|\n";
-    let mine: Vec<&ScopeUsage> = u
-        .scopes
-        .iter()
-        .filter(|s| u.run_scopes.contains(&s.scope))
-        .collect();
-    if !mine.is_empty() {
-        out.push_str(header);
-        for s in &mine {
-            out.push_str(&row(s));
-        }
-        out.push('\n');
-    }
-    if !u.attributed {
-        out.push_str(&format!(
-            "BuildKit blobs ({} entries, {}) are shared and not attributed to scopes: the index \
-contents could not be read from this run.\n\n",
-            u.unattributed_blobs.count,
-            human_bytes(u.unattributed_blobs.bytes)
-        ));
-    }
-    out.push_str("<details><summary>Every scope and ref</summary>\n\n");
-    out.push_str(header);
-    for s in &u.scopes {
-        out.push_str(&row(s));
-    }
-    out.push_str(&format!(
-        "\nShared blobs: {} ({} entries). Other tools' entries: {} ({} entries).\n\n| ref | entries | size |\n|---|---:|---:|\n",
-        human_bytes(u.shared_blobs.bytes),
-        u.shared_blobs.count,
-        human_bytes(u.other.bytes),
-        u.other.count
-    ));
-    for r in &u.refs {
-        out.push_str(&format!(
-            "| `{}` | {} | {} |\n",
-            r.git_ref,
-            r.count,
-            human_bytes(r.bytes)
-        ));
-    }
-    out.push_str("\n`mbx cache prune` lists stale entries; `--apply` deletes them.\n</details>\n");
-    out
-}
-
-fn columns<const N: usize>(rows: &[[String; N]]) -> String {
-    let mut w = [0usize; N];
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (i, c) in r.iter().enumerate() {
-            if i + 1 == N {
-                line.push_str(c);
-            } else {
-                line.push_str(&format!("{c:<width$}  ", width = w[i]));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -557,72 +356,5 @@ pub(crate) mod tests {
         );
         assert_eq!(u.scope("hello-linux-amd64").unwrap().blobs.count, 0);
         assert_eq!(u.refs.len(), 2);
-        let text = render(&u);
-        assert!(text.contains("not attributed"), "{text}");
-        assert!(
-            text.contains("ref     refs/pull/7/merge: 1 entries, 4.9 KB"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn risk_and_warning() {
-        let mut u = CacheUsage {
-            repository: "o/r".into(),
-            limit_bytes: DEFAULT_LIMIT_BYTES,
-            total_bytes: DEFAULT_LIMIT_BYTES / 2,
-            ..CacheUsage::default()
-        };
-        assert_eq!(u.risk(), Risk::Low);
-        assert!(warning(&u).is_none());
-        u.total_bytes = DEFAULT_LIMIT_BYTES / 10 * 9;
-        assert_eq!(u.risk(), Risk::High);
-        let w = warning(&u).unwrap();
-        assert!(w.contains("at 90% of its 10.0 GB limit"), "{w}");
-        u.total_bytes = DEFAULT_LIMIT_BYTES + 1;
-        assert_eq!(u.risk(), Risk::Evicting);
-        assert!(warning(&u).unwrap().contains("evicting"));
-    }
-
-    #[test]
-    fn annotation_only_above_80_percent() {
-        let mut u = CacheUsage {
-            repository: "o/r".into(),
-            limit_bytes: 100,
-            total_bytes: 80,
-            ..CacheUsage::default()
-        };
-        assert_eq!(annotation(&u), None, "80% is not above 80%");
-        u.total_bytes = 81;
-        let a = annotation(&u).unwrap();
-        assert!(
-            a.starts_with("::warning title=mbx cache::GitHub Actions cache of o/r at 81%25"),
-            "{a}"
-        );
-        assert!(!a.contains('\n'));
-    }
-
-    #[test]
-    fn markdown_section_shows_the_run_scopes_first() {
-        let (entries, contents) = captured_entries();
-        let mut u = summarize("o/r", None, &entries, DEFAULT_LIMIT_BYTES, &contents);
-        u.run_scopes = vec!["hello-linux-arm64".into()];
-        let md = markdown(&u);
-        assert!(md.starts_with("### GitHub Actions cache\n\n`o/r` uses **2.2 MB** of 10.0 GB (0%, 18 entries): low eviction risk.\n\n| scope |"), "{md}");
-        let first_table = md.split("<details>").next().unwrap();
-        assert!(
-            first_table.contains("| `hello-linux-arm64` | linux/arm64 | 1 | 5 |"),
-            "{md}"
-        );
-        assert!(!first_table.contains("hello-linux-amd64"), "{md}");
-        assert!(md.contains("| `refs/heads/main` | 18 | 2.2 MB |"), "{md}");
-        assert!(md.trim_end().ends_with("</details>"));
-    }
-
-    #[test]
-    fn sizes() {
-        assert_eq!(human_bytes(900), "900 B");
-        assert_eq!(human_bytes(1_064_391), "1.0 MB");
-        assert_eq!(human_bytes(DEFAULT_LIMIT_BYTES), "10.0 GB");
     }
 }

@@ -90,127 +90,29 @@ pub fn parse_age(s: &str) -> Option<Duration> {
 }
 
 pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePlan {
-    let cutoff = f.now - f.older_than;
+    let (delete, staying) = stale_indexes(entries, f);
+    let mut out = PrunePlan {
+        delete,
+        ..PrunePlan::default()
+    };
+    let blobs = BlobUse::new(entries, &out.delete, &staying, contents);
     let recent = f.now - Duration::hours(1);
-    let want_ref = |r: &str| f.git_ref.as_deref().is_none_or(|w| w == r);
-    let want_scope = |s: &str| match &f.scope {
-        Some(g) => keys::glob_match(g, s),
-        None => keys::mbx_scope(s).is_some(),
-    };
-
-    let mut newest: HashMap<(String, &str), u64> = HashMap::new();
-    for e in entries {
-        if let Key::Index {
-            stem, seq: Some(n), ..
-        } = keys::parse(&e.key)
-        {
-            let slot = newest.entry((stem, e.git_ref.as_str())).or_insert(n);
-            *slot = (*slot).max(n);
-        }
-    }
-
-    let mut same_key: HashMap<(&str, &str), usize> = HashMap::new();
-    for e in entries {
-        *same_key.entry((&e.key, &e.git_ref)).or_default() += 1;
-    }
-    let mut out = PrunePlan::default();
-    let mut deleted_ids: HashSet<i64> = HashSet::new();
-    // Indexes that stay, of any scope and any tool.
-    let mut staying: Vec<&Entry> = Vec::new();
-    for e in entries {
-        let Key::Index { scope, stem, seq } = keys::parse(&e.key) else {
-            continue;
-        };
-        let superseded = seq.and_then(|n| {
-            newest
-                .get(&(stem, e.git_ref.as_str()))
-                .copied()
-                .filter(|&m| m > n)
-        });
-        let reason = if !want_scope(&scope) || !want_ref(&e.git_ref) {
-            None
-        } else if let Some(m) = superseded {
-            Some(format!("superseded by #{m}"))
-        } else if e.last_accessed_at < cutoff {
-            Some(format!(
-                "unused since {}",
-                e.last_accessed_at.format("%Y-%m-%d %H:%M")
-            ))
-        } else {
-            None
-        };
-        match reason {
-            Some(reason) => {
-                deleted_ids.insert(e.id);
-                out.delete.push(Deletion {
-                    id: e.id,
-                    key: e.key.clone(),
-                    git_ref: e.git_ref.clone(),
-                    size_in_bytes: e.size_in_bytes,
-                    scope: Some(scope),
-                    reason,
-                    by_key: same_key[&(e.key.as_str(), e.git_ref.as_str())] == 1,
-                });
-            }
-            None => staying.push(e),
-        }
-    }
-
-    let index_entries: Vec<&Entry> = entries
-        .iter()
-        .filter(|e| matches!(keys::parse(&e.key), Key::Index { .. }))
-        .collect();
-    let all_known = index_entries.iter().all(|e| contents.contains_key(&e.key));
     let pruned_refs: HashSet<String> = out.delete.iter().map(|d| d.git_ref.clone()).collect();
-    let (used_by_deleted, used_by_staying): (HashSet<&str>, HashSet<&str>) = if all_known {
-        let names = |es: &mut dyn Iterator<Item = &Entry>| -> HashSet<&str> {
-            es.flat_map(|e| contents[&e.key].iter().map(String::as_str))
-                .collect()
-        };
-        (
-            names(
-                &mut index_entries
-                    .iter()
-                    .copied()
-                    .filter(|e| deleted_ids.contains(&e.id)),
-            ),
-            names(&mut staying.iter().copied()),
-        )
-    } else {
-        (HashSet::new(), HashSet::new())
-    };
-
     for e in entries {
         let Key::Blob { digest } = keys::parse(&e.key) else {
             continue;
         };
-        if !want_ref(&e.git_ref) || !pruned_refs.contains(&e.git_ref) {
+        if !f.wants_ref(&e.git_ref) || !pruned_refs.contains(&e.git_ref) {
             continue;
         }
-        let unused = if all_known {
-            // A pull request's copy serves only indexes on that pull request;
-            // a branch's copy may serve indexes on any ref.
-            let staying_user = if e.git_ref.starts_with("refs/pull/") {
-                staying
-                    .iter()
-                    .any(|s| s.git_ref == e.git_ref && contents[&s.key].contains(&digest))
-            } else {
-                used_by_staying.contains(digest.as_str())
-            };
-            used_by_deleted.contains(digest.as_str()) && !staying_user
-        } else if e.git_ref.starts_with("refs/pull/") {
-            !staying.iter().any(|s| s.git_ref == e.git_ref)
-        } else {
-            staying.is_empty()
-        };
-        if unused && e.last_accessed_at < recent {
+        if blobs.unused(e, &digest) && e.last_accessed_at < recent {
             out.delete.push(Deletion {
                 id: e.id,
                 key: e.key.clone(),
                 git_ref: e.git_ref.clone(),
                 size_in_bytes: e.size_in_bytes,
                 scope: None,
-                reason: if all_known {
+                reason: if blobs.all_known {
                     "only pruned indexes use it".into()
                 } else {
                     "no remaining index can use it".into()
@@ -223,6 +125,135 @@ pub fn plan(entries: &[Entry], f: &Filters, contents: &IndexContents) -> PrunePl
         }
     }
     out
+}
+
+impl Filters {
+    fn wants_ref(&self, r: &str) -> bool {
+        self.git_ref.as_deref().is_none_or(|w| w == r)
+    }
+
+    fn wants_scope(&self, s: &str) -> bool {
+        match &self.scope {
+            Some(g) => keys::glob_match(g, s),
+            None => keys::mbx_scope(s).is_some(),
+        }
+    }
+}
+
+/// The index entries to delete (superseded, or unused since the cutoff, in
+/// a wanted scope and ref), and the indexes that stay, of any scope and tool.
+fn stale_indexes<'a>(entries: &'a [Entry], f: &Filters) -> (Vec<Deletion>, Vec<&'a Entry>) {
+    let cutoff = f.now - f.older_than;
+    let newest = super::newest_seqs(entries);
+    let mut same_key: HashMap<(&str, &str), usize> = HashMap::new();
+    for e in entries {
+        *same_key.entry((&e.key, &e.git_ref)).or_default() += 1;
+    }
+    let mut delete = Vec::new();
+    let mut staying: Vec<&Entry> = Vec::new();
+    for e in entries {
+        let Key::Index { scope, stem, seq } = keys::parse(&e.key) else {
+            continue;
+        };
+        let superseded = seq.and_then(|n| {
+            newest
+                .get(&(stem, e.git_ref.as_str()))
+                .copied()
+                .filter(|&m| m > n)
+        });
+        let reason = if !f.wants_scope(&scope) || !f.wants_ref(&e.git_ref) {
+            None
+        } else if let Some(m) = superseded {
+            Some(format!("superseded by #{m}"))
+        } else if e.last_accessed_at < cutoff {
+            Some(format!(
+                "unused since {}",
+                e.last_accessed_at.format("%Y-%m-%d %H:%M")
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => delete.push(Deletion {
+                id: e.id,
+                key: e.key.clone(),
+                git_ref: e.git_ref.clone(),
+                size_in_bytes: e.size_in_bytes,
+                scope: Some(scope),
+                reason,
+                by_key: same_key[&(e.key.as_str(), e.git_ref.as_str())] == 1,
+            }),
+            None => staying.push(e),
+        }
+    }
+    (delete, staying)
+}
+
+/// Which indexes may still read a blob once the planned indexes are gone.
+struct BlobUse<'a> {
+    /// Every index's contents are known: blobs are judged by digest.
+    all_known: bool,
+    contents: &'a IndexContents,
+    staying: &'a [&'a Entry],
+    used_by_deleted: HashSet<&'a str>,
+    used_by_staying: HashSet<&'a str>,
+}
+
+impl<'a> BlobUse<'a> {
+    fn new(
+        entries: &'a [Entry],
+        delete: &[Deletion],
+        staying: &'a [&'a Entry],
+        contents: &'a IndexContents,
+    ) -> BlobUse<'a> {
+        let index_entries: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| matches!(keys::parse(&e.key), Key::Index { .. }))
+            .collect();
+        let all_known = index_entries.iter().all(|e| contents.contains_key(&e.key));
+        let mut used = BlobUse {
+            all_known,
+            contents,
+            staying,
+            used_by_deleted: HashSet::new(),
+            used_by_staying: HashSet::new(),
+        };
+        if all_known {
+            let deleted_ids: HashSet<i64> = delete.iter().map(|d| d.id).collect();
+            let names = |es: &mut dyn Iterator<Item = &'a Entry>| -> HashSet<&'a str> {
+                es.flat_map(|e| contents[&e.key].iter().map(String::as_str))
+                    .collect()
+            };
+            used.used_by_deleted = names(
+                &mut index_entries
+                    .iter()
+                    .copied()
+                    .filter(|e| deleted_ids.contains(&e.id)),
+            );
+            used.used_by_staying = names(&mut staying.iter().copied());
+        }
+        used
+    }
+
+    /// No index that stays can use blob entry `e` (of `digest`).
+    fn unused(&self, e: &Entry, digest: &str) -> bool {
+        if self.all_known {
+            // A pull request's copy serves only indexes on that pull request;
+            // a branch's copy may serve indexes on any ref.
+            let staying_user = if e.git_ref.starts_with("refs/pull/") {
+                self.staying.iter().any(|s| {
+                    s.git_ref == e.git_ref && self.contents[&s.key].iter().any(|b| b == digest)
+                })
+            } else {
+                self.used_by_staying.contains(digest)
+            };
+            self.used_by_deleted.contains(digest) && !staying_user
+        } else if e.git_ref.starts_with("refs/pull/") {
+            !self.staying.iter().any(|s| s.git_ref == e.git_ref)
+        } else {
+            self.staying.is_empty()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Default)]

@@ -1,9 +1,9 @@
 //! GitHub Actions: workflow-command annotations (`::warning` / `::error`),
 //! step outputs for `$GITHUB_OUTPUT`, and the summary file append.
 //!
-//! Escaping follows the runner's rules (actions/toolkit `command.ts`): in a
-//! message `%` `\r` `\n` become `%25` `%0D` `%0A`; in a property `:` and `,`
-//! also become `%3A` `%2C`. Multi-line output values use the heredoc form
+//! Titles and messages are escaped by the runner's rules (actions/toolkit
+//! `command.ts`, see [`escape_data`] and [`escape_property`] in `fmt`).
+//! Multi-line output values use the heredoc form
 //! `name<<DELIM` … `DELIM` with a random delimiter found in no value.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::report::emulation::{self, Comparison};
-use crate::report::{secs, ReportOptions};
+use crate::report::fmt::{clip, escape_data, escape_property, secs};
+use crate::report::ReportOptions;
 use crate::run::RunRecord;
 
 /// GitHub shows at most 10 annotations of a kind per step.
@@ -46,16 +47,6 @@ impl fmt::Display for Annotation {
             escape_data(&self.message)
         )
     }
-}
-
-pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
-}
-
-pub fn escape_property(s: &str) -> String {
-    escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
 /// Errors for failed builds and checks, a warning when emulation costs more
@@ -100,7 +91,7 @@ pub fn annotations(record: &RunRecord, opts: &ReportOptions) -> Vec<Annotation> 
             if let Some(s) = m.top_steps.first() {
                 msg.push_str(&format!(
                     " Slowest under emulation: `{}` (+{}): {}.",
-                    crate::report::clip(&s.instruction, 120),
+                    clip(&s.instruction, 120),
                     secs(s.extra_seconds),
                     emulation::advice(s)
                 ));
@@ -237,9 +228,7 @@ mod tests {
     use crate::run::{Check, PlatformRecord};
 
     #[test]
-    fn escapes_messages_and_properties() {
-        assert_eq!(escape_data("50% done\r\nnext"), "50%25 done%0D%0Anext");
-        assert_eq!(escape_property("a:b,c%\n"), "a%3Ab%2Cc%25%0A");
+    fn annotations_escape_title_and_message() {
         let a = Annotation {
             level: Level::Error,
             title: "mbx: check failed: platform linux/arm64, x".into(),

@@ -7,8 +7,11 @@
 use std::fmt::Write as _;
 
 use crate::digest::short;
-use crate::report::emulation::{self, Comparison, EmulationReport};
-use crate::report::{bytes, clip, secs, ReportOptions};
+use crate::report::emulation::{self, Comparison, EmulationReport, PlatformCost};
+use crate::report::fmt::{
+    bytes, clip, md_cell as cell, md_fenced, md_header, md_row, mermaid_label, secs, Align,
+};
+use crate::report::ReportOptions;
 use crate::run::RunRecord;
 use crate::run::Step;
 
@@ -18,8 +21,6 @@ pub const MAX_BYTES: usize = 1_000_000;
 const GANTT_MAX_BARS: usize = 60;
 const TIMELINE_MAX_ROWS: usize = 200;
 const SLOWEST_STEPS: usize = 10;
-/// Steps shorter than this are not worth a row among the slowest.
-const MIN_STEP_SECONDS: f64 = 0.05;
 const STEP_TEXT_MAX: usize = 100;
 
 /// The verdict of a run, in one line.
@@ -81,20 +82,16 @@ pub fn cap(s: String, max: usize) -> String {
     out
 }
 
-/// Text for a table cell: no line breaks, no `|`, HTML escaped.
-fn cell(s: &str) -> String {
-    let one_line = s.replace(['\r', '\n'], " ");
-    html(&one_line).replace('|', "&#124;")
-}
-
-fn html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
+/// Code in a table cell, clipped.
 fn code(s: &str) -> String {
-    format!("<code>{}</code>", cell(&clip(s, STEP_TEXT_MAX)))
+    crate::report::fmt::md_code(s, STEP_TEXT_MAX)
+}
+
+/// A two-column table of names and values, headed by nothing.
+const KEY_VALUE: &[(&str, Align)] = &[("", Align::Left), ("", Align::Left)];
+
+fn kv(out: &mut String, key: &str, value: &str) {
+    out.push_str(&md_row(&[key, value]));
 }
 
 fn headline(out: &mut String, r: &RunRecord) {
@@ -104,34 +101,35 @@ fn headline(out: &mut String, r: &RunRecord) {
         &r.output
     };
     let _ = writeln!(out, "## mbx: {} — {}\n", cell(image), verdict(r));
-    let _ = writeln!(out, "| | |\n|---|---|");
+    out.push_str(&md_header(KEY_VALUE));
     if let Some(d) = &r.index_digest {
-        let _ = writeln!(out, "| Index digest | `{d}` |");
+        kv(out, "Index digest", &format!("`{d}`"));
     }
     if !r.tags.is_empty() {
         let tags: Vec<String> = r.tags.iter().take(20).map(|t| code(t)).collect();
         let more = r.tags.len().saturating_sub(20);
-        let _ = writeln!(
-            out,
-            "| Tags | {}{} |",
-            tags.join(" "),
-            if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
-            }
-        );
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        kv(out, "Tags", &format!("{}{more}", tags.join(" ")));
     }
-    let _ = writeln!(out, "| Platforms | {} |", r.platforms.len());
-    let _ = writeln!(out, "| Total time | {} |\n", secs(r.wall_seconds));
+    kv(out, "Platforms", &r.platforms.len().to_string());
+    kv(out, "Total time", &secs(r.wall_seconds));
+    out.push('\n');
 }
 
 fn platform_table(out: &mut String, r: &RunRecord, m: &EmulationReport) {
     let _ = writeln!(out, "### Platforms\n");
-    let _ = writeln!(
-        out,
-        "| Platform | Mode | Wall | Steps run / cached | Cache hits | Digest |\n|---|---|--:|--:|--:|---|"
-    );
+    out.push_str(&md_header(&[
+        ("Platform", Align::Left),
+        ("Mode", Align::Left),
+        ("Wall", Align::Right),
+        ("Steps run / cached", Align::Right),
+        ("Cache hits", Align::Right),
+        ("Digest", Align::Left),
+    ]));
     for (p, c) in r.platforms.iter().zip(&m.platforms) {
         let total = c.steps_executed + c.steps_cached;
         let hits = if total == 0 {
@@ -144,21 +142,18 @@ fn platform_table(out: &mut String, r: &RunRecord, m: &EmulationReport) {
             (None, Some(d)) => format!("`{}`", short(d)),
             (None, None) => "–".into(),
         };
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} / {} | {} | {} |",
-            p.platform,
+        out.push_str(&md_row(&[
+            p.platform.to_string(),
             if c.emulated {
-                "emulated (QEMU)"
+                "emulated (QEMU)".into()
             } else {
-                "native"
+                "native".into()
             },
             secs(p.wall_seconds),
-            c.steps_executed,
-            c.steps_cached,
+            format!("{} / {}", c.steps_executed, c.steps_cached),
             hits,
-            digest
-        );
+            digest,
+        ]));
     }
     out.push('\n');
     let failed: Vec<_> = r.platforms.iter().filter(|p| p.error.is_some()).collect();
@@ -167,14 +162,7 @@ fn platform_table(out: &mut String, r: &RunRecord, m: &EmulationReport) {
             out,
             "<details><summary>❌ {} failed</summary>\n\n```text\n{}\n```\n\n</details>\n",
             p.platform,
-            clip(
-                p.error
-                    .as_deref()
-                    .unwrap_or("")
-                    .replace("```", "ˋˋˋ")
-                    .as_str(),
-                4000
-            )
+            clip(&md_fenced(p.error.as_deref().unwrap_or("")), 4000)
         );
     }
 }
@@ -217,119 +205,118 @@ fn emulation_section(out: &mut String, m: &EmulationReport) {
             );
             break;
         }
-        let native = m
-            .native
-            .as_ref()
-            .map_or_else(|| "native".to_string(), ToString::to_string);
-        match &p.comparison {
-            Some(Comparison::Measured {
-                matched_steps,
-                native_seconds,
-                emulated_seconds,
-                cost_seconds,
-                slowdown,
-                unmatched_steps,
-                unmatched_seconds,
-            }) => {
-                let ratio = slowdown.map_or_else(
-                    || "slower".to_string(),
-                    |s| format!("**{}**", emulation::pace(s)),
-                );
-                let _ = write!(
-                    out,
-                    "- `{}`: steps ran {ratio} than on `{native}` ({} vs {} over {matched_steps} matched step{}): **{}**",
-                    p.platform,
-                    secs(*emulated_seconds),
-                    secs(*native_seconds),
-                    if *matched_steps == 1 { "" } else { "s" },
-                    emulation::signed_secs(*cost_seconds)
-                );
-                if *unmatched_steps > 0 {
-                    let _ = write!(
-                        out,
-                        "; {unmatched_steps} more step{} ({}) ran only here or were cached on `{native}`, not counted",
-                        if *unmatched_steps == 1 { "" } else { "s" },
-                        secs(*unmatched_seconds)
-                    );
-                }
-                out.push('\n');
-            }
-            Some(Comparison::Unknown { reason }) => {
-                let _ = writeln!(
-                    out,
-                    "- `{}`: {}",
-                    p.platform,
-                    reason.explain(m.native.as_ref())
-                );
-            }
-            None => {}
-        }
+        emulated_platform(out, m, p);
     }
     out.push('\n');
     if !m.top_steps.is_empty() {
-        let _ = writeln!(
-            out,
-            "| Step | Platform | Native | Emulated | Slowdown | Extra | What to do |\n|---|---|--:|--:|--:|--:|---|"
-        );
-        for s in &m.top_steps {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | +{} | {} |",
-                code(&s.instruction),
-                s.platform,
-                secs(s.native_seconds),
-                secs(s.emulated_seconds),
-                s.slowdown.map_or("–".into(), |x| format!("{x:.1}×")),
-                secs(s.extra_seconds),
-                cell(&emulation::advice(s))
-            );
-        }
-        out.push('\n');
-        let _ = writeln!(
-            out,
-            "<details><summary>How to cut the emulation cost</summary>\n"
-        );
-        for a in emulation::ADVICE {
-            let _ = writeln!(out, "- {a}");
-        }
-        let _ = writeln!(out, "\n</details>\n");
+        emulated_steps(out, m);
     }
 }
 
+/// One emulated platform against the native one, as a list item.
+fn emulated_platform(out: &mut String, m: &EmulationReport, p: &PlatformCost) {
+    let native = m
+        .native
+        .as_ref()
+        .map_or_else(|| "native".to_string(), ToString::to_string);
+    match &p.comparison {
+        Some(Comparison::Measured {
+            matched_steps,
+            native_seconds,
+            emulated_seconds,
+            cost_seconds,
+            slowdown,
+            unmatched_steps,
+            unmatched_seconds,
+        }) => {
+            let ratio = slowdown.map_or_else(
+                || "slower".to_string(),
+                |s| format!("**{}**", emulation::pace(s)),
+            );
+            let _ = write!(
+                out,
+                "- `{}`: steps ran {ratio} than on `{native}` ({} vs {} over {matched_steps} matched step{}): **{}**",
+                p.platform,
+                secs(*emulated_seconds),
+                secs(*native_seconds),
+                if *matched_steps == 1 { "" } else { "s" },
+                emulation::signed_secs(*cost_seconds)
+            );
+            if *unmatched_steps > 0 {
+                let _ = write!(
+                    out,
+                    "; {unmatched_steps} more step{} ({}) ran only here or were cached on `{native}`, not counted",
+                    if *unmatched_steps == 1 { "" } else { "s" },
+                    secs(*unmatched_seconds)
+                );
+            }
+            out.push('\n');
+        }
+        Some(Comparison::Unknown { reason }) => {
+            let _ = writeln!(
+                out,
+                "- `{}`: {}",
+                p.platform,
+                reason.explain(m.native.as_ref())
+            );
+        }
+        None => {}
+    }
+}
+
+/// The steps that cost most under emulation, with what to do about each.
+fn emulated_steps(out: &mut String, m: &EmulationReport) {
+    out.push_str(&md_header(&[
+        ("Step", Align::Left),
+        ("Platform", Align::Left),
+        ("Native", Align::Right),
+        ("Emulated", Align::Right),
+        ("Slowdown", Align::Right),
+        ("Extra", Align::Right),
+        ("What to do", Align::Left),
+    ]));
+    for s in &m.top_steps {
+        out.push_str(&md_row(&[
+            code(&s.instruction),
+            s.platform.to_string(),
+            secs(s.native_seconds),
+            secs(s.emulated_seconds),
+            s.slowdown.map_or("–".into(), |x| format!("{x:.1}×")),
+            format!("+{}", secs(s.extra_seconds)),
+            cell(&emulation::advice(s)),
+        ]));
+    }
+    out.push('\n');
+    let _ = writeln!(
+        out,
+        "<details><summary>How to cut the emulation cost</summary>\n"
+    );
+    for a in emulation::ADVICE {
+        let _ = writeln!(out, "- {a}");
+    }
+    let _ = writeln!(out, "\n</details>\n");
+}
+
 fn slowest_steps(out: &mut String, r: &RunRecord, m: &EmulationReport) {
-    let mut steps: Vec<(usize, &Step)> = r
-        .platforms
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| {
-            p.steps
-                .iter()
-                .filter(|s| s.instruction && !s.cached && s.busy_seconds >= MIN_STEP_SECONDS)
-                .map(move |s| (i, s))
-        })
-        .collect();
+    let steps = crate::report::slowest_steps(r, SLOWEST_STEPS);
     if steps.is_empty() {
         return;
     }
-    // Partial selection keeps this linear for huge records.
-    let n = SLOWEST_STEPS.min(steps.len());
-    steps.select_nth_unstable_by(n - 1, |a, b| b.1.busy_seconds.total_cmp(&a.1.busy_seconds));
-    steps.truncate(n);
-    steps.sort_by(|a, b| b.1.busy_seconds.total_cmp(&a.1.busy_seconds));
-    let _ = writeln!(
-        out,
-        "### Slowest steps\n\n| Step | Platform | Mode | Time |\n|---|---|---|--:|"
-    );
+    let _ = writeln!(out, "### Slowest steps\n");
+    out.push_str(&md_header(&[
+        ("Step", Align::Left),
+        ("Platform", Align::Left),
+        ("Mode", Align::Left),
+        ("Time", Align::Right),
+    ]));
     for (i, s) in steps {
         let emulated = m.platforms[i].emulated;
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
+        out.push_str(&md_row(&[
             code(s.instruction_text()),
-            r.platforms[i].platform,
-            if emulated { "emulated" } else { "native" },
-            secs(s.busy_seconds)
-        );
+            r.platforms[i].platform.to_string(),
+            if emulated { "emulated" } else { "native" }.into(),
+            secs(s.busy_seconds),
+        ]));
     }
     out.push('\n');
 }
@@ -370,21 +357,6 @@ fn checks(out: &mut String, r: &RunRecord) {
     out.push('\n');
 }
 
-/// Gantt task names: mermaid reads `:` `;` `#` as syntax; keep plain words.
-fn gantt_label(s: &str) -> String {
-    let plain: String = clip(s, 60)
-        .chars()
-        .map(|c| match c {
-            ':' | ';' | '#' | '`' | '"' | '\'' | '<' | '>' | '&' | '%' | '{' | '}' | '[' | ']' => {
-                ' '
-            }
-            c if c.is_control() => ' ',
-            c => c,
-        })
-        .collect();
-    plain.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 fn timeline(out: &mut String, r: &RunRecord) {
     // Bars: instruction steps that ran, with both ends known.
     let bar = |s: &Step| -> Option<(f64, f64)> {
@@ -407,12 +379,12 @@ fn timeline(out: &mut String, r: &RunRecord) {
         return;
     }
     // Only the rows shown are collected and sorted (by platform, then start).
-    let mut bars: Vec<(usize, &Step, f64, f64)> = Vec::new();
+    let mut bars: Vec<Bar> = Vec::new();
     for (i, p) in r.platforms.iter().enumerate() {
         if bars.len() >= TIMELINE_MAX_ROWS {
             break;
         }
-        let mut mine: Vec<(usize, &Step, f64, f64)> = p
+        let mut mine: Vec<Bar> = p
             .steps
             .iter()
             .filter_map(|s| bar(s).map(|(a, b)| (i, s, a, b)))
@@ -423,42 +395,29 @@ fn timeline(out: &mut String, r: &RunRecord) {
     }
     let _ = writeln!(out, "### Timeline\n");
     if total <= GANTT_MAX_BARS {
-        let _ = writeln!(
-            out,
-            "```mermaid\ngantt\n  dateFormat x\n  axisFormat %M:%S\n  todayMarker off"
-        );
-        let mut section = usize::MAX;
-        for (i, (p, s, a, b)) in bars.iter().enumerate() {
-            if *p != section {
-                let _ = writeln!(out, "  section {}", r.platforms[*p].platform);
-                section = *p;
-            }
-            let start = ((a - t0) * 1000.0).round().max(0.0) as u64;
-            let end = (((b - t0) * 1000.0).round() as u64).max(start + 1);
-            let _ = writeln!(
-                out,
-                "  {} :s{i}, {start}, {end}",
-                gantt_label(s.instruction_text())
-            );
-        }
-        let _ = writeln!(out, "```\n");
+        gantt(out, r, &bars, t0);
     }
     let _ = writeln!(
         out,
-        "<details><summary>Timeline as a table ({} step{})</summary>\n\n| Platform | Step | Start | End | Took |\n|---|---|--:|--:|--:|",
+        "<details><summary>Timeline as a table ({} step{})</summary>\n",
         total,
         if total == 1 { "" } else { "s" }
     );
+    out.push_str(&md_header(&[
+        ("Platform", Align::Left),
+        ("Step", Align::Left),
+        ("Start", Align::Right),
+        ("End", Align::Right),
+        ("Took", Align::Right),
+    ]));
     for (p, s, a, b) in &bars {
-        let _ = writeln!(
-            out,
-            "| {} | {} | +{} | +{} | {} |",
-            r.platforms[*p].platform,
+        out.push_str(&md_row(&[
+            r.platforms[*p].platform.to_string(),
             code(s.instruction_text()),
-            secs(a - t0),
-            secs(b - t0),
-            secs(s.busy_seconds)
-        );
+            format!("+{}", secs(a - t0)),
+            format!("+{}", secs(b - t0)),
+            secs(s.busy_seconds),
+        ]));
     }
     if total > bars.len() {
         let _ = writeln!(
@@ -470,72 +429,99 @@ fn timeline(out: &mut String, r: &RunRecord) {
     let _ = writeln!(out, "\n</details>\n");
 }
 
+/// Bars of the timeline, by platform: (platform index, step, start, end).
+type Bar<'a> = (usize, &'a Step, f64, f64);
+
+/// The timeline as a mermaid gantt chart, times in ms from `t0`.
+fn gantt(out: &mut String, r: &RunRecord, bars: &[Bar], t0: f64) {
+    let _ = writeln!(
+        out,
+        "```mermaid\ngantt\n  dateFormat x\n  axisFormat %M:%S\n  todayMarker off"
+    );
+    let mut section = usize::MAX;
+    for (i, (p, s, a, b)) in bars.iter().enumerate() {
+        if *p != section {
+            let _ = writeln!(out, "  section {}", r.platforms[*p].platform);
+            section = *p;
+        }
+        let start = ((a - t0) * 1000.0).round().max(0.0) as u64;
+        let end = (((b - t0) * 1000.0).round() as u64).max(start + 1);
+        let _ = writeln!(
+            out,
+            "  {} :s{i}, {start}, {end}",
+            mermaid_label(s.instruction_text(), 60)
+        );
+    }
+    let _ = writeln!(out, "```\n");
+}
+
 fn cache_section(out: &mut String, r: &RunRecord) {
     if let Some(u) = &r.cache {
-        out.push_str(&crate::gha_cache::markdown(u));
+        out.push_str(&crate::report::cache::markdown(u));
         out.push('\n');
     }
 }
 
 fn inputs(out: &mut String, r: &RunRecord) {
     let _ = writeln!(out, "<details><summary>Build inputs</summary>\n");
-    let _ = writeln!(out, "| | |\n|---|---|");
+    out.push_str(&md_header(KEY_VALUE));
     if let Some(i) = &r.inputs {
-        let _ = writeln!(out, "| Context | {} |", code(&i.context));
-        let _ = writeln!(out, "| Dockerfile | {} |", code(&i.dockerfile));
+        kv(out, "Context", &code(&i.context));
+        kv(out, "Dockerfile", &code(&i.dockerfile));
         if let Some(t) = &i.target {
-            let _ = writeln!(out, "| Target | {} |", code(t));
+            kv(out, "Target", &code(t));
         }
         for a in i.build_args.iter().take(50) {
-            let _ = writeln!(out, "| Build arg | {} |", code(a));
+            kv(out, "Build arg", &code(a));
         }
         for l in i.labels.iter().take(50) {
-            let _ = writeln!(out, "| Label | {} |", code(l));
+            kv(out, "Label", &code(l));
         }
-        let _ = writeln!(
-            out,
-            "| Cache | {}{} |",
-            cell(&i.cache),
-            if i.no_cache { " (`--no-cache`)" } else { "" }
-        );
-        let _ = writeln!(out, "| Builder | {} |", code(&i.builder));
+        let no_cache = if i.no_cache { " (`--no-cache`)" } else { "" };
+        kv(out, "Cache", &format!("{}{no_cache}", cell(&i.cache)));
+        kv(out, "Builder", &code(&i.builder));
     }
     for p in r.platforms.iter().take(50) {
         if let Some(s) = &p.cache_scope {
-            let _ = writeln!(out, "| Cache scope {} | {} |", p.platform, code(s));
+            kv(out, &format!("Cache scope {}", p.platform), &code(s));
         }
     }
     if let Some(s) = &r.setup {
-        if let Some(v) = &s.docker_version {
-            let _ = writeln!(out, "| Docker | {} |", cell(v));
-        }
-        if let Some(v) = &s.buildx_version {
-            let _ = writeln!(out, "| Buildx | {} |", cell(v));
-        }
-        if let Some(b) = &s.builder {
-            let _ = writeln!(
-                out,
-                "| BuildKit | {} ({} driver, builder {}) |",
-                cell(b.buildkit_version.as_deref().unwrap_or("?")),
-                cell(&b.driver),
-                b.action
-            );
-        }
-        for b in s.binfmt.iter().take(20) {
-            let _ = writeln!(
-                out,
-                "| QEMU {} | {} (flags {}) |",
-                b.platform,
-                cell(b.handler.as_deref().unwrap_or("-")),
-                cell(&b.flags)
-            );
-        }
+        setup_inputs(out, s);
     }
     if let Some(h) = &r.host_platform {
-        let _ = writeln!(out, "| Runner | {h} |");
+        kv(out, "Runner", &h.to_string());
     }
-    let _ = writeln!(out, "| mbx | {} |", cell(&r.mbx_version));
+    kv(out, "mbx", &cell(&r.mbx_version));
     let _ = writeln!(out, "\n</details>");
+}
+
+/// The tools and the builder setup found, as rows of the inputs table.
+fn setup_inputs(out: &mut String, s: &crate::run::SetupRecord) {
+    if let Some(v) = &s.docker_version {
+        kv(out, "Docker", &cell(v));
+    }
+    if let Some(v) = &s.buildx_version {
+        kv(out, "Buildx", &cell(v));
+    }
+    if let Some(b) = &s.builder {
+        let version = cell(b.buildkit_version.as_deref().unwrap_or("?"));
+        let how = format!(
+            "{version} ({} driver, builder {})",
+            cell(&b.driver),
+            b.action
+        );
+        kv(out, "BuildKit", &how);
+    }
+    for b in s.binfmt.iter().take(20) {
+        let handler = cell(b.handler.as_deref().unwrap_or("-"));
+        let flags = cell(&b.flags);
+        kv(
+            out,
+            &format!("QEMU {}", b.platform),
+            &format!("{handler} (flags {flags})"),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -546,7 +532,10 @@ mod tests {
     #[test]
     fn cells_cannot_break_the_table() {
         assert_eq!(cell("a | b\nc <x> & y"), "a &#124; b c &lt;x&gt; &amp; y");
-        assert_eq!(gantt_label("RUN a: b; c # d"), "RUN a b c d");
+        assert_eq!(
+            code("RUN echo `a` | b"),
+            "<code>RUN echo `a` &#124; b</code>"
+        );
     }
 
     #[test]

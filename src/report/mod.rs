@@ -1,62 +1,22 @@
 //! Report stage: the only place that writes the user-facing report.
 
+pub mod cache;
 pub mod emulation;
+pub mod fmt;
 pub mod github;
 pub mod markdown;
+pub mod setup;
 pub mod terminal;
 pub mod verification;
+
+pub use fmt::{bytes, secs};
 
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::platform::Platform;
 use crate::run::RunRecord;
 
-/// How to read a record: which platform counts as native, when emulation
-/// deserves a warning.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ReportOptions {
-    /// Override of the native platform (default: the record's, i.e. the runner's arch).
-    pub native: Option<Platform>,
-    /// Warn when emulation cost exceeds this share (percent) of the step time.
-    pub emulation_warn_percent: f64,
-}
-
-impl Default for ReportOptions {
-    fn default() -> Self {
-        ReportOptions {
-            native: None,
-            emulation_warn_percent: 50.0,
-        }
-    }
-}
-
-impl ReportOptions {
-    pub fn from_flags(f: &crate::cli::ReportFlags) -> Result<ReportOptions> {
-        let native = match &f.native_platform {
-            Some(s) => Some(s.parse::<Platform>().map_err(|e| {
-                Error::input(
-                    e.to_string(),
-                    "pass --native-platform os/arch, e.g. linux/arm64",
-                )
-            })?),
-            None => None,
-        };
-        if !(0.0..=100.0).contains(&f.emulation_warn_percent) {
-            return Err(Error::input(
-                format!(
-                    "--emulation-warn-percent {} is not a percentage",
-                    f.emulation_warn_percent
-                ),
-                "pass a number from 0 to 100 (100 never warns)",
-            ));
-        }
-        Ok(ReportOptions {
-            native,
-            emulation_warn_percent: f.emulation_warn_percent,
-        })
-    }
-}
+pub use crate::plan::ReportOptions;
 
 /// Where the GitHub side of the report goes.
 #[derive(Debug, Clone, Default)]
@@ -100,53 +60,38 @@ pub fn publish(record: &RunRecord, opts: &ReportOptions, to: &GithubTargets) -> 
     }
     if to.annotations {
         for a in github::annotations(record, opts) {
-            println!("{a}");
+            crate::printer::outln(&a.to_string());
         }
     }
     Ok(())
 }
 
-/// `5.8s`, `1m05.0s`, `1h02m03s`.
-pub fn secs(s: f64) -> String {
-    if !s.is_finite() || s < 0.0 {
-        return "-".into();
-    }
-    if s >= 3600.0 {
-        let t = s.round() as u64;
-        format!("{}h{:02}m{:02}s", t / 3600, t % 3600 / 60, t % 60)
-    } else if s >= 60.0 {
-        format!("{}m{:04.1}s", (s / 60.0).floor(), s % 60.0)
-    } else {
-        format!("{s:.1}s")
-    }
-}
+/// Steps shorter than this are not worth a row among the slowest.
+const MIN_STEP_SECONDS: f64 = 0.05;
 
-/// `1.5 MiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
+/// The `n` slowest instruction steps that ran, any platform, slowest first:
+/// (index of the platform in the record, step).
+pub(crate) fn slowest_steps(record: &RunRecord, n: usize) -> Vec<(usize, &crate::run::Step)> {
+    let mut steps: Vec<(usize, &crate::run::Step)> = record
+        .platforms
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            p.steps
+                .iter()
+                .filter(|s| s.instruction && !s.cached && s.busy_seconds >= MIN_STEP_SECONDS)
+                .map(move |s| (i, s))
+        })
+        .collect();
+    if steps.is_empty() || n == 0 {
+        return Vec::new();
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// The cut at most `max` bytes into `s`, on a char boundary.
-pub(crate) fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut cut = max.saturating_sub(1);
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}…", &s[..cut])
+    // Partial selection keeps this linear for huge records.
+    let n = n.min(steps.len());
+    steps.select_nth_unstable_by(n - 1, |a, b| b.1.busy_seconds.total_cmp(&a.1.busy_seconds));
+    steps.truncate(n);
+    steps.sort_by(|a, b| b.1.busy_seconds.total_cmp(&a.1.busy_seconds));
+    steps
 }
 
 /// Save the run record as JSON, in this mbx's schema version: a record read
@@ -238,15 +183,5 @@ mod tests {
         assert_eq!(redact("api_key=abc"), "api_key=***");
         assert_eq!(redact("VERSION=1.2"), "VERSION=1.2");
         assert_eq!(redact("FROM_ENV"), "FROM_ENV");
-    }
-
-    #[test]
-    fn durations_and_sizes_read_well() {
-        assert_eq!(secs(5.84), "5.8s");
-        assert_eq!(secs(65.0), "1m05.0s");
-        assert_eq!(secs(3723.0), "1h02m03s");
-        assert_eq!(secs(f64::NAN), "-");
-        assert_eq!(bytes(512), "512 B");
-        assert_eq!(bytes(3 * 1024 * 1024 / 2), "1.5 MiB");
     }
 }

@@ -2,37 +2,13 @@
 
 pub use crate::printer::{stdout_color, Printer};
 
-use crate::digest::short;
-use crate::report::emulation::{self, Comparison};
-use crate::report::{clip, secs, ReportOptions};
-use crate::run::RunRecord;
+use std::fmt::Write as _;
 
-fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
-    let mut w: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
-    for r in rows {
-        for (i, c) in r.iter().enumerate() {
-            w[i] = w[i].max(c.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                s.push_str(&format!("{c:<width$}  ", width = w[i]));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    let mut out = line(headers.to_vec());
-    out.push('\n');
-    for r in rows {
-        out.push_str(&line(r.iter().map(String::as_str).collect()));
-        out.push('\n');
-    }
-    out
-}
+use crate::digest::short;
+use crate::report::emulation::{self, Comparison, EmulationReport};
+use crate::report::fmt::{clip, one_line, secs, table};
+use crate::report::ReportOptions;
+use crate::run::RunRecord;
 
 struct Paint(bool);
 
@@ -60,8 +36,6 @@ impl Paint {
 
 /// Steps shown in the terminal's "slowest steps" table.
 const SLOWEST_STEPS: usize = 5;
-/// Steps shorter than this are not worth a row among the slowest.
-const MIN_STEP_SECONDS: f64 = 0.05;
 const STEP_TEXT: usize = 60;
 /// Checks listed one per line.
 const MAX_CHECKS: usize = 50;
@@ -71,7 +45,36 @@ const MAX_CHECKS: usize = 50;
 pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
     let paint = Paint(color);
     let m = emulation::model(record, opts.native.as_ref());
-    let mut out = String::new();
+    let mut out = platform_table(record, &m);
+    out.push_str(&emulation_lines(&m, opts, &paint));
+    out.push_str(&emulated_steps(&m));
+    out.push_str(&slowest_steps(record));
+    out.push('\n');
+    out.push_str(&result(record));
+    out.push_str(&checks(record, &paint));
+    if let Some(c) = &record.cache {
+        out.push('\n');
+        out.push_str(&crate::report::cache::render_usage(c));
+    }
+    for n in &record.notes {
+        let _ = writeln!(out, "{}    {n}", paint.bold("note"));
+    }
+    let _ = writeln!(
+        out,
+        "{}   {}",
+        paint.bold("total"),
+        secs(record.wall_seconds)
+    );
+    out
+}
+
+/// A step's text on one line, clipped for a table cell.
+fn step_text(s: &str) -> String {
+    clip(&one_line(s), STEP_TEXT)
+}
+
+/// One row per platform: mode, wall time, steps run and cached, digest.
+fn platform_table(record: &RunRecord, m: &EmulationReport) -> String {
     let rows: Vec<Vec<String>> = record
         .platforms
         .iter()
@@ -100,7 +103,7 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
             ]
         })
         .collect();
-    out.push_str(&table(
+    table(
         &[
             "PLATFORM",
             "MODE",
@@ -110,9 +113,12 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
             "DIGEST",
         ],
         &rows,
-    ));
+    )
+}
 
-    // Emulation: one line per emulated platform, then the total.
+/// One line per emulated platform, then the total cost (in the warning
+/// colour over the threshold); a blank line first when there is any.
+fn emulation_lines(m: &EmulationReport, opts: &ReportOptions, paint: &Paint) -> String {
     let native_name = m
         .native
         .as_ref()
@@ -139,19 +145,17 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
                     secs(*native_seconds),
                 );
                 if *unmatched_steps > 0 {
-                    l.push_str(&format!(
+                    let _ = write!(
+                        l,
                         " over {matched_steps} matched steps; {unmatched_steps} not comparable"
-                    ));
+                    );
                 }
                 l.push_str(").");
                 lines.push(l);
             }
             Some(Comparison::Unknown { reason }) => {
-                lines.push(format!(
-                    "{}: {}.",
-                    p.platform,
-                    reason.explain(m.native.as_ref())
-                ));
+                let why = reason.explain(m.native.as_ref());
+                lines.push(format!("{}: {why}.", p.platform));
             }
             None => {}
         }
@@ -169,137 +173,118 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
             l
         });
     }
-    if !lines.is_empty() {
-        out.push('\n');
-        for l in lines {
-            out.push_str(&l);
-            out.push('\n');
-        }
+    if lines.is_empty() {
+        return String::new();
     }
-    if !m.top_steps.is_empty() {
-        out.push('\n');
-        let rows: Vec<Vec<String>> = m
-            .top_steps
-            .iter()
-            .map(|s| {
-                vec![
-                    clip(s.instruction.replace(['\r', '\n'], " ").as_str(), STEP_TEXT),
-                    s.platform.to_string(),
-                    secs(s.native_seconds),
-                    secs(s.emulated_seconds),
-                    s.slowdown.map_or("-".into(), |x| format!("{x:.1}×")),
-                    format!("+{}", secs(s.extra_seconds)),
-                ]
-            })
-            .collect();
-        out.push_str(&table(
-            &[
-                "SLOWEST UNDER EMULATION",
-                "PLATFORM",
-                "NATIVE",
-                "EMULATED",
-                "SLOWDOWN",
-                "EXTRA",
-            ],
-            &rows,
-        ));
-        if let Some(s) = m.top_steps.first() {
-            out.push_str(&format!("hint: {}\n", emulation::advice(s)));
-        }
-    }
+    format!("\n{}\n", lines.join("\n"))
+}
 
-    // The slowest steps that ran, any platform.
-    let mut steps: Vec<(usize, &crate::run::Step)> = record
-        .platforms
+/// The steps that cost most under emulation, and what to do about the first.
+fn emulated_steps(m: &EmulationReport) -> String {
+    if m.top_steps.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = m
+        .top_steps
         .iter()
-        .enumerate()
-        .flat_map(|(i, p)| {
-            p.steps
-                .iter()
-                .filter(|s| s.instruction && !s.cached && s.busy_seconds >= MIN_STEP_SECONDS)
-                .map(move |s| (i, s))
+        .map(|s| {
+            vec![
+                step_text(&s.instruction),
+                s.platform.to_string(),
+                secs(s.native_seconds),
+                secs(s.emulated_seconds),
+                s.slowdown.map_or("-".into(), |x| format!("{x:.1}×")),
+                format!("+{}", secs(s.extra_seconds)),
+            ]
         })
         .collect();
-    if !steps.is_empty() {
-        let n = SLOWEST_STEPS.min(steps.len());
-        steps.select_nth_unstable_by(n - 1, |a, b| b.1.busy_seconds.total_cmp(&a.1.busy_seconds));
-        steps.truncate(n);
-        steps.sort_by(|a, b| b.1.busy_seconds.total_cmp(&a.1.busy_seconds));
-        let rows: Vec<Vec<String>> = steps
-            .iter()
-            .map(|(i, s)| {
-                vec![
-                    clip(
-                        s.instruction_text().replace(['\r', '\n'], " ").as_str(),
-                        STEP_TEXT,
-                    ),
-                    record.platforms[*i].platform.to_string(),
-                    secs(s.busy_seconds),
-                ]
-            })
-            .collect();
-        out.push('\n');
-        out.push_str(&table(&["SLOWEST STEPS", "PLATFORM", "TIME"], &rows));
+    let mut out = String::from("\n");
+    out.push_str(&table(
+        &[
+            "SLOWEST UNDER EMULATION",
+            "PLATFORM",
+            "NATIVE",
+            "EMULATED",
+            "SLOWDOWN",
+            "EXTRA",
+        ],
+        &rows,
+    ));
+    if let Some(s) = m.top_steps.first() {
+        let _ = writeln!(out, "hint: {}", emulation::advice(s));
     }
+    out
+}
 
-    out.push('\n');
+/// The slowest steps that ran, any platform.
+fn slowest_steps(record: &RunRecord) -> String {
+    let steps = crate::report::slowest_steps(record, SLOWEST_STEPS);
+    if steps.is_empty() {
+        return String::new();
+    }
+    let rows: Vec<Vec<String>> = steps
+        .iter()
+        .map(|(i, s)| {
+            vec![
+                step_text(s.instruction_text()),
+                record.platforms[*i].platform.to_string(),
+                secs(s.busy_seconds),
+            ]
+        })
+        .collect();
+    format!("\n{}", table(&["SLOWEST STEPS", "PLATFORM", "TIME"], &rows))
+}
+
+/// What was made: the index, where it went, its tags.
+fn result(record: &RunRecord) -> String {
+    let mut out = String::new();
     if let Some(d) = &record.index_digest {
-        out.push_str(&format!("index   {d}\n"));
+        let _ = writeln!(out, "index   {d}");
     }
     if !record.output.is_empty() {
-        out.push_str(&format!("output  {}\n", record.output));
+        let _ = writeln!(out, "output  {}", record.output);
     }
     for t in &record.tags {
-        out.push_str(&format!("tag     {t}\n"));
+        let _ = writeln!(out, "tag     {t}");
     }
-    if !record.checks.is_empty() {
-        out.push('\n');
-        // Every check while few; beyond that the failed ones only.
-        let many = record.checks.len() > MAX_CHECKS;
-        let shown: Vec<_> = record
-            .checks
-            .iter()
-            .filter(|c| !many || !c.passed)
-            .take(MAX_CHECKS)
-            .collect();
-        let hidden = record.checks.len() - shown.len();
-        for c in shown {
-            out.push_str(&format!(
-                "{} {}: {}\n",
-                if c.passed {
-                    paint.ok("✓")
-                } else {
-                    paint.bad("✗")
-                },
-                c.name,
-                c.detail
-            ));
-        }
-        if hidden > 0 {
-            out.push_str(&format!(
-                "… {hidden} more checks not shown ({} failed in all; `--json FILE` keeps them all)\n",
-                record.checks.iter().filter(|c| !c.passed).count()
-            ));
-        }
-        out.push_str(&if record.verified {
-            paint.ok("verified: every check passed")
+    out
+}
+
+/// Every check while few, else the failed ones; then the verdict.
+fn checks(record: &RunRecord, paint: &Paint) -> String {
+    if record.checks.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n");
+    let many = record.checks.len() > MAX_CHECKS;
+    let shown: Vec<_> = record
+        .checks
+        .iter()
+        .filter(|c| !many || !c.passed)
+        .take(MAX_CHECKS)
+        .collect();
+    let hidden = record.checks.len() - shown.len();
+    for c in shown {
+        let mark = if c.passed {
+            paint.ok("✓")
         } else {
-            paint.bad("verification FAILED")
-        });
-        out.push('\n');
+            paint.bad("✗")
+        };
+        let _ = writeln!(out, "{mark} {}: {}", c.name, c.detail);
     }
-    if let Some(c) = &record.cache {
-        out.push('\n');
-        out.push_str(&crate::gha_cache::render(c));
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "… {hidden} more checks not shown ({} failed in all; `--json FILE` keeps them all)",
+            record.checks.iter().filter(|c| !c.passed).count()
+        );
     }
-    for n in &record.notes {
-        out.push_str(&format!("{}    {n}\n", paint.bold("note")));
-    }
-    out.push_str(&format!(
-        "{}   {}\n",
-        paint.bold("total"),
-        secs(record.wall_seconds)
-    ));
+    out.push_str(&if record.verified {
+        paint.ok("verified: every check passed")
+    } else {
+        paint.bad("verification FAILED")
+    });
+    out.push('\n');
     out
 }
 

@@ -3,6 +3,7 @@
 
 use crate::digest::short;
 use crate::platform::Platform;
+use crate::report::fmt::table;
 use crate::run::Check;
 use crate::verify::Verification;
 
@@ -24,20 +25,14 @@ pub fn render(reference: &str, required: &[Platform], v: &Verification) -> Strin
         }
     }
     let binaries = v.checks.iter().any(|c| c.name.starts_with("binaries "));
-    let mut rows: Vec<[String; 5]> = vec![[
-        "PLATFORM".into(),
-        "REQUIRED".into(),
-        "MANIFEST".into(),
-        "BINARIES".into(),
-        "DIGEST".into(),
-    ]];
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for p in &platforms {
         let digest = v
             .platforms
             .iter()
             .find(|(q, _)| q == p)
             .map(|(_, d)| short(d));
-        rows.push([
+        rows.push(vec![
             p.to_string(),
             if required.contains(p) {
                 "yes".into()
@@ -57,23 +52,15 @@ pub fn render(reference: &str, required: &[Platform], v: &Verification) -> Strin
             digest.unwrap_or_else(|| "-".into()),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
-        .collect();
     let mut out = format!("{reference}\n");
     if let Some(d) = &v.index_digest {
         out.push_str(&format!("index {d}\n"));
     }
     out.push('\n');
-    for r in &rows {
-        let line: Vec<String> = r
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
-        out.push_str(line.join("  ").trim_end());
-        out.push('\n');
-    }
+    out.push_str(&table(
+        &["PLATFORM", "REQUIRED", "MANIFEST", "BINARIES", "DIGEST"],
+        &rows,
+    ));
     out.push('\n');
     for c in &v.checks {
         out.push_str(&format!(

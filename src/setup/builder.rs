@@ -375,60 +375,7 @@ pub async fn ensure(
         }),
         None => blocking(|| buildx.inspect(&plan.name, false))?,
     };
-    let mut differences = Vec::new();
-    let action = match &existing {
-        Some(info) if plan.driver == "docker" || info.driver == "docker" => {
-            if info.driver != plan.driver {
-                return Err(Error::env(
-                    format!(
-                        "builder `{}` uses the `{}` driver, not `{}`",
-                        plan.name, info.driver, plan.driver
-                    ),
-                    "pass --builder NAME for another builder (docker-driver builders are the docker context's own, e.g. `default`)",
-                ));
-            }
-            BuilderAction::Reused
-        }
-        Some(info) => {
-            let have = existing_settings(info);
-            differences = have.differences(&want);
-            if differences.is_empty() {
-                BuilderAction::Reused
-            } else if plan.recreate {
-                blocking(|| buildx.remove(&plan.name))?;
-                forget_owned(&plan.name);
-                create(buildx, plan, &want)?;
-                BuilderAction::Recreated
-            } else {
-                let mine = if owned(&plan.name).is_some() {
-                    "created by mbx earlier"
-                } else {
-                    "not created by mbx"
-                };
-                return Err(Error::env(
-                    format!(
-                        "builder `{}` exists ({mine}) with other settings:\n  {}",
-                        plan.name,
-                        differences.join("\n  ")
-                    ),
-                    format!(
-                        "pass --recreate to remove and recreate it with the wanted settings, or --builder NAME to use another builder (`docker buildx rm {}` removes it)",
-                        plan.name
-                    ),
-                ));
-            }
-        }
-        None if plan.driver == "docker" => {
-            return Err(Error::env(
-                format!("no builder `{}` with the docker driver", plan.name),
-                "the docker driver cannot be created: it is the docker context's own builder (`--builder default`); for a builder mbx creates use --driver docker-container",
-            ))
-        }
-        None => {
-            create(buildx, plan, &want)?;
-            BuilderAction::Created
-        }
-    };
+    let (action, differences) = compare_or_create(buildx, plan, &want, existing.as_ref())?;
 
     // The control API is asked through dial-stdio; a builder that is not
     // running yet is bootstrapped first (buildx inspect --bootstrap).
@@ -465,7 +412,123 @@ pub async fn ensure(
         via = buildkit::VIA_DIAL_STDIO;
     }
 
-    let (worker_platforms, buildkit_version, source, via, note) = match workers {
+    let (worker_platforms, buildkit_version, source, via, note) =
+        worker_platforms(buildx, plan, workers, via, inspected)?;
+    check_platforms(&plan.name, &worker_platforms, platforms)?;
+    let t2 = std::time::Instant::now();
+    let timings = vec![
+        PhaseTiming {
+            name: format!("builder ({action})"),
+            seconds: (t1 - t0).as_secs_f64(),
+        },
+        PhaseTiming {
+            name: "workers (boot + ListWorkers)".into(),
+            seconds: (t2 - t1).as_secs_f64(),
+        },
+    ];
+    let record = BuilderRecord {
+        name: plan.name.clone(),
+        driver: if plan.driver.is_empty() {
+            existing.map(|i| i.driver).unwrap_or_default()
+        } else {
+            plan.driver.clone()
+        },
+        action,
+        buildkit_version,
+        platforms: worker_platforms,
+        platforms_source: Some(source),
+        note,
+        control_api_via: via.map(str::to_string),
+        differences,
+        created_by_mbx: owned(&plan.name).is_some(),
+    };
+    Ok((record, timings))
+}
+
+/// Reuse the builder when its settings are the wanted ones, recreate it when
+/// asked (`--recreate`), create it when absent: (what was done, how an
+/// existing one differed).
+fn compare_or_create(
+    buildx: &Buildx,
+    plan: &BuilderPlan,
+    want: &Settings,
+    existing: Option<&BuilderInfo>,
+) -> Result<(BuilderAction, Vec<String>)> {
+    let mut differences = Vec::new();
+    let action = match existing {
+        Some(info) if plan.driver == "docker" || info.driver == "docker" => {
+            if info.driver != plan.driver {
+                return Err(Error::env(
+                    format!(
+                        "builder `{}` uses the `{}` driver, not `{}`",
+                        plan.name, info.driver, plan.driver
+                    ),
+                    "pass --builder NAME for another builder (docker-driver builders are the docker context's own, e.g. `default`)",
+                ));
+            }
+            BuilderAction::Reused
+        }
+        Some(info) => {
+            let have = existing_settings(info);
+            differences = have.differences(want);
+            if differences.is_empty() {
+                BuilderAction::Reused
+            } else if plan.recreate {
+                blocking(|| buildx.remove(&plan.name))?;
+                forget_owned(&plan.name);
+                create(buildx, plan, want)?;
+                BuilderAction::Recreated
+            } else {
+                let mine = if owned(&plan.name).is_some() {
+                    "created by mbx earlier"
+                } else {
+                    "not created by mbx"
+                };
+                return Err(Error::env(
+                    format!(
+                        "builder `{}` exists ({mine}) with other settings:\n  {}",
+                        plan.name,
+                        differences.join("\n  ")
+                    ),
+                    format!(
+                        "pass --recreate to remove and recreate it with the wanted settings, or --builder NAME to use another builder (`docker buildx rm {}` removes it)",
+                        plan.name
+                    ),
+                ));
+            }
+        }
+        None if plan.driver == "docker" => {
+            return Err(Error::env(
+                format!("no builder `{}` with the docker driver", plan.name),
+                "the docker driver cannot be created: it is the docker context's own builder (`--builder default`); for a builder mbx creates use --driver docker-container",
+            ))
+        }
+        None => {
+            create(buildx, plan, want)?;
+            BuilderAction::Created
+        }
+    };
+    Ok((action, differences))
+}
+
+/// What a builder's workers can build, its BuildKit version, where that was
+/// read (the control API, else `buildx inspect` with a note saying why).
+type WorkerPlatforms = (
+    Vec<String>,
+    Option<String>,
+    PlatformsSource,
+    Option<&'static str>,
+    Option<String>,
+);
+
+fn worker_platforms(
+    buildx: &Buildx,
+    plan: &BuilderPlan,
+    workers: Result<Vec<buildkit::Worker>, buildkit::DialError>,
+    via: &'static str,
+    inspected: Option<BuilderInfo>,
+) -> Result<WorkerPlatforms> {
+    Ok(match workers {
         Ok(ws) if !ws.is_empty() => {
             let mut ps: Vec<String> = Vec::new();
             for w in &ws {
@@ -499,36 +562,7 @@ pub async fn ensure(
                 )),
             )
         }
-    };
-    check_platforms(&plan.name, &worker_platforms, platforms)?;
-    let t2 = std::time::Instant::now();
-    let timings = vec![
-        PhaseTiming {
-            name: format!("builder ({action})"),
-            seconds: (t1 - t0).as_secs_f64(),
-        },
-        PhaseTiming {
-            name: "workers (boot + ListWorkers)".into(),
-            seconds: (t2 - t1).as_secs_f64(),
-        },
-    ];
-    let record = BuilderRecord {
-        name: plan.name.clone(),
-        driver: if plan.driver.is_empty() {
-            existing.map(|i| i.driver).unwrap_or_default()
-        } else {
-            plan.driver.clone()
-        },
-        action,
-        buildkit_version,
-        platforms: worker_platforms,
-        platforms_source: Some(source),
-        note,
-        control_api_via: via.map(str::to_string),
-        differences,
-        created_by_mbx: owned(&plan.name).is_some(),
-    };
-    Ok((record, timings))
+    })
 }
 
 /// Workers asked for before setup knew it would reuse the builder (while

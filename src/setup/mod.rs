@@ -10,57 +10,12 @@ pub mod qemu;
 
 use std::time::Instant;
 
-use crate::cli::{QemuArgs, QemuFrom};
-use crate::config::Config;
 use crate::docker::buildx::Buildx;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::run::{PhaseTiming, SetupRecord};
 
-/// The default binfmt installer: tonistiigi/binfmt (QEMU 10.2.3), pinned by digest.
-pub const DEFAULT_QEMU_IMAGE: &str = "docker.io/tonistiigi/binfmt:qemu-v10.2.3@sha256:400a4873b838d1b89194d982c45e5fb3cda4593fbfd7e08a02e76b03b21166f0";
-
-/// How missing QEMU handlers are installed.
-#[derive(Debug, Clone, PartialEq)]
-pub enum QemuSource {
-    /// A privileged installer container run through the Engine API.
-    Image(String),
-    /// The host's qemu-user-static, registered by writing binfmt_misc.
-    Host,
-}
-
-#[derive(Debug, Clone)]
-pub struct QemuPlan {
-    pub source: QemuSource,
-    pub reset: bool,
-}
-
-impl QemuPlan {
-    pub fn from_args(args: &QemuArgs, config: &Config) -> QemuPlan {
-        let source = match args.qemu_from {
-            QemuFrom::Host => QemuSource::Host,
-            QemuFrom::Image => QemuSource::Image(
-                args.qemu_image
-                    .clone()
-                    .or_else(|| config.qemu.image.clone())
-                    .unwrap_or_else(|| DEFAULT_QEMU_IMAGE.to_string()),
-            ),
-        };
-        QemuPlan {
-            source,
-            reset: args.reset_qemu,
-        }
-    }
-}
-
-impl Default for QemuPlan {
-    fn default() -> Self {
-        QemuPlan {
-            source: QemuSource::Image(DEFAULT_QEMU_IMAGE.into()),
-            reset: false,
-        }
-    }
-}
+pub use crate::plan::{QemuPlan, QemuSource, DEFAULT_QEMU_IMAGE};
 
 struct Phases {
     start: Instant,

@@ -64,26 +64,7 @@ pub async fn check(
         }
     };
     let Some(manifests) = parsed.manifests.filter(|_| parsed.config.is_none()) else {
-        // A single-platform image: say which platform it holds.
-        let holds = match &parsed.config {
-            Some(c) => match source.blob(&c.digest).await {
-                Ok(b) => serde_json::from_slice::<ImageConfig>(&b)
-                    .map(|c| {
-                        Platform::new(&c.os, &c.architecture, c.variant.as_deref()).to_string()
-                    })
-                    .unwrap_or_else(|_| "an unreadable config".into()),
-                Err(_) => "an unreadable config".into(),
-            },
-            None => "no config".into(),
-        };
-        v.push(
-            "index",
-            false,
-            format!("not multi-platform: holds only {holds}"),
-        );
-        for p in required {
-            v.push(format!("platform {p}"), false, "no index to hold it");
-        }
+        not_an_index(source, parsed.config.as_ref(), required, &mut v).await;
         return Ok(v);
     };
 
@@ -112,6 +93,67 @@ pub async fn check(
             format!("{unplatformed} manifest(s) in the index carry no platform"),
         );
     }
+    check_presence(&mut v, required, &listed, exact);
+
+    let tmp = tempfile::Builder::new()
+        .prefix("mbx-verify-")
+        .tempdir()
+        .map_err(|e| {
+            crate::error::Error::env(
+                format!("cannot create a temporary directory: {e}"),
+                "check TMPDIR",
+            )
+        })?;
+    // Every platform's manifest, config (and layers) are read concurrently.
+    let per_platform = futures::future::join_all(
+        listed
+            .iter()
+            .map(|(p, d)| check_platform(source, p, d, checks, tmp.path())),
+    )
+    .await;
+    for ((p, d), platform_checks) in listed.iter().zip(per_platform) {
+        v.platforms.push((p.clone(), d.digest.clone()));
+        v.checks.extend(platform_checks);
+    }
+
+    check_attestations(&mut v, &attestations, &images);
+    Ok(v)
+}
+
+/// A single-platform image where an index was wanted: say which platform it holds.
+async fn not_an_index(
+    source: &Source,
+    config: Option<&Descriptor>,
+    required: &[Platform],
+    v: &mut Verification,
+) {
+    // A single-platform image: say which platform it holds.
+    let holds = match config {
+        Some(c) => match source.blob(&c.digest).await {
+            Ok(b) => serde_json::from_slice::<ImageConfig>(&b)
+                .map(|c| Platform::new(&c.os, &c.architecture, c.variant.as_deref()).to_string())
+                .unwrap_or_else(|_| "an unreadable config".into()),
+            Err(_) => "an unreadable config".into(),
+        },
+        None => "no config".into(),
+    };
+    v.push(
+        "index",
+        false,
+        format!("not multi-platform: holds only {holds}"),
+    );
+    for p in required {
+        v.push(format!("platform {p}"), false, "no index to hold it");
+    }
+}
+
+/// Every required platform in the index; extra ones fail only with `--exact`.
+fn check_presence(
+    v: &mut Verification,
+    required: &[Platform],
+    listed: &[(Platform, &Descriptor)],
+    exact: bool,
+) {
     for p in required {
         match listed.iter().find(|(lp, _)| lp == p) {
             Some((_, d)) => v.push(
@@ -156,28 +198,10 @@ pub async fn check(
             ),
         );
     }
+}
 
-    let tmp = tempfile::Builder::new()
-        .prefix("mbx-verify-")
-        .tempdir()
-        .map_err(|e| {
-            crate::error::Error::env(
-                format!("cannot create a temporary directory: {e}"),
-                "check TMPDIR",
-            )
-        })?;
-    // Every platform's manifest, config (and layers) are read concurrently.
-    let per_platform = futures::future::join_all(
-        listed
-            .iter()
-            .map(|(p, d)| check_platform(source, p, d, checks, tmp.path())),
-    )
-    .await;
-    for ((p, d), platform_checks) in listed.iter().zip(per_platform) {
-        v.platforms.push((p.clone(), d.digest.clone()));
-        v.checks.extend(platform_checks);
-    }
-
+/// Each attestation manifest points at an image in the index.
+fn check_attestations(v: &mut Verification, attestations: &[&Descriptor], images: &[&Descriptor]) {
     if !attestations.is_empty() {
         let dangling: Vec<&str> = attestations
             .iter()
@@ -207,7 +231,6 @@ pub async fn check(
             );
         }
     }
-    Ok(v)
 }
 
 /// The checks of one platform's manifest: fetchable, media type, config

@@ -91,3 +91,49 @@ pub async fn run(
     let (top, digest) = source.top().await?;
     index::check(&source, &top, digest, required, checks).await
 }
+
+/// What the verify stage of a run leaves: every check, and the verdict.
+#[derive(Debug, Default)]
+pub struct VerifyRecord {
+    pub checks: Vec<crate::run::Check>,
+    pub verified: bool,
+}
+
+/// The verify stage of a run: every check of [`run`], plus whether the
+/// reference resolves to the index the build stage merged (`merged`). A
+/// result that cannot be read at all is one failed check, not an error.
+pub async fn read_back(
+    reference: &str,
+    required: &[Platform],
+    checks: &Checks,
+    opts: &Options,
+    merged: Option<&str>,
+) -> VerifyRecord {
+    let v = match run(reference, required, checks, opts).await {
+        Ok(v) => v,
+        Err(e) => {
+            return VerifyRecord {
+                checks: vec![crate::run::Check {
+                    name: "read back".into(),
+                    passed: false,
+                    detail: e.to_string(),
+                }],
+                verified: false,
+            }
+        }
+    };
+    let mut checks = v.checks;
+    if let (Some(read), Some(merged)) = (&v.index_digest, merged) {
+        checks.push(crate::run::Check {
+            name: "index digest".into(),
+            passed: read == merged,
+            detail: if read == merged {
+                format!("{reference} resolves to the merged index")
+            } else {
+                format!("{reference} resolves to {read}, not the merged {merged}")
+            },
+        });
+    }
+    let verified = !checks.is_empty() && checks.iter().all(|c| c.passed);
+    VerifyRecord { checks, verified }
+}

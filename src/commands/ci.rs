@@ -1,0 +1,47 @@
+//! `mbx ci`: setup, build, verify and report in one run.
+
+use crate::cli::CiArgs;
+use crate::config::Config;
+use crate::docker::Buildx;
+use crate::error::Result;
+use crate::pipeline::{self, Emit, ExitStatus, Tools, VerifyPlan};
+use crate::plan::{self, Plan};
+use crate::platform::Platform;
+use crate::printer::Printer;
+use crate::report::{GithubTargets, ReportOptions};
+use crate::setup::QemuPlan;
+
+pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
+    let config = Config::load()?;
+    let build = plan::build(&args.build, args.local)?;
+    let plan = Plan {
+        platforms: plan::platforms(&args.platforms)?,
+        host: Platform::host(),
+        builder: plan::builder(&args.builder, &config)?,
+        build: Some(build.clone()),
+        local: args.local,
+    };
+    let (mut checks, options) = plan::verify(&args.verify, false)?;
+    checks.skip = args.no_verify;
+    let report = ReportOptions::from_flags(&args.report)?;
+    let qemu = QemuPlan::from_args(&args.qemu, &config);
+    let (buildx, printer) = (Buildx::default(), Printer::new(false));
+    let tools = Tools {
+        buildx: &buildx,
+        printer: &printer,
+    };
+    let verify = VerifyPlan {
+        checks: &checks,
+        options: &options,
+    };
+    let emit = Emit {
+        json: build.json.clone(),
+        report,
+        github: GithubTargets::from_env(),
+    };
+    emit.check()?;
+    let run = pipeline::ci(&plan, &build, &qemu, &verify, &tools).await?;
+    let emitted = pipeline::emit(&run.record, &emit);
+    let verification = !checks.skip;
+    run.finish(emitted, verification)
+}

@@ -1,0 +1,147 @@
+//! Hostile input and hostile surroundings (issue 15), one case a test: the
+//! command, the exit code, a fragment of the message, and what must not be
+//! left behind. Cases that build run against the real chain.
+
+mod support;
+
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::Stdio;
+
+use support::{mbx, repo_root, run, stderr};
+
+/// A pipe whose reading end is already closed: whatever the child writes
+/// to it fails with EPIPE, as under `mbx … | true`.
+fn closed_pipe() -> Stdio {
+    let mut fds = [0; 2];
+    // SAFETY: pipe(2) fills two fresh descriptors we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0, "pipe(2)");
+    // SAFETY: fds[0] and fds[1] were just returned by pipe(2).
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(read);
+    Stdio::from(write)
+}
+
+#[test]
+fn a_closed_stdout_is_a_normal_end() {
+    let record = repo_root().join("tests/data/report-hello-cold.json");
+    let dir = tempfile::tempdir().unwrap();
+    let summary = dir.path().join("summary.md");
+    let mut c = mbx();
+    c.args(["report", "--record"])
+        .arg(&record)
+        .arg("--summary")
+        .arg(&summary)
+        .env_remove("GITHUB_ACTIONS")
+        .stdout(closed_pipe());
+    let out = c.output().expect("run mbx");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+    // What goes to files is written before anything is printed.
+    let md = std::fs::read_to_string(&summary).expect("the summary was written");
+    assert!(md.contains("linux/arm64"), "{md}");
+}
+
+#[test]
+fn output_holding_user_files_is_refused_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("D");
+    std::fs::create_dir_all(out_dir.join("src")).unwrap();
+    std::fs::write(out_dir.join("oci-layout"), "{}").unwrap();
+    std::fs::write(out_dir.join("index.json"), "{}").unwrap();
+    std::fs::write(out_dir.join("src/main.c"), "int main(){}").unwrap();
+    let mut c = mbx();
+    c.args(["ci", "--local", "--context"])
+        .arg(repo_root().join("examples/hello"))
+        .arg("--output")
+        .arg(&out_dir);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("src"), "{err}");
+    assert!(err.contains("--output"), "{err}");
+    assert!(
+        out_dir.join("src/main.c").is_file(),
+        "the user's file is still there"
+    );
+}
+
+#[test]
+fn sigterm_exits_143_and_sigint_130() {
+    // A registry that accepts connections and never answers keeps `mbx
+    // verify` waiting, with no child process of its own.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accept = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(8) {
+            held.push(s);
+        }
+        held.len()
+    });
+    for (sig, code) in [(libc::SIGTERM, 143), (libc::SIGINT, 130)] {
+        let mut c = mbx();
+        c.args(["verify", &format!("127.0.0.1:{port}/stall/app:v1")])
+            .args(["--timeout", "60"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        // SAFETY: kill(2) on the child we spawned.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, sig);
+        }
+        let started = std::time::Instant::now();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(code), "signal {sig}");
+        assert!(started.elapsed().as_secs() < 10);
+    }
+    drop(accept);
+}
+
+#[test]
+fn unwritable_outputs_fail_before_anything_is_built() {
+    let dir = tempfile::tempdir().unwrap();
+    // (extra arguments, extra environment, a fragment of the error)
+    type Case<'a> = (Vec<String>, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            vec![
+                "--json".into(),
+                dir.path().join("missing/run.json").display().to_string(),
+            ],
+            vec![],
+            "--json",
+        ),
+        (
+            vec!["--json".into(), dir.path().display().to_string()],
+            vec![],
+            "is a directory",
+        ),
+        (
+            vec![],
+            vec![(
+                "GITHUB_STEP_SUMMARY",
+                dir.path().join("no/such/summary.md").display().to_string(),
+            )],
+            "job summary",
+        ),
+    ];
+    for (args, env, fragment) in cases {
+        let mut c = mbx();
+        c.args(["ci", "--local", "--context"])
+            .arg(repo_root().join("examples/hello"))
+            .arg("--output")
+            .arg(dir.path().join("out"))
+            .args(&args);
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        let started = std::time::Instant::now();
+        let out = run(c);
+        assert_eq!(out.status.code(), Some(2), "{args:?} {env:?}");
+        assert!(stderr(&out).contains(fragment), "{}", stderr(&out));
+        assert!(started.elapsed().as_secs() < 5, "failed late");
+        assert!(!dir.path().join("out").exists(), "nothing was built");
+    }
+}
