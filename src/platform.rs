@@ -192,6 +192,21 @@ impl<'de> Deserialize<'de> for Platform {
     }
 }
 
+/// In the record a platform is its `os/arch[/variant]` string.
+impl schemars::JsonSchema for Platform {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Platform".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "os/arch[/variant], normalised as containerd does (linux/arm64, not linux/arm64/v8)",
+            "pattern": "^[a-z0-9]+/[a-z0-9_]+(/[a-z0-9]+)?$",
+            "examples": ["linux/amd64", "linux/arm64", "linux/arm/v7"]
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

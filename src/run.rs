@@ -1,13 +1,30 @@
 //! The run record: the one data model that flows through
-//! setup → build → verify → report, and is saved with `--json FILE`.
+//! setup → build → verify → report, and is saved with `--json FILE`. It is
+//! the contract between runners (`mbx build --json` parts read by `mbx
+//! merge`) and with other tools: versioned (`version.rs`), its JSON Schema
+//! generated from these types (docs/run-record.schema.json, docs/run-record.md).
+
+mod version;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::platform::Platform;
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub use version::{RecordError, SchemaVersion};
+
+/// The record's JSON Schema, as committed in docs/run-record.schema.json.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RunRecord)).expect("a schema is JSON")
+}
+
+/// What one mbx run did, saved with `--json FILE`.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, JsonSchema)]
 pub struct RunRecord {
+    /// The record's shape, `MAJOR.MINOR` (absent in records from before 1.0: read as 1.0).
+    #[serde(default = "SchemaVersion::unversioned")]
+    pub schema_version: SchemaVersion,
     pub mbx_version: String,
     /// Seconds since the Unix epoch when the run started.
     pub started_at: f64,
@@ -37,7 +54,7 @@ pub struct RunRecord {
     pub inputs: Option<BuildInputs>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, Default, PartialEq)]
 pub struct BuildInputs {
     pub context: String,
     pub dockerfile: String,
@@ -54,7 +71,7 @@ pub struct BuildInputs {
     pub builder: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, Default)]
 pub struct SetupRecord {
     pub docker_version: Option<String>,
     pub buildx_version: Option<String>,
@@ -68,13 +85,13 @@ pub struct SetupRecord {
     pub phases: Vec<PhaseTiming>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq)]
 pub struct PhaseTiming {
     pub name: String,
     pub seconds: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 pub struct BinfmtRecord {
     pub platform: Platform,
     /// The binfmt_misc entry's name (e.g. `qemu-aarch64`).
@@ -89,24 +106,60 @@ pub struct BinfmtRecord {
     /// `qemu-aarch64 version 7.2.x …`, when the interpreter can be run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qemu_version: Option<String>,
-    /// What was wrong before setup repaired it (`missing`, `disabled`, `no F flag`, …).
+    /// What was wrong before setup repaired it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repaired: Option<String>,
+    pub repaired: Option<BinfmtRepair>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What setup found wrong with a binfmt_misc handler and repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum BinfmtRepair {
+    /// No handler for the platform.
+    #[serde(rename = "missing")]
+    Missing,
+    /// A handler, disabled.
+    #[serde(rename = "disabled")]
+    Disabled,
+    /// A handler without the F (fix-binary) flag: builds in containers cannot exec it.
+    #[serde(rename = "no F flag")]
+    NoFixBinary,
+    /// A handler without F whose interpreter is not on the host.
+    #[serde(rename = "interpreter missing")]
+    StaleInterpreter,
+    /// Nothing was wrong; `--reset-qemu` registered it again.
+    #[serde(rename = "reset")]
+    Reset,
+}
+
+impl BinfmtRepair {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BinfmtRepair::Missing => "missing",
+            BinfmtRepair::Disabled => "disabled",
+            BinfmtRepair::NoFixBinary => "no F flag",
+            BinfmtRepair::StaleInterpreter => "interpreter missing",
+            BinfmtRepair::Reset => "reset",
+        }
+    }
+}
+
+impl std::fmt::Display for BinfmtRepair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 pub struct BuilderRecord {
     pub name: String,
     pub driver: String,
-    /// `created` or `reused`.
-    pub action: String,
+    pub action: BuilderAction,
     pub buildkit_version: Option<String>,
     /// Platforms the builder's workers report.
     pub platforms: Vec<String>,
-    /// Where `platforms` came from: `control-api` (BuildKit's ListWorkers) or
-    /// `buildx-inspect` (fallback, see `note`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub platforms_source: String,
+    /// Where `platforms` came from (absent in records from before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platforms_source: Option<PlatformsSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     /// How the control API was reached (`docker buildx dial-stdio`, or
@@ -121,7 +174,55 @@ pub struct BuilderRecord {
     pub created_by_mbx: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What setup did with the builder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BuilderAction {
+    /// It did not exist: mbx created it.
+    Created,
+    /// It existed with the wanted settings.
+    Reused,
+    /// It existed with other settings and `--recreate` replaced it.
+    Recreated,
+}
+
+impl BuilderAction {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BuilderAction::Created => "created",
+            BuilderAction::Reused => "reused",
+            BuilderAction::Recreated => "recreated",
+        }
+    }
+}
+
+impl std::fmt::Display for BuilderAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a builder's platforms were read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlatformsSource {
+    /// BuildKit's control API (ListWorkers): what the workers can run.
+    ControlApi,
+    /// `docker buildx inspect`, the fallback (see the builder's `note`): may
+    /// list requested platforms the worker lacks.
+    BuildxInspect,
+}
+
+impl PlatformsSource {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PlatformsSource::ControlApi => "control-api",
+            PlatformsSource::BuildxInspect => "buildx-inspect",
+        }
+    }
+}
+
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 pub struct PlatformRecord {
     pub platform: Platform,
     pub emulated: bool,
@@ -144,7 +245,7 @@ pub struct PlatformRecord {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq)]
 pub struct Check {
     pub name: String,
     pub passed: bool,
@@ -170,7 +271,7 @@ pub fn now() -> f64 {
 }
 
 /// One vertex of the build graph as it finally stood.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq)]
 pub struct Step {
     pub digest: String,
     /// The vertex name as BuildKit gave it, e.g. `[linux/arm64 3/4] RUN make`.
@@ -206,7 +307,7 @@ pub const WARN_FRACTION: f64 = 0.8;
 
 /// The cache of one repository, summed per scope and per ref: what `mbx cache
 /// usage` prints and what `mbx ci` keeps in the run record.
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, Default, PartialEq)]
 pub struct CacheUsage {
     /// `owner/name`.
     pub repository: String,
@@ -230,7 +331,7 @@ pub struct CacheUsage {
     pub run_scopes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, Default, PartialEq)]
 pub struct Bucket {
     pub count: u64,
     pub bytes: u64,
@@ -243,7 +344,7 @@ impl Bucket {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, Default, PartialEq)]
 pub struct ScopeUsage {
     pub scope: String,
     /// For mbx scopes (`<image>-<os>-<arch>[-<variant>]`): the image prefix…
@@ -269,7 +370,7 @@ impl ScopeUsage {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, Default, PartialEq)]
 pub struct RefUsage {
     #[serde(rename = "ref")]
     pub git_ref: String,
@@ -309,5 +410,43 @@ impl CacheUsage {
 
     pub fn scope(&self, name: &str) -> Option<&ScopeUsage> {
         self.scopes.iter().find(|s| s.scope == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The enums keep the spellings the record had as strings.
+    #[test]
+    fn closed_sets_keep_their_json_spelling() {
+        fn same<T: Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+            v: T,
+            s: &str,
+        ) {
+            assert_eq!(serde_json::to_value(&v).unwrap(), s);
+            assert_eq!(serde_json::from_value::<T>(s.into()).unwrap(), v);
+        }
+        for a in [
+            BuilderAction::Created,
+            BuilderAction::Reused,
+            BuilderAction::Recreated,
+        ] {
+            same(a, a.as_str());
+            assert_eq!(a.to_string(), a.as_str());
+        }
+        same(PlatformsSource::ControlApi, "control-api");
+        same(PlatformsSource::BuildxInspect, "buildx-inspect");
+        for (r, s) in [
+            (BinfmtRepair::Missing, "missing"),
+            (BinfmtRepair::Disabled, "disabled"),
+            (BinfmtRepair::NoFixBinary, "no F flag"),
+            (BinfmtRepair::StaleInterpreter, "interpreter missing"),
+            (BinfmtRepair::Reset, "reset"),
+        ] {
+            same(r, s);
+            assert_eq!(r.to_string(), s);
+        }
+        assert!(serde_json::from_value::<BuilderAction>("adopted".into()).is_err());
     }
 }

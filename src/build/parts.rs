@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::run::{PlatformRecord, RunRecord};
+use crate::platform::Platform;
+use crate::run::{PlatformRecord, RecordError, RunRecord};
 
 /// The parts of one image, checked to fit together.
 #[derive(Debug)]
@@ -15,6 +16,9 @@ pub struct Parts {
     pub tags: Vec<String>,
     pub platforms: Vec<PlatformRecord>,
     pub files: Vec<PathBuf>,
+    /// JSON files under the directory that are not run records at all
+    /// (other artifacts): left alone.
+    pub skipped: Vec<PathBuf>,
 }
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
@@ -29,34 +33,63 @@ fn json_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Read every run record under `dir` (artifacts download into subfolders).
+const FIX: &str =
+    "pass --parts DIR holding the JSON records written by `mbx build --push --json FILE` in each job";
+
+/// The records read, each with its file; and the files skipped.
+type Read = (Vec<(PathBuf, RunRecord)>, Vec<PathBuf>);
+
+/// Every run record under `dir` (artifacts download into subfolders), and
+/// the JSON files that are not records. A file that is damaged, or a record
+/// of a schema this mbx cannot read, stops the merge: merging without it
+/// would publish an index that lacks its platform.
+fn read_records(dir: &Path) -> Result<Read> {
+    let mut files = Vec::new();
+    json_files(dir, &mut files)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", dir.display()), FIX))?;
+    files.sort();
+    let (mut records, mut skipped) = (Vec::new(), Vec::new());
+    for f in files {
+        let bytes = std::fs::read(&f)
+            .map_err(|e| Error::input(format!("cannot read the part {}: {e}", f.display()), FIX))?;
+        match RunRecord::from_json(&bytes) {
+            Ok(r) => records.push((f, r)),
+            Err(RecordError::NotARecord) => {
+                tracing::debug!("{} is not an mbx run record; skipped", f.display());
+                skipped.push(f);
+            }
+            Err(e) => return Err(unreadable(&f, &e)),
+        }
+    }
+    Ok((records, skipped))
+}
+
+fn unreadable(f: &Path, e: &RecordError) -> Error {
+    let help = match e {
+        e if e.is_version() => {
+            "use the same mbx version on every runner (the action's `version` input), then run the jobs again; nothing was merged"
+        }
+        RecordError::NotJson(_) => {
+            "the part is damaged (an upload cut short?): run the job that wrote it again; nothing was merged"
+        }
+        _ => "run the job that wrote it again with the mbx version of this merge; nothing was merged",
+    };
+    Error::input(format!("part {}", e.about(&f.display().to_string())), help)
+}
+
+/// Read every part under `dir` and check that they fit together.
 pub fn load(dir: &Path) -> Result<Parts> {
-    let fix = "pass --parts DIR holding the JSON records written by `mbx build --push --json FILE` in each job";
     if !dir.is_dir() {
         return Err(Error::input(
             format!("--parts `{}` is not a directory", dir.display()),
-            fix,
+            FIX,
         ));
     }
-    let mut files = Vec::new();
-    json_files(dir, &mut files)
-        .map_err(|e| Error::input(format!("cannot read {}: {e}", dir.display()), fix))?;
-    files.sort();
-    let mut records: Vec<(PathBuf, RunRecord)> = Vec::new();
-    for f in files {
-        let rec = std::fs::read(&f)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok())
-            .filter(|r| !r.mbx_version.is_empty());
-        match rec {
-            Some(r) => records.push((f, r)),
-            None => tracing::debug!("{} is not an mbx run record; skipped", f.display()),
-        }
-    }
+    let (records, skipped) = read_records(dir)?;
     if records.is_empty() {
         return Err(Error::input(
             format!("no mbx run records under {}", dir.display()),
-            fix,
+            FIX,
         ));
     }
     let repository = records[0].1.output.clone();
@@ -65,6 +98,7 @@ pub fn load(dir: &Path) -> Result<Parts> {
         tags: Vec::new(),
         platforms: Vec::new(),
         files: Vec::new(),
+        skipped,
     };
     for (f, r) in records {
         if r.output != repository {
@@ -122,6 +156,33 @@ pub fn load(dir: &Path) -> Result<Parts> {
     Ok(parts)
 }
 
+/// Refuse `--platforms` the parts do not hold: checked before anything is
+/// pushed, so a merge never tags an index that fails its own verification.
+pub fn check_required(parts: &Parts, required: &[Platform]) -> Result<()> {
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|p| !parts.platforms.iter().any(|q| &q.platform == *p))
+        .map(|p| p.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let held: Vec<String> = parts
+        .platforms
+        .iter()
+        .map(|p| p.platform.to_string())
+        .collect();
+    Err(Error::input(
+        format!(
+            "--platforms asks for {} but no part holds it (the {} part(s) hold {})",
+            missing.join(", "),
+            parts.files.len(),
+            held.join(", ")
+        ),
+        "build each platform in its own job (`mbx build --platform P --push --json FILE`) and download every part into --parts DIR, or drop it from --platforms; nothing was merged",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +219,7 @@ mod tests {
         );
         std::fs::write(d.path().join("other.json"), "{\"not\": \"a record\"}").unwrap();
         let p = load(d.path()).unwrap();
+        assert_eq!(p.skipped, vec![d.path().join("other.json")]);
         assert_eq!(p.repository, "127.0.0.1:5000/app");
         assert_eq!(p.platforms.len(), 2);
         assert_eq!(p.tags, vec!["127.0.0.1:5000/app:latest"]);
@@ -210,5 +272,95 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("no pushed digest"));
+    }
+
+    #[test]
+    fn a_damaged_part_stops_the_merge_naming_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        part(
+            d.path(),
+            "amd64",
+            "127.0.0.1:5000/app",
+            "linux/amd64",
+            Some("sha256:a"),
+        );
+        part(
+            d.path(),
+            "arm64",
+            "127.0.0.1:5000/app",
+            "linux/arm64",
+            Some("sha256:b"),
+        );
+        let arm = d.path().join("arm64/part.json");
+        let bytes = std::fs::read(&arm).unwrap();
+        std::fs::write(&arm, &bytes[..bytes.len() / 2]).unwrap();
+        let e = load(d.path()).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with(&format!("part {} is not valid JSON", arm.display())),
+            "{msg}"
+        );
+        assert!(e
+            .help()
+            .unwrap()
+            .contains("run the job that wrote it again"));
+    }
+
+    #[test]
+    fn a_part_of_another_schema_stops_the_merge_naming_the_version() {
+        let d = tempfile::tempdir().unwrap();
+        part(
+            d.path(),
+            "amd64",
+            "127.0.0.1:5000/app",
+            "linux/amd64",
+            Some("sha256:a"),
+        );
+        let arm = d.path().join("arm64.json");
+        std::fs::write(&arm, r#"{"schema_version": "7.2", "mbx_version": "3.0.0"}"#).unwrap();
+        let e = load(d.path()).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(
+            e.to_string().starts_with(&format!(
+                "part {}: record schema 7.2 (written by mbx 3.0.0) is newer than this mbx",
+                arm.display()
+            )),
+            "{e}"
+        );
+        assert!(e
+            .help()
+            .unwrap()
+            .contains("same mbx version on every runner"));
+    }
+
+    #[test]
+    fn platforms_beyond_the_parts_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        part(
+            d.path(),
+            "amd64",
+            "127.0.0.1:5000/app",
+            "linux/amd64",
+            Some("sha256:a"),
+        );
+        part(
+            d.path(),
+            "arm64",
+            "127.0.0.1:5000/app",
+            "linux/arm64/v8",
+            Some("sha256:b"),
+        );
+        let p = load(d.path()).unwrap();
+        let want = |s: &[&str]| -> Vec<Platform> { s.iter().map(|p| p.parse().unwrap()).collect() };
+        check_required(&p, &want(&["linux/amd64", "linux/arm64"])).unwrap();
+        check_required(&p, &want(&["linux/arm64"])).unwrap();
+        let e =
+            check_required(&p, &want(&["linux/amd64", "linux/arm/v7", "linux/s390x"])).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            "--platforms asks for linux/arm/v7, linux/s390x but no part holds it (the 2 part(s) hold linux/amd64, linux/arm64)"
+        );
     }
 }

@@ -94,9 +94,14 @@ pub(crate) fn slowest_steps(record: &RunRecord, n: usize) -> Vec<(usize, &crate:
     steps
 }
 
-/// Save the run record as JSON.
+/// Save the run record as JSON, in this mbx's schema version: a record read
+/// from a newer minor holds only the fields this mbx knows.
 pub fn write_json(record: &RunRecord, path: &Path) -> Result<()> {
-    let bytes = serde_json::to_vec_pretty(record).expect("record serializes");
+    let record = RunRecord {
+        schema_version: crate::run::SchemaVersion::CURRENT,
+        ..record.clone()
+    };
+    let bytes = serde_json::to_vec_pretty(&record).expect("record serializes");
     std::fs::write(path, bytes).map_err(|e| {
         Error::input(
             format!("cannot write the run record to {}: {e}", path.display()),
@@ -105,18 +110,23 @@ pub fn write_json(record: &RunRecord, path: &Path) -> Result<()> {
     })
 }
 
+/// Read a run record (`mbx report --record FILE`); refuse one this mbx cannot
+/// read, naming the file and the version found.
 pub fn read_json(path: &Path) -> Result<RunRecord> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::input(
-            format!("cannot read {}: {e}", path.display()),
-            "pass --record FILE written by `mbx ci --json FILE`",
-        )
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Error::input(
-            format!("{} is not an mbx run record: {e}", path.display()),
-            "pass --record FILE written by `mbx ci --json FILE`",
-        )
+    let fix = "pass --record FILE written by `mbx ci --json FILE`";
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display()), fix))?;
+    RunRecord::from_json(&bytes).map_err(|e| {
+        let fix = match &e {
+            e if e.is_version() => {
+                "read it with the mbx version that wrote it (see its mbx_version)"
+            }
+            crate::run::RecordError::NotJson(_) => {
+                "the file is damaged or cut short: write it again with `mbx ci --json FILE`"
+            }
+            _ => fix,
+        };
+        Error::input(e.about(&path.display().to_string()), fix)
     })
 }
 

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::platform::Platform;
-use crate::run::{BinfmtRecord, BuilderRecord, SetupRecord};
+use crate::run::{BinfmtRecord, BuilderRecord, PlatformsSource, SetupRecord};
 use crate::setup::builder::Cleanup;
 
 /// The human summary of a setup (`mbx setup`): `platforms` are the ones asked
@@ -66,7 +66,6 @@ fn binfmt(b: &BinfmtRecord) -> String {
             .map(|v| format!(", {v}"))
             .unwrap_or_default(),
         b.repaired
-            .as_deref()
             .map(|r| format!(" [repaired: was {r}]"))
             .unwrap_or_default(),
     );
@@ -97,10 +96,10 @@ fn builder(b: &BuilderRecord) -> String {
         .as_deref()
         .map(|v| format!(" via {v}"))
         .unwrap_or_default();
-    let source = match b.platforms_source.as_str() {
-        "control-api" => format!("BuildKit control API, ListWorkers{via}"),
-        "buildx-inspect" => "docker buildx inspect (fallback)".to_string(),
-        other => other.to_string(),
+    let source = match b.platforms_source {
+        Some(PlatformsSource::ControlApi) => format!("BuildKit control API, ListWorkers{via}"),
+        Some(PlatformsSource::BuildxInspect) => "docker buildx inspect (fallback)".to_string(),
+        None => String::new(),
     };
     let _ = writeln!(
         o,

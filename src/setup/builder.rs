@@ -20,7 +20,7 @@ use crate::docker::buildx::{BuilderInfo, Buildx};
 use crate::error::{Error, Result};
 use crate::plan::BuilderPlan;
 use crate::platform::Platform;
-use crate::run::{BuilderRecord, PhaseTiming};
+use crate::run::{BuilderAction, BuilderRecord, PhaseTiming, PlatformsSource};
 
 /// How long the control API may take to answer once the builder runs.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -382,7 +382,9 @@ pub async fn ensure(
     let docker = buildx.docker.clone();
     let t1 = std::time::Instant::now();
     let (mut workers, mut via) = match prefetched {
-        Some(Prefetched(Ok(w), via)) if action == "reused" && !w.is_empty() => (Ok(w), via),
+        Some(Prefetched(Ok(w), via)) if action == BuilderAction::Reused && !w.is_empty() => {
+            (Ok(w), via)
+        }
         _ => ask_workers(buildx, engine, &plan.name).await,
     };
     let mut inspected: Option<BuilderInfo> = None;
@@ -397,7 +399,7 @@ pub async fn ensure(
                 ))
             }
             Err(e) => {
-                if action == "created" || action == "recreated" {
+                if action != BuilderAction::Reused {
                     // Don't leave behind a builder that cannot start.
                     let _ = blocking(|| buildx.remove(&plan.name));
                     forget_owned(&plan.name);
@@ -431,10 +433,10 @@ pub async fn ensure(
         } else {
             plan.driver.clone()
         },
-        action: action.into(),
+        action,
         buildkit_version,
         platforms: worker_platforms,
-        platforms_source: source.into(),
+        platforms_source: Some(source),
         note,
         control_api_via: via.map(str::to_string),
         differences,
@@ -451,7 +453,7 @@ fn compare_or_create(
     plan: &BuilderPlan,
     want: &Settings,
     existing: Option<&BuilderInfo>,
-) -> Result<(&'static str, Vec<String>)> {
+) -> Result<(BuilderAction, Vec<String>)> {
     let mut differences = Vec::new();
     let action = match existing {
         Some(info) if plan.driver == "docker" || info.driver == "docker" => {
@@ -464,18 +466,18 @@ fn compare_or_create(
                     "pass --builder NAME for another builder (docker-driver builders are the docker context's own, e.g. `default`)",
                 ));
             }
-            "reused"
+            BuilderAction::Reused
         }
         Some(info) => {
             let have = existing_settings(info);
             differences = have.differences(want);
             if differences.is_empty() {
-                "reused"
+                BuilderAction::Reused
             } else if plan.recreate {
                 blocking(|| buildx.remove(&plan.name))?;
                 forget_owned(&plan.name);
                 create(buildx, plan, want)?;
-                "recreated"
+                BuilderAction::Recreated
             } else {
                 let mine = if owned(&plan.name).is_some() {
                     "created by mbx earlier"
@@ -503,7 +505,7 @@ fn compare_or_create(
         }
         None => {
             create(buildx, plan, want)?;
-            "created"
+            BuilderAction::Created
         }
     };
     Ok((action, differences))
@@ -514,7 +516,7 @@ fn compare_or_create(
 type WorkerPlatforms = (
     Vec<String>,
     Option<String>,
-    &'static str,
+    PlatformsSource,
     Option<&'static str>,
     Option<String>,
 );
@@ -537,7 +539,7 @@ fn worker_platforms(
                 }
             }
             let v = ws.iter().find_map(|w| w.buildkit_version.clone());
-            (ps, v, "control-api", Some(via), None)
+            (ps, v, PlatformsSource::ControlApi, Some(via), None)
         }
         other => {
             let why = match other {
@@ -553,7 +555,7 @@ fn worker_platforms(
             (
                 info.platforms.clone(),
                 info.buildkit_version.clone(),
-                "buildx-inspect",
+                PlatformsSource::BuildxInspect,
                 None,
                 Some(format!(
                     "could not ask BuildKit's control API ({why}); platforms read from `docker buildx inspect`, which may list requested platforms the worker lacks"

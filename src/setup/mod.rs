@@ -75,11 +75,8 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
         prefetched,
     )
     .await?;
-    match builder.action.as_str() {
-        "created" | "recreated" => {
-            actions.push(format!("{} builder `{}`", builder.action, builder.name))
-        }
-        _ => {}
+    if builder.action != crate::run::BuilderAction::Reused {
+        actions.push(format!("{} builder `{}`", builder.action, builder.name));
     }
     // The builder's own split (compare/create, then boot + ListWorkers).
     phases.start = Instant::now();
@@ -164,8 +161,8 @@ async fn ensure_qemu(
             let mut r = f.record;
             if let Some(before) = findings.iter().find(|b| b.platform == r.platform) {
                 r.repaired = match &before.problem {
-                    Some(p) => Some(p.describe().to_string()),
-                    None if qp.reset => Some("reset".to_string()),
+                    Some(p) => Some(p.repair()),
+                    None if qp.reset => Some(crate::run::BinfmtRepair::Reset),
                     None => None,
                 };
             }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::platform::Platform;
-use crate::run::BinfmtRecord;
+use crate::run::{BinfmtRecord, BinfmtRepair};
 
 pub const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
 
@@ -170,12 +170,13 @@ pub enum Problem {
 }
 
 impl Problem {
-    pub fn describe(&self) -> &'static str {
+    /// What the record says setup repaired.
+    pub fn repair(&self) -> BinfmtRepair {
         match self {
-            Problem::Missing => "missing",
-            Problem::Disabled => "disabled",
-            Problem::NoFixBinary => "no F flag",
-            Problem::StaleInterpreter => "interpreter missing",
+            Problem::Missing => BinfmtRepair::Missing,
+            Problem::Disabled => BinfmtRepair::Disabled,
+            Problem::NoFixBinary => BinfmtRepair::NoFixBinary,
+            Problem::StaleInterpreter => BinfmtRepair::StaleInterpreter,
         }
     }
 }
