@@ -249,7 +249,10 @@ fn refuse_unknown(env: &BTreeMap<String, String>) -> Result<()> {
         let Some(rest) = k.strip_prefix("INPUT_") else {
             continue;
         };
-        let known = INPUTS.iter().any(|i| var_name(i.name) == *k);
+        // act (and GitHub, for JavaScript actions) also sets INPUT_NAME-WITH-DASHES.
+        let known = INPUTS
+            .iter()
+            .any(|i| var_name(i.name) == k.replace('-', "_"));
         let off = v.trim().is_empty() || v.trim().eq_ignore_ascii_case("false");
         if !known && !off {
             let name = rest.to_lowercase().replace('_', "-");
@@ -790,6 +793,16 @@ mod tests {
         assert!(e.is_ok(), "a quote inside a value is kept: {e:?}");
         let e = expand(&env(&[("secrets", "\"K=hunter2")]), "/rt").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
+        // act's own copies of the inputs (INPUT_DRIVER-OPTS) are known ones.
+        let mut e = env(&[("driver-opts", "network=host")]);
+        e.insert("INPUT_DRIVER-OPTS".into(), "network=host".into());
+        let x = expand(&e, "/rt").unwrap();
+        assert_eq!(
+            pairs(&x.args, "--driver-opt"),
+            ["network=host"],
+            "read once"
+        );
+        assert!(x.remove_env.contains(&"INPUT_DRIVER-OPTS".into()));
         // Unknown inputs left empty or false are fine (a newer action.yml's defaults).
         assert!(expand(&env(&[("load", "false"), ("no-cache-filters", "")]), "/rt").is_ok());
     }
