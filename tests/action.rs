@@ -1004,3 +1004,45 @@ fn fetch_verifies_downloads_and_reuses_the_tool_cache() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("released false"));
 }
+
+/// action.yml and mbx's table of inputs (src/inputs.rs) agree: every input
+/// action.yml declares has a row there, and every one mbx reads is passed to
+/// the mbx step as its INPUT_ variable (GitHub exports no INPUT_* to a
+/// composite action's steps).
+#[test]
+fn every_input_of_action_yml_reaches_mbx_through_its_table() {
+    use mbx::inputs::{var_name, Kind, INPUTS};
+    let yml = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
+    let section = |start: &str, end: &str| -> String {
+        let from = yml.find(start).unwrap() + start.len();
+        let to = from + yml[from..].find(end).unwrap();
+        yml[from..to].to_string()
+    };
+    let declared: Vec<String> = section("\ninputs:\n", "\noutputs:\n")
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':').map(String::from))
+        .filter(|n| !n.starts_with(' ') && !n.starts_with('#'))
+        .collect();
+    assert!(declared.len() > 20, "{declared:?}");
+    let step = section("\n    - id: mbx\n", "\n      run:");
+    for name in &declared {
+        let row = INPUTS.iter().find(|i| i.name == name);
+        let row =
+            row.unwrap_or_else(|| panic!("input `{name}` has no row in src/inputs.rs INPUTS"));
+        if row.kind == Kind::Action {
+            continue;
+        }
+        let line = format!("{}: ${{{{ inputs.{name} }}}}", var_name(name));
+        assert!(
+            step.lines().any(|l| l.trim() == line),
+            "the mbx step of action.yml passes `{line}`"
+        );
+    }
+    for i in INPUTS {
+        assert!(
+            declared.iter().any(|d| d == i.name),
+            "INPUTS row `{}` is an input of action.yml",
+            i.name
+        );
+    }
+}
