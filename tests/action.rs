@@ -556,7 +556,9 @@ impl Recorder {
 
     /// An mbx from before the inputs mode: its `ci --help` lists no `--inputs-from-env`.
     fn old() -> Recorder {
-        Recorder::with_help("echo 'Options:'; echo '      --push  Push'; echo 'mbx 0.0.9'; exit 0")
+        Recorder::with_help(
+            "case $a in --version) echo 'mbx 0.0.9';; *) echo 'Options:'; echo '      --push  Push';; esac; exit 0",
+        )
     }
 
     fn with_help(help: &str) -> Recorder {
@@ -856,7 +858,8 @@ fn run_stops_with_an_mbx_older_than_the_inputs_mode() {
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(2), "{text}");
     assert!(
-        text.contains("::error title=mbx::") && text.contains("--inputs-from-env"),
+        text.contains("::error title=mbx::mbx 0.0.9 cannot read the action's inputs")
+            && text.contains("--inputs-from-env"),
         "{text}"
     );
     assert!(
@@ -1045,4 +1048,83 @@ fn every_input_of_action_yml_reaches_mbx_through_its_table() {
             i.name
         );
     }
+}
+
+/// `mbx ci --inputs-from-env` on the real chain, as the run step calls it: a
+/// quoted multi-line secret (a PEM key) and a one-line one reach the build
+/// intact through mbx's environment, never its output; the outputs land in
+/// GITHUB_OUTPUT; `summary: false` leaves GITHUB_STEP_SUMMARY alone.
+#[test]
+fn inputs_mode_builds_with_a_multi_line_secret_and_writes_the_outputs() {
+    require_builder();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC{}\nBKcwggSjAgEAAoIBAQC7, with a comma\n-----END PRIVATE KEY-----",
+        std::process::id()
+    );
+    let token = format!("tok-{}", std::process::id());
+    let ctx = context(format!(
+        "FROM 127.0.0.1:5000/mbx/busybox:latest\n\
+         RUN --mount=type=secret,id=KEY,required=true --mount=type=secret,id=TOKEN,required=true \\\n\
+             test \"$(sha256sum < /run/secrets/KEY | cut -d' ' -f1)\" = {} && \\\n\
+             test \"$(cat /run/secrets/TOKEN)\" = {token} && echo ok > /ok\n",
+        sha256_hex(pem.as_bytes())
+    ));
+    let repo = unique_repo("action-inputs");
+    let d = tempfile::tempdir().unwrap();
+    let (output, summary) = (d.path().join("output"), d.path().join("summary"));
+    let mut c = mbx();
+    c.args(["ci", "--inputs-from-env"])
+        .current_dir(d.path())
+        .env("RUNNER_TEMP", d.path())
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary);
+    let secrets = format!("\"KEY={}\"\nTOKEN={token}", pem.replace('"', "\"\""));
+    for (k, v) in [
+        ("CONTEXT", ctx.path().display().to_string()),
+        ("PLATFORMS", "linux/amd64".into()),
+        ("TAGS", format!("{repo}:v1")),
+        ("PUSH", "True".into()),
+        ("CACHE", "NONE".into()),
+        ("PROVENANCE", "false".into()),
+        ("SECRETS", secrets),
+        ("SUMMARY", "false".into()),
+    ] {
+        c.env(format!("INPUT_{k}"), v);
+    }
+    let o = run(c);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    for secret in [pem.lines().nth(1).unwrap(), token.as_str()] {
+        let line = format!("::add-mask::{secret}\n");
+        assert!(out.contains(&line), "{secret} is masked: {out}");
+        assert!(
+            !out.replace(&line, "").contains(secret) && !err.contains(secret),
+            "a secret leaked"
+        );
+    }
+    let outputs = read(&output);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{repo}:v1"),
+    ]);
+    let digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
+    assert!(outputs.contains(&format!("\n{digest}\n")), "{outputs}");
+    for name in [
+        "digest",
+        "tags",
+        "metadata",
+        "platform-digests",
+        "emulation-cost-seconds",
+    ] {
+        assert!(
+            outputs.contains(&format!("{name}<<ghadelimiter_")),
+            "{name}: {outputs}"
+        );
+    }
+    assert!(
+        !summary.exists() || read(&summary).is_empty(),
+        "summary: false writes no job summary"
+    );
 }
