@@ -5,8 +5,13 @@
 //! `Util.getInputList`, so an input reads as it does in build-push-action.
 //!
 //! **A new action input goes in one place: [`INPUTS`]** (name → flag and
-//! kind), plus its declaration and `INPUT_…` line in action.yml. A unit test
-//! checks every flag of the table against this mbx's clap definitions.
+//! kind), plus its declaration and `INPUT_…` line in action.yml (GitHub
+//! exports no INPUT_* to a composite action's steps). A unit test checks every
+//! flag of the table against this mbx's clap definitions; tests/action.rs
+//! checks the table and action.yml agree.
+//!
+//! Sits beside `cli.rs` at the top: only `main` calls [`parse`]; it uses the
+//! clap definitions, the printer and the report's annotation format.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -16,6 +21,7 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
 use crate::printer;
+use crate::report::github::{escape_data, Annotation, Level};
 
 /// How one list input is split (toolkit's `ListOpts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -483,7 +489,7 @@ pub fn parse() -> Cli {
         Err(e) => fail(&e.to_string(), e.help().unwrap_or(""), e.exit_code()),
     };
     for m in &x.masks {
-        printer::outln(&format!("::add-mask::{}", escape(m)));
+        printer::outln(&format!("::add-mask::{}", escape_data(m)));
     }
     // Still one thread: nothing else reads the environment yet.
     for (k, v) in &x.set_env {
@@ -500,21 +506,23 @@ pub fn parse() -> Cli {
         serde_json::to_string(&x.args).unwrap_or_default()
     ));
     Cli::try_parse_from(argv).unwrap_or_else(|e| {
-        let msg = format!("the action's inputs did not parse: {}", e.kind());
-        printer::outln(&format!("::error title=mbx::{}", escape(&msg)));
+        annotate(&format!("the action's inputs did not parse: {}", e.kind()));
         e.exit()
     })
 }
 
-/// Workflow-command data escaping (`%`, CR, LF), as the runner unescapes it.
-fn escape(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+/// An error annotation the runner shows on the step.
+fn annotate(message: &str) {
+    let a = Annotation {
+        level: Level::Error,
+        title: "mbx".into(),
+        message: message.into(),
+    };
+    printer::outln(&a.to_string());
 }
 
 fn fail(message: &str, help: &str, code: i32) -> ! {
-    printer::outln(&format!("::error title=mbx::{}", escape(message)));
+    annotate(message);
     printer::err(&format!("error: {message}"));
     if !help.is_empty() {
         printer::err(&format!("help: {help}"));
