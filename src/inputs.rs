@@ -506,7 +506,10 @@ pub fn parse() -> Cli {
         serde_json::to_string(&x.args).unwrap_or_default()
     ));
     Cli::try_parse_from(argv).unwrap_or_else(|e| {
-        annotate(&format!("the action's inputs did not parse: {}", e.kind()));
+        // clap's first line names the flag and the value (never a secret: those are not in argv).
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        annotate(first.trim_start_matches("error: "));
         e.exit()
     })
 }

@@ -830,6 +830,10 @@ fn run_refuses_what_it_cannot_do_with_exit_2() {
             &[("load", "true"), ("cache", "none")],
             "does not know this input",
         ),
+        (
+            &[("emulation-warn-percent", "lots"), ("cache", "none")],
+            "invalid value 'lots' for '--emulation-warn-percent",
+        ),
         (&[("cache", "gha")], "handed over no credentials file"),
         (&[("cache", "GHA")], "handed over no credentials file"),
     ];
