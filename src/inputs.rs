@@ -156,7 +156,7 @@ fn bad(input: &str, message: impl std::fmt::Display, help: impl Into<String>) ->
 
 /// `true` or `false`, any case; anything else is an error.
 fn boolean(name: &str, v: &str) -> Result<bool> {
-    match v.to_ascii_lowercase().as_str() {
+    match v.trim().to_ascii_lowercase().as_str() {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err(bad(
@@ -212,8 +212,7 @@ pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
         }
     }
     if pushed && image.is_none() {
-        return Err(bad(
-            "push",
+        return Err(Error::input(
             "push: true needs tags naming the image",
             "add e.g. `tags: ghcr.io/acme/app:latest`",
         ));
