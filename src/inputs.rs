@@ -21,7 +21,8 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 use crate::error::{Error, Result};
 use crate::printer;
-use crate::report::github::{escape_data, Annotation, Level};
+use crate::report::fmt::escape_data;
+use crate::report::github::{Annotation, Level};
 
 /// How one list input is split (toolkit's `ListOpts`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
