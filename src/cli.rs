@@ -311,6 +311,10 @@ pub struct BuildArgs {
 
 #[derive(Debug, Args)]
 pub struct CiArgs {
+    /// Take the GitHub Action's inputs (the INPUT_* variables action.yml sets) as arguments:
+    /// lists split as docker/build-push-action splits them, secrets into mbx's environment only.
+    #[arg(long)]
+    pub inputs_from_env: bool,
     /// Run on a laptop or a plain machine: local cache directory, report in the terminal.
     #[arg(long)]
     pub local: bool,

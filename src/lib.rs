@@ -11,6 +11,7 @@ pub mod digest;
 pub mod docker;
 pub mod error;
 pub mod gha_cache;
+pub mod inputs;
 pub mod interrupt;
 pub mod oci;
 pub mod pipeline;

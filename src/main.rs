@@ -1,12 +1,11 @@
 use std::io::Write;
 
-use clap::Parser;
-
-use mbx::cli::{Cli, Command};
+use mbx::cli::Command;
 use mbx::commands;
 
 fn main() {
-    let cli = Cli::parse();
+    // `mbx ci --inputs-from-env` also takes the action's inputs (src/inputs.rs).
+    let cli = mbx::inputs::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")

@@ -536,11 +536,14 @@ fn the_runtime_step_pin_is_a_commit_with_this_runtime() {
 }
 
 // ---------------------------------------------------------------------------
-// scripts/action/run and scripts/action/fetch on their own (no act): inputs →
-// argv, injection, errors, the credentials handoff, the tool cache. `mbx` here
-// is a recorder around the real binary: `--help`/`--version` go to the real
-// one (so the flags it lacks are detected as in a real run), `ci` only
-// records its argv and environment.
+// scripts/action/run and scripts/action/fetch on their own (no act). The run
+// script only hands over the gha credentials and runs `mbx ci
+// --inputs-from-env`; mbx reads the inputs itself (src/inputs.rs, whose unit
+// tests hold the list rules). Here `mbx` is either the real binary (inputs →
+// argv, injection, refusals: each run stops at a bad input or at a build
+// context that does not exist, before setup touches the machine) or a
+// recorder around it: `--help`/`--version` go to the real one, `ci` only
+// records its argv and environment, anything else does nothing.
 
 struct Recorder {
     dir: tempfile::TempDir,
@@ -548,11 +551,21 @@ struct Recorder {
 
 impl Recorder {
     fn new() -> Recorder {
+        Recorder::with_help(&format!("exec '{}' \"$@\"", env!("CARGO_BIN_EXE_mbx")))
+    }
+
+    /// An mbx from before the inputs mode: its `ci --help` lists no `--inputs-from-env`.
+    fn old() -> Recorder {
+        Recorder::with_help(
+            "case $a in --version) echo 'mbx 0.0.9';; *) echo 'Options:'; echo '      --push  Push';; esac; exit 0",
+        )
+    }
+
+    fn with_help(help: &str) -> Recorder {
         let dir = tempfile::tempdir().unwrap();
         let script = format!(
-            "#!/bin/sh\nfor a in \"$@\"; do case $a in --help|--version) exec '{real}' \"$@\";; esac; done\n\
+            "#!/bin/sh\nfor a in \"$@\"; do case $a in --help|--version) {help};; esac; done\n\
              if [ \"$1\" = ci ]; then printf '%s\\n' \"$@\" >'{d}/argv'; env >'{d}/env'; fi\nexit 0\n",
-            real = env!("CARGO_BIN_EXE_mbx"),
             d = dir.path().display()
         );
         let p = dir.path().join("mbx");
@@ -561,31 +574,9 @@ impl Recorder {
         Recorder { dir }
     }
 
-    /// Run scripts/action/run with these inputs (INPUT_* names) and extra env.
+    /// Run scripts/action/run with this mbx, these inputs (INPUT_* names) and extra env.
     fn run(&self, inputs: &[(&str, &str)], extra: &[(&str, &str)]) -> Output {
-        let temp = self.dir.path().join("runner-temp");
-        std::fs::create_dir_all(&temp).unwrap();
-        let mut c = Command::new(repo_root().join("scripts/action/run"));
-        c.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap())
-            .env("MBX", self.dir.path().join("mbx"))
-            .env("RUNNER_TEMP", &temp)
-            .env("GITHUB_OUTPUT", self.dir.path().join("github-output"))
-            .current_dir(self.dir.path());
-        for (k, v) in inputs {
-            c.env(format!("INPUT_{}", k.to_uppercase().replace('-', "_")), v);
-        }
-        for (k, v) in extra {
-            c.env(k, v);
-        }
-        let o = c.output().unwrap();
-        eprintln!(
-            "--- run exited {:?}\n{}{}",
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        o
+        run_script(&self.dir.path().join("mbx"), self.dir.path(), inputs, extra)
     }
 
     fn argv(&self) -> Vec<String> {
@@ -605,6 +596,51 @@ impl Recorder {
     }
 }
 
+/// Run scripts/action/run in `dir` with `mbx` as the binary.
+fn run_script(mbx: &Path, dir: &Path, inputs: &[(&str, &str)], extra: &[(&str, &str)]) -> Output {
+    let temp = dir.join("runner-temp");
+    std::fs::create_dir_all(&temp).unwrap();
+    let mut c = Command::new(repo_root().join("scripts/action/run"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("MBX", mbx)
+        .env("RUNNER_TEMP", &temp)
+        .env("GITHUB_OUTPUT", dir.join("github-output"))
+        .current_dir(dir);
+    for (k, v) in inputs {
+        c.env(format!("INPUT_{}", k.to_uppercase().replace('-', "_")), v);
+    }
+    for (k, v) in extra {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    eprintln!(
+        "--- run exited {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// Run scripts/action/run with the real mbx in a fresh directory.
+fn run_real(inputs: &[(&str, &str)]) -> (Output, tempfile::TempDir) {
+    let d = tempfile::tempdir().unwrap();
+    let o = run_script(Path::new(env!("CARGO_BIN_EXE_mbx")), d.path(), inputs, &[]);
+    (o, d)
+}
+
+/// The arguments mbx made of the inputs, as it logs them.
+fn logged_args(o: &Output) -> Vec<String> {
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let needle = "the action's inputs as arguments: ";
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once(needle).map(|(_, rest)| rest.to_string()))
+        .unwrap_or_else(|| panic!("mbx logged no arguments: {stdout}"));
+    serde_json::from_str(&line).unwrap()
+}
+
 /// `flag VALUE` pairs of an argv.
 fn pairs(argv: &[String], flag: &str) -> Vec<String> {
     argv.windows(2)
@@ -613,56 +649,84 @@ fn pairs(argv: &[String], flag: &str) -> Vec<String> {
         .collect()
 }
 
-fn ci_has_flag(flag: &str) -> bool {
-    let o = Command::new(env!("CARGO_BIN_EXE_mbx"))
-        .args(["ci", "--help"])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .any(|l| l.trim_start().starts_with(flag))
+/// A unique builder name no run creates (the script's cleanup looks for it).
+fn no_builder() -> String {
+    format!("mbx-inputs-test-{}", std::process::id())
 }
 
 #[test]
-fn run_maps_every_input_to_argv_and_secrets_only_to_the_environment() {
+fn run_hands_the_inputs_to_mbx_and_parses_none_of_them() {
     let r = Recorder::new();
     let o = r.run(
         &[
             ("context", "ctx dir"),
-            ("file", "ctx dir/Dockerfile.prod"),
-            ("platforms", "linux/amd64,linux/arm64"),
-            (
-                "tags",
-                "ghcr.io/acme/app:1.0\nghcr.io/acme/app , ghcr.io/acme/app:sha-abc",
-            ),
-            ("labels", "a=1\n\n  b=two words  \n"),
-            ("build-args", "X=1\nY=has,comma"),
-            ("target", "prod"),
-            ("push", "true"),
-            ("provenance", "mode=max"),
-            ("sbom", "true"),
-            ("secrets", "TOKEN=s3cr3t-value\nNETRC=machine=x"),
-            ("cache", "registry"),
-            ("cache-scope-prefix", "app"),
-            ("builder", "b1"),
-            ("driver", "docker-container"),
-            (
-                "driver-opts",
-                "network=host,image=127.0.0.1:5000/moby/buildkit:local",
-            ),
-            ("buildkit-image", "127.0.0.1:5000/moby/buildkit:local"),
-            ("verify", "true"),
-            ("check-binaries", "true"),
-            ("summary", "false"),
+            ("tags", "ghcr.io/acme/app:1.0\nghcr.io/acme/app:latest"),
+            ("secrets", "TOKEN=s3cr3t-value"),
+            ("cache", "none"),
             ("github-token", "ghs_tokenvalue"),
         ],
         &[("ACTIONS_RUNTIME_TOKEN", "inherited-token")],
     );
     assert_eq!(o.status.code(), Some(0));
-    let argv = r.argv();
-    assert_eq!(argv[0], "ci");
+    assert_eq!(r.argv(), ["ci", "--inputs-from-env"]);
+    let env = r.env();
+    assert!(env.contains("\nINPUT_CONTEXT=ctx dir\n"), "{env}");
+    assert!(
+        env.contains("\nINPUT_SECRETS=TOKEN=s3cr3t-value\n"),
+        "{env}"
+    );
+    assert!(
+        !env.contains("ACTIONS_RUNTIME_TOKEN"),
+        "an inherited runtime token never reaches mbx outside the handoff: {env}"
+    );
+}
+
+#[test]
+fn run_maps_every_input_to_argv_and_secrets_only_to_the_environment() {
+    let pem =
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----";
+    let secrets = format!("TOKEN=s3cr3t-value\n\"KEY={pem}\"\nNETRC=machine=x");
+    let builder = no_builder();
+    let (o, _d) = run_real(&[
+        ("context", "ctx dir"),
+        ("file", "ctx dir/Dockerfile.prod"),
+        ("platforms", "linux/amd64\nlinux/arm64"),
+        (
+            "tags",
+            "ghcr.io/acme/app:1.0\nghcr.io/acme/app , ghcr.io/acme/app:sha-abc",
+        ),
+        ("labels", "a=1\n\n  b=two words  \n"),
+        ("build-args", "X=1\nY=has,comma"),
+        ("target", "prod"),
+        ("push", "true"),
+        ("provenance", "mode=max"),
+        ("sbom", "true"),
+        ("secrets", &secrets),
+        ("cache", "Registry"),
+        ("cache-scope-prefix", "app"),
+        ("builder", &builder),
+        ("driver", "docker-container"),
+        (
+            "driver-opts",
+            "network=host,image=127.0.0.1:5000/moby/buildkit:local",
+        ),
+        ("buildkit-image", "127.0.0.1:5000/moby/buildkit:local"),
+        ("qemu-image", "127.0.0.1:5000/binfmt:local"),
+        ("verify", "false"),
+        ("check-binaries", "true"),
+        ("summary", "false"),
+        ("github-token", "ghs_tokenvalue"),
+        ("emulation-warn-percent", "30"),
+    ]);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    // The context does not exist: mbx stops there, a usage error, before setup.
+    assert_eq!(o.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("build context `ctx dir`"), "{stderr}");
+    let argv = logged_args(&o);
     assert_eq!(pairs(&argv, "--context"), ["ctx dir"]);
     assert_eq!(pairs(&argv, "--file"), ["ctx dir/Dockerfile.prod"]);
+    assert_eq!(pairs(&argv, "--platforms"), ["linux/amd64,linux/arm64"]);
     assert_eq!(pairs(&argv, "--image"), ["ghcr.io/acme/app"]);
     assert_eq!(pairs(&argv, "--tag"), ["1.0", "latest", "sha-abc"]);
     assert_eq!(pairs(&argv, "--label"), ["a=1", "b=two words"]);
@@ -673,11 +737,15 @@ fn run_maps_every_input_to_argv_and_secrets_only_to_the_environment() {
     assert_eq!(pairs(&argv, "--sbom"), ["true"]);
     assert_eq!(
         pairs(&argv, "--secret-env"),
-        ["TOKEN=MBX_SECRET_0", "NETRC=MBX_SECRET_1"]
+        [
+            "TOKEN=MBX_SECRET_0",
+            "KEY=MBX_SECRET_1",
+            "NETRC=MBX_SECRET_2"
+        ]
     );
     assert_eq!(pairs(&argv, "--cache"), ["registry"]);
     assert_eq!(pairs(&argv, "--cache-scope-prefix"), ["app"]);
-    assert_eq!(pairs(&argv, "--builder"), ["b1"]);
+    assert_eq!(pairs(&argv, "--builder"), [builder.as_str()]);
     assert_eq!(
         pairs(&argv, "--driver-opt"),
         ["network=host", "image=127.0.0.1:5000/moby/buildkit:local"]
@@ -686,45 +754,47 @@ fn run_maps_every_input_to_argv_and_secrets_only_to_the_environment() {
         pairs(&argv, "--buildkit-image"),
         ["127.0.0.1:5000/moby/buildkit:local"]
     );
-    assert!(argv.contains(&"--check-binaries".to_string()));
-    assert_eq!(pairs(&argv, "--json").len(), 1);
-    assert!(!argv
-        .iter()
-        .any(|a| a.contains("s3cr3t") || a.contains("ghs_")));
-
-    let env = r.env();
-    assert!(env.contains("\nMBX_SECRET_0=s3cr3t-value\n"), "{env}");
-    assert!(env.contains("\nMBX_SECRET_1=machine=x\n"), "{env}");
-    assert!(env.contains("\nGITHUB_TOKEN=ghs_tokenvalue\n"), "{env}");
-    assert!(!env.contains("INPUT_SECRETS") && !env.contains("INPUT_GITHUB_TOKEN"));
-    assert!(
-        !env.contains("ACTIONS_RUNTIME_TOKEN"),
-        "an inherited runtime token never reaches mbx outside the handoff: {env}"
+    assert_eq!(
+        pairs(&argv, "--qemu-image"),
+        ["127.0.0.1:5000/binfmt:local"]
     );
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("::add-mask::s3cr3t-value"), "{stdout}");
-    assert!(stdout.contains("::add-mask::ghs_tokenvalue"), "{stdout}");
+    assert!(argv.contains(&"--no-verify".to_string()));
+    assert!(argv.contains(&"--check-binaries".to_string()));
+    assert_eq!(pairs(&argv, "--emulation-warn-percent"), ["30"]);
+    // Secrets: masked (each line of the PEM key), never anywhere else.
+    for m in [
+        "s3cr3t-value",
+        "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+        "machine=x",
+        "ghs_tokenvalue",
+    ] {
+        assert!(
+            stdout.contains(&format!("::add-mask::{m}\n")),
+            "{m}: {stdout}"
+        );
+        let elsewhere = stdout.replace(&format!("::add-mask::{m}\n"), "");
+        assert!(!elsewhere.contains(m) && !stderr.contains(m), "{m} leaked");
+    }
 }
 
 #[test]
 fn run_passes_inputs_as_data_never_as_shell_text() {
-    let r = Recorder::new();
-    let marker = r.dir.path().join("pwned");
+    let d = tempfile::tempdir().unwrap();
+    let marker = d.path().join("pwned");
     let evil = format!("$(touch {m}); `touch {m}`; touch {m}", m = marker.display());
-    let o = r.run(
-        &[
-            ("context", &evil),
-            ("target", "\"; touch pwned; echo \""),
-            ("build-args", &format!("A={evil}")),
-            ("cache", "none"),
-        ],
-        &[],
-    );
-    assert_eq!(o.status.code(), Some(0));
+    let (o, dir) = run_real(&[
+        ("context", &evil),
+        ("target", "\"; touch pwned; echo \""),
+        ("build-args", &format!("A={evil}")),
+        ("cache", "none"),
+        ("builder", &no_builder()),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "stops at the missing context");
     assert!(!marker.exists(), "an input was run as shell code");
-    assert!(!r.dir.path().join("pwned").exists());
-    let argv = r.argv();
+    assert!(!dir.path().join("pwned").exists());
+    let argv = logged_args(&o);
     assert_eq!(pairs(&argv, "--context"), [evil.as_str()]);
+    assert_eq!(pairs(&argv, "--target"), ["\"; touch pwned; echo \""]);
     assert_eq!(pairs(&argv, "--build-arg"), [format!("A={evil}")]);
 }
 
@@ -743,7 +813,7 @@ fn run_refuses_what_it_cannot_do_with_exit_2() {
             &[("push", "yes"), ("cache", "none")],
             "must be true or false",
         ),
-        (&[("cache", "s3")], "must be gha, local, registry or none"),
+        (&[("cache", "s3")], "must be gha, local, registry, none"),
         (
             &[("tags", "a.io/x@sha256:00"), ("cache", "none")],
             "names a digest",
@@ -752,69 +822,91 @@ fn run_refuses_what_it_cannot_do_with_exit_2() {
             &[("secrets", "no-equals-sign"), ("cache", "none")],
             "not KEY=VALUE",
         ),
+        (
+            &[("secrets", "\"K=never-closed"), ("cache", "none")],
+            "a quote is not closed",
+        ),
+        (
+            &[("load", "true"), ("cache", "none")],
+            "does not know this input",
+        ),
+        (
+            &[("emulation-warn-percent", "lots"), ("cache", "none")],
+            "invalid value 'lots' for '--emulation-warn-percent",
+        ),
         (&[("cache", "gha")], "handed over no credentials file"),
+        (&[("cache", "GHA")], "handed over no credentials file"),
     ];
     for (inputs, want) in cases {
-        let r = Recorder::new();
-        let o = r.run(inputs, &[]);
+        let mut inputs = inputs.to_vec();
+        let builder = no_builder();
+        inputs.push(("builder", &builder));
+        let (o, _d) = run_real(&inputs);
         let text = String::from_utf8_lossy(&o.stdout);
+        let stderr = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{inputs:?}: {text}");
         assert!(text.contains("::error title=mbx::"), "{text}");
         assert!(text.contains(want), "{inputs:?}: wanted `{want}` in {text}");
-        assert!(!r.ran_ci(), "{inputs:?}: mbx ci must not run");
+        assert!(!text.contains("never-closed") && !stderr.contains("never-closed"));
+        assert!(
+            !stderr.contains("setup:"),
+            "{inputs:?}: nothing ran: {stderr}"
+        );
     }
 }
 
-/// Inputs that map to a flag of `mbx ci` reach it when set to a non-default.
-/// (The run script refuses them, exit 2, with an older mbx that lacks the flag.)
 #[test]
-fn run_passes_qemu_image_and_no_verify() {
-    for (input, value, flag) in [
-        ("qemu-image", "127.0.0.1:5000/binfmt:local", "--qemu-image"),
-        ("verify", "false", "--no-verify"),
-    ] {
-        assert!(ci_has_flag(flag), "this mbx has {flag}");
-        let r = Recorder::new();
-        let o = r.run(&[(input, value), ("cache", "none")], &[]);
-        let text = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(o.status.code(), Some(0), "{text}");
-        assert!(r.argv().contains(&flag.to_string()), "{flag} passed");
-    }
+fn run_stops_with_an_mbx_older_than_the_inputs_mode() {
+    let r = Recorder::old();
+    let o = r.run(&[("cache", "none")], &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("::error title=mbx::mbx 0.0.9 cannot read the action's inputs")
+            && text.contains("--inputs-from-env"),
+        "{text}"
+    );
+    assert!(
+        !r.ran_ci(),
+        "the old mbx never runs with inputs it cannot read"
+    );
 }
 
 #[test]
 fn run_takes_gha_credentials_from_the_handoff_file_and_deletes_it() {
-    let r = Recorder::new();
-    let f = r.dir.path().join("mbx-runtime-test");
-    std::fs::write(
-        &f,
-        "ACTIONS_RUNTIME_TOKEN=tok.from.file\nACTIONS_CACHE_URL=http://127.0.0.1:1/c/\nIGNORED=x\n",
-    )
-    .unwrap();
-    let o = r.run(
-        &[("cache", "gha")],
-        &[
-            ("MBX_RUNTIME_FILE", f.to_str().unwrap()),
-            ("ACTIONS_RUNTIME_TOKEN", "inherited"),
-            ("ACTIONS_RESULTS_URL", "http://inherited.invalid/"),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(0));
-    assert!(!f.exists(), "the handoff file is deleted");
-    let env = r.env();
-    assert!(
-        env.contains("\nACTIONS_RUNTIME_TOKEN=tok.from.file\n"),
-        "{env}"
-    );
-    assert!(
-        env.contains("\nACTIONS_CACHE_URL=http://127.0.0.1:1/c/\n"),
-        "{env}"
-    );
-    assert!(
-        !env.contains("ACTIONS_RESULTS_URL") && !env.contains("IGNORED"),
-        "{env}"
-    );
-    assert!(String::from_utf8_lossy(&o.stdout).contains("::add-mask::tok.from.file"));
+    for cache in ["gha", "GHA"] {
+        let r = Recorder::new();
+        let f = r.dir.path().join("mbx-runtime-test");
+        std::fs::write(
+            &f,
+            "ACTIONS_RUNTIME_TOKEN=tok.from.file\nACTIONS_CACHE_URL=http://127.0.0.1:1/c/\nIGNORED=x\n",
+        )
+        .unwrap();
+        let o = r.run(
+            &[("cache", cache)],
+            &[
+                ("MBX_RUNTIME_FILE", f.to_str().unwrap()),
+                ("ACTIONS_RUNTIME_TOKEN", "inherited"),
+                ("ACTIONS_RESULTS_URL", "http://inherited.invalid/"),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0));
+        assert!(!f.exists(), "the handoff file is deleted");
+        let env = r.env();
+        assert!(
+            env.contains("\nACTIONS_RUNTIME_TOKEN=tok.from.file\n"),
+            "{env}"
+        );
+        assert!(
+            env.contains("\nACTIONS_CACHE_URL=http://127.0.0.1:1/c/\n"),
+            "{env}"
+        );
+        assert!(
+            !env.contains("ACTIONS_RESULTS_URL") && !env.contains("IGNORED"),
+            "{env}"
+        );
+        assert!(String::from_utf8_lossy(&o.stdout).contains("::add-mask::tok.from.file"));
+    }
 }
 
 /// Run scripts/action/fetch with a tool cache and manifest of the test's own.
@@ -918,4 +1010,125 @@ fn fetch_verifies_downloads_and_reuses_the_tool_cache() {
     let o = fetch(&unreleased, &tc, &[base]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("released false"));
+}
+
+/// action.yml and mbx's table of inputs (src/inputs.rs) agree: every input
+/// action.yml declares has a row there, and every one mbx reads is passed to
+/// the mbx step as its INPUT_ variable (GitHub exports no INPUT_* to a
+/// composite action's steps).
+#[test]
+fn every_input_of_action_yml_reaches_mbx_through_its_table() {
+    use mbx::inputs::{var_name, Kind, INPUTS};
+    let yml = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
+    let section = |start: &str, end: &str| -> String {
+        let from = yml.find(start).unwrap() + start.len();
+        let to = from + yml[from..].find(end).unwrap();
+        yml[from..to].to_string()
+    };
+    let declared: Vec<String> = section("\ninputs:\n", "\noutputs:\n")
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.strip_suffix(':').map(String::from))
+        .filter(|n| !n.starts_with(' ') && !n.starts_with('#'))
+        .collect();
+    assert!(declared.len() > 20, "{declared:?}");
+    let step = section("\n    - id: mbx\n", "\n      run:");
+    for name in &declared {
+        let row = INPUTS.iter().find(|i| i.name == name);
+        let row =
+            row.unwrap_or_else(|| panic!("input `{name}` has no row in src/inputs.rs INPUTS"));
+        if row.kind == Kind::Action {
+            continue;
+        }
+        let line = format!("{}: ${{{{ inputs.{name} }}}}", var_name(name));
+        assert!(
+            step.lines().any(|l| l.trim() == line),
+            "the mbx step of action.yml passes `{line}`"
+        );
+    }
+    for i in INPUTS {
+        assert!(
+            declared.iter().any(|d| d == i.name),
+            "INPUTS row `{}` is an input of action.yml",
+            i.name
+        );
+    }
+}
+
+/// `mbx ci --inputs-from-env` on the real chain, as the run step calls it: a
+/// quoted multi-line secret (a PEM key) and a one-line one reach the build
+/// intact through mbx's environment, never its output; the outputs land in
+/// GITHUB_OUTPUT; `summary: false` leaves GITHUB_STEP_SUMMARY alone.
+#[test]
+fn inputs_mode_builds_with_a_multi_line_secret_and_writes_the_outputs() {
+    require_builder();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC{}\nBKcwggSjAgEAAoIBAQC7, with a comma\n-----END PRIVATE KEY-----",
+        std::process::id()
+    );
+    let token = format!("tok-{}", std::process::id());
+    let ctx = context(format!(
+        "FROM 127.0.0.1:5000/mbx/busybox:latest\n\
+         RUN --mount=type=secret,id=KEY,required=true --mount=type=secret,id=TOKEN,required=true \\\n\
+             test \"$(sha256sum < /run/secrets/KEY | cut -d' ' -f1)\" = {} && \\\n\
+             test \"$(cat /run/secrets/TOKEN)\" = {token} && echo ok > /ok\n",
+        sha256_hex(pem.as_bytes())
+    ));
+    let repo = unique_repo("action-inputs");
+    let d = tempfile::tempdir().unwrap();
+    let (output, summary) = (d.path().join("output"), d.path().join("summary"));
+    let mut c = mbx();
+    c.args(["ci", "--inputs-from-env"])
+        .current_dir(d.path())
+        .env("RUNNER_TEMP", d.path())
+        .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STEP_SUMMARY", &summary);
+    let secrets = format!("\"KEY={}\"\nTOKEN={token}", pem.replace('"', "\"\""));
+    for (k, v) in [
+        ("CONTEXT", ctx.path().display().to_string()),
+        ("PLATFORMS", "linux/amd64".into()),
+        ("TAGS", format!("{repo}:v1")),
+        ("PUSH", "True".into()),
+        ("CACHE", "NONE".into()),
+        ("PROVENANCE", "false".into()),
+        ("SECRETS", secrets),
+        ("SUMMARY", "false".into()),
+    ] {
+        c.env(format!("INPUT_{k}"), v);
+    }
+    let o = run(c);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}{err}");
+    for secret in [pem.lines().nth(1).unwrap(), token.as_str()] {
+        let line = format!("::add-mask::{secret}\n");
+        assert!(out.contains(&line), "{secret} is masked: {out}");
+        assert!(
+            !out.replace(&line, "").contains(secret) && !err.contains(secret),
+            "a secret leaked"
+        );
+    }
+    let outputs = read(&output);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{repo}:v1"),
+    ]);
+    let digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
+    assert!(outputs.contains(&format!("\n{digest}\n")), "{outputs}");
+    for name in [
+        "digest",
+        "tags",
+        "metadata",
+        "platform-digests",
+        "emulation-cost-seconds",
+    ] {
+        assert!(
+            outputs.contains(&format!("{name}<<ghadelimiter_")),
+            "{name}: {outputs}"
+        );
+    }
+    assert!(
+        !summary.exists() || read(&summary).is_empty(),
+        "summary: false writes no job summary"
+    );
 }
