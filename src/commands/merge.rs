@@ -18,6 +18,7 @@ pub async fn merge(args: MergeArgs) -> Result<ExitStatus> {
         })?,
         None => parts.platforms.iter().map(|p| p.platform.clone()).collect(),
     };
+    build::parts::check_required(&parts, &required)?;
     for a in &args.annotations {
         if !a.starts_with("index:") || !a.contains('=') {
             return Err(Error::input(
