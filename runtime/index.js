@@ -1,4 +1,5 @@
-// Hand ACTIONS_RUNTIME_TOKEN, ACTIONS_CACHE_URL and ACTIONS_RESULTS_URL to the
+// Hand ACTIONS_RUNTIME_TOKEN, ACTIONS_CACHE_URL, ACTIONS_RESULTS_URL and
+// ACTIONS_CACHE_SERVICE_V2 (what makes buildx speak the v2 protocol) to the
 // mbx step through a 0600 file in RUNNER_TEMP (see action.yml for why).
 // No dependencies: plain Node, so nothing to install or audit.
 'use strict';
@@ -7,7 +8,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 
-const KEYS = ['ACTIONS_RUNTIME_TOKEN', 'ACTIONS_CACHE_URL', 'ACTIONS_RESULTS_URL'];
+const KEYS = ['ACTIONS_RUNTIME_TOKEN', 'ACTIONS_CACHE_URL', 'ACTIONS_RESULTS_URL', 'ACTIONS_CACHE_SERVICE_V2'];
 
 function fail(message) {
   process.stdout.write(`::error title=mbx::${message.replace(/%/g, '%25').replace(/\r/g, '%0D').replace(/\n/g, '%0A')}${os.EOL}`);
