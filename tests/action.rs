@@ -1132,3 +1132,42 @@ fn inputs_mode_builds_with_a_multi_line_secret_and_writes_the_outputs() {
         "summary: false writes no job summary"
     );
 }
+
+/// GitHub's split, imitated (actions/runner gives ACTIONS_RUNTIME_TOKEN,
+/// ACTIONS_RESULTS_URL and ACTIONS_CACHE_SERVICE_V2 to JavaScript steps
+/// only): the runtime step runs with them, the run step without, and mbx
+/// still receives every variable the v2 cache needs.
+#[test]
+fn the_v2_cache_variables_reach_mbx_across_the_runner_split() {
+    let r = Recorder::new();
+    let temp = tempfile::tempdir().unwrap();
+    let output = temp.path().join("github_output");
+    let o = Command::new("node")
+        .arg(repo_root().join("runtime/index.js"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("RUNNER_TEMP", temp.path())
+        .env("GITHUB_OUTPUT", &output)
+        .env("ACTIONS_RUNTIME_TOKEN", "tok.v2")
+        .env("ACTIONS_RESULTS_URL", "http://127.0.0.1:1/results/")
+        .env("ACTIONS_CACHE_SERVICE_V2", "true")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let file = read(&output)
+        .lines()
+        .find_map(|l| l.strip_prefix("file=").map(str::to_string))
+        .expect("the runtime step names its file");
+    // The run step: no runtime variable of its own (run_script clears the env).
+    let o = r.run(&[("cache", "gha")], &[("MBX_RUNTIME_FILE", &file)]);
+    assert_eq!(o.status.code(), Some(0));
+    let env = r.env();
+    for kv in [
+        "ACTIONS_RUNTIME_TOKEN=tok.v2",
+        "ACTIONS_RESULTS_URL=http://127.0.0.1:1/results/",
+        "ACTIONS_CACHE_SERVICE_V2=true",
+    ] {
+        assert!(env.contains(&format!("\n{kv}\n")), "{kv} missing:{env}");
+    }
+    assert!(!Path::new(&file).exists(), "the handoff file is deleted");
+}
