@@ -22,6 +22,29 @@ pub struct Snapshot {
     pub running: Option<String>,
 }
 
+/// The few styles mbx uses, in one place.
+pub mod style {
+    use anstyle::{AnsiColor, Color, Style};
+
+    const fn fg(c: AnsiColor) -> Style {
+        Style::new().fg_color(Some(Color::Ansi(c)))
+    }
+    pub const BRAND: Style = fg(AnsiColor::Blue).bold();
+    pub const OK: Style = fg(AnsiColor::Green);
+    pub const BAD: Style = fg(AnsiColor::Red).bold();
+    pub const WARN: Style = fg(AnsiColor::Yellow);
+    pub const BOLD: Style = Style::new().bold();
+}
+
+/// `s` in `style` when `color`, else as it is.
+pub fn paint(style: anstyle::Style, s: &str, color: bool) -> String {
+    if color {
+        format!("{style}{s}{style:#}")
+    } else {
+        s.to_string()
+    }
+}
+
 static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
 
 /// Write `text` to stdout. A closed pipe is remembered and everything after
@@ -90,7 +113,7 @@ impl Printer {
         }
         let _g = self.lock.lock();
         let line = if self.color {
-            format!("\x1b[1;34mmbx\x1b[0m {msg}")
+            format!("{} {msg}", paint(style::BRAND, "mbx", true))
         } else {
             format!("mbx: {msg}")
         };

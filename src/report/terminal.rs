@@ -5,6 +5,7 @@ pub use crate::printer::{stdout_color, Printer};
 use std::fmt::Write as _;
 
 use crate::digest::short;
+use crate::printer::{paint, style};
 use crate::report::emulation::{self, Comparison, EmulationReport};
 use crate::report::fmt::{clip, one_line, secs, table};
 use crate::report::ReportOptions;
@@ -13,24 +14,17 @@ use crate::run::RunRecord;
 struct Paint(bool);
 
 impl Paint {
-    fn wrap(&self, code: &str, s: &str) -> String {
-        if self.0 {
-            format!("\x1b[{code}m{s}\x1b[0m")
-        } else {
-            s.to_string()
-        }
-    }
     fn ok(&self, s: &str) -> String {
-        self.wrap("32", s)
+        paint(style::OK, s, self.0)
     }
     fn bad(&self, s: &str) -> String {
-        self.wrap("1;31", s)
+        paint(style::BAD, s, self.0)
     }
     fn warn(&self, s: &str) -> String {
-        self.wrap("33", s)
+        paint(style::WARN, s, self.0)
     }
     fn bold(&self, s: &str) -> String {
-        self.wrap("1", s)
+        paint(style::BOLD, s, self.0)
     }
 }
 
