@@ -181,7 +181,7 @@ pub struct PlatformArgs {
 #[derive(Debug, Clone, Args)]
 pub struct BuilderArgs {
     /// Name of the buildx builder to create or reuse.
-    #[arg(long, default_value = "ci-builder")]
+    #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder")]
     pub builder: String,
     /// buildx driver for a new builder (docker-container, docker, kubernetes, remote).
     #[arg(long, default_value = "docker-container")]
@@ -377,7 +377,7 @@ pub struct BuildOnlyArgs {
     #[command(flatten)]
     pub platforms: PlatformArgs,
     /// Name of an existing buildx builder (see `mbx setup`).
-    #[arg(long, default_value = "ci-builder")]
+    #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder")]
     pub builder: String,
     #[command(flatten)]
     pub build: BuildArgs,
@@ -438,7 +438,7 @@ pub struct MergeArgs {
     #[arg(long = "annotation", value_name = "index:KEY=VALUE")]
     pub annotations: Vec<String>,
     /// buildx builder whose registry settings imagetools uses, if it exists.
-    #[arg(long, default_value = "ci-builder")]
+    #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder")]
     pub builder: String,
     /// Write the merged run record as JSON to FILE.
     #[arg(long, value_name = "FILE")]

@@ -14,8 +14,30 @@ phase_check() {
   registry_manifest "$BUSYBOX_REF" >/dev/null || die "$BUSYBOX_REF is not in the registry"
   binfmt_ok qemu-aarch64 || die "binfmt handler qemu-aarch64 lost its enabled/F state"
   NOTE="($CHAIN_LANE lane: $(command -v docker) runs buildx $(awk '{print $2}' <<<"$bx"); both images in the registry; qemu-aarch64 F)"
+  stale_builder
   ((PROBE)) && probe_builder
   return 0
+}
+
+# stale_builder: the lane's default builder (ci-builder, or ci-builder-LANE)
+# must run the lane's BuildKit. After the lane's image changed (a switch of
+# the default lane, a new compile) buildx would keep booting the old
+# container, and the docker-container driver would reuse the old image from
+# dockerd's store: remove both; the next `mbx setup` makes them anew.
+stale_builder() {
+  local name=ci-builder want have
+  [[ $CHAIN_LANE == "$CHAIN_DEFAULT_LANE" ]] || name+=-$CHAIN_LANE
+  local container=buildx_buildkit_${name}0
+  "$DOCKER" container inspect "$container" >/dev/null 2>&1 || return 0
+  want=$("$BUILDKIT_BIN/buildkitd" --version 2>/dev/null | awk '{print $3}')
+  have=$("$DOCKER" exec "$container" buildkitd --version 2>/dev/null | awk '{print $3}') || have=""
+  [[ -n $want && $have == "$want" ]] && return 0
+  log "builder $name runs BuildKit ${have:-?}, the $CHAIN_LANE lane's is $want: removing it and the cached image"
+  lane_env "$DOCKER" buildx rm --force "$name" >/dev/null 2>&1 || true
+  "$DOCKER" rm -f -v "$container" >/dev/null 2>&1 || true
+  "$DOCKER" volume rm "${container}_state" >/dev/null 2>&1 || true
+  "$DOCKER" image rm -f "$BUILDKIT_REF" >/dev/null 2>&1 || true
+  NOTE+="; removed stale builder $name (BuildKit ${have:-?}, want $want)"
 }
 
 probe_builder() {

@@ -25,6 +25,8 @@ phase_config() {
     if [[ $CHAIN_LANE != "$CHAIN_DEFAULT_LANE" ]]; then
       echo "# buildx ${LANE_BUILDX[$CHAIN_LANE]} from $LANE_DIR/cli-plugins (cliPluginsExtraDirs in this docker config)"
       echo "export DOCKER_CONFIG=$LANE_DIR/docker"
+      echo "# its own default builder: buildx's container names are global in dockerd"
+      echo "export MBX_BUILDER=ci-builder-$CHAIN_LANE"
     fi
   } | write_if_changed "$LANE_DIR/env"
   write_if_changed "$CHAIN_DIR/env" <<EOF
