@@ -58,6 +58,80 @@ pub struct BuildPlan {
     pub pull: bool,
     pub max_parallel: usize,
     pub json: Option<PathBuf>,
+    /// Values never to be printed or recorded (secret build args, secrets
+    /// read from the environment, the runner's tokens).
+    pub redactions: Redactions,
+}
+
+/// Values mbx must never print or record. Its `Debug` shows a count only.
+#[derive(Clone, Default, PartialEq)]
+pub struct Redactions(Vec<String>);
+
+impl std::fmt::Debug for Redactions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redactions({} values)", self.0.len())
+    }
+}
+
+/// Build-arg keys whose values are treated as secrets (`NPM_TOKEN`, `api_key`, …).
+pub fn is_secret_key(key: &str) -> bool {
+    let k = key.to_ascii_uppercase();
+    [
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "KEY",
+        "CREDENTIAL",
+        "AUTH",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+impl Redactions {
+    /// The values of secret-looking build args, of the variables `--secret`
+    /// and `--secret-env` read, and of the runner's tokens.
+    pub fn for_build(build_args: &[String], secrets: &[String]) -> Redactions {
+        let mut values: Vec<String> = build_args
+            .iter()
+            .filter_map(|a| a.split_once('='))
+            .filter(|(k, _)| is_secret_key(k))
+            .map(|(_, v)| v.to_string())
+            .collect();
+        let vars = secrets
+            .iter()
+            .flat_map(|s| s.split(','))
+            .filter_map(|f| f.strip_prefix("env="))
+            .map(str::to_string);
+        let tokens = ["ACTIONS_RUNTIME_TOKEN", "GITHUB_TOKEN"].map(str::to_string);
+        values.extend(
+            vars.chain(tokens)
+                .filter_map(|v| std::env::var(v).ok())
+                .flat_map(|v| v.lines().map(str::to_string).collect::<Vec<_>>()),
+        );
+        // Very short values would blank out ordinary words.
+        values.retain(|v| v.trim().len() >= 3);
+        // Longest first, so a value containing another is replaced whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Redactions(values)
+    }
+
+    pub fn values(&self) -> &[String] {
+        &self.0
+    }
+
+    /// `text` with every value replaced by `***`.
+    pub fn apply(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for v in &self.0 {
+            if out.contains(v.as_str()) {
+                out = out.replace(v.as_str(), "***");
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -342,6 +416,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
     let cache = cache(args, image.as_ref(), context_name, &output, local)?;
     let (annotations, index_annotations) = check_kv_args(args)?;
     let secrets = secrets(args)?;
+    let redactions = Redactions::for_build(&args.build_args, &secrets);
     Ok(BuildPlan {
         context: context.clone(),
         dockerfile,
@@ -361,6 +436,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         pull: args.pull,
         max_parallel: args.max_parallel.unwrap_or(usize::MAX),
         json: args.json.clone(),
+        redactions,
     })
 }
 

@@ -145,3 +145,74 @@ fn unwritable_outputs_fail_before_anything_is_built() {
         assert!(!dir.path().join("out").exists(), "nothing was built");
     }
 }
+
+/// A secret build arg's value, expanded into a step name and echoed by a
+/// failing step, reaches neither the terminal, the record, the job summary
+/// nor the outputs; a log line that would be a workflow command is defused.
+#[test]
+fn secret_build_args_and_workflow_commands_never_leave_the_build() {
+    support::require_builder();
+    let ctx = support::context(
+        "FROM 127.0.0.1:5000/mbx/busybox:latest\n\
+         ARG TOKEN\n\
+         RUN test -n \"$TOKEN\" && echo \"using $TOKEN\"\n\
+         RUN echo '::error title=pwned::from the build log' && echo \"leak $TOKEN\" && exit 3\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let (json, summary, outputs) = (
+        dir.path().join("run.json"),
+        dir.path().join("summary.md"),
+        dir.path().join("outputs"),
+    );
+    let secret = "s3cr3t-value-4711";
+    let mut c = mbx();
+    c.args([
+        "ci",
+        "--local",
+        "--platforms",
+        "linux/amd64",
+        "--cache",
+        "none",
+    ])
+    .arg("--context")
+    .arg(ctx.path())
+    .arg("--output")
+    .arg(dir.path().join("out"))
+    .args(["--build-arg", &format!("TOKEN={secret}")])
+    .arg("--json")
+    .arg(&json)
+    .env("GITHUB_ACTIONS", "true")
+    .env("GITHUB_STEP_SUMMARY", &summary)
+    .env("GITHUB_OUTPUT", &outputs);
+    let out = run(c);
+    assert_eq!(out.status.code(), Some(1), "the build fails");
+    let everything = [
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(&out),
+        std::fs::read_to_string(&json).unwrap_or_default(),
+        std::fs::read_to_string(&summary).unwrap_or_default(),
+        std::fs::read_to_string(&outputs).unwrap_or_default(),
+    ];
+    for (i, text) in everything.iter().enumerate() {
+        assert!(
+            !text.contains(secret),
+            "output {i} holds the secret:\n{text}"
+        );
+        for line in text.lines() {
+            assert!(
+                !line.trim_start().starts_with("::error title=pwned"),
+                "output {i} relays a workflow command: {line}"
+            );
+        }
+    }
+    assert!(
+        stderr(&out).contains("from the build log"),
+        "the log is still shown"
+    );
+    assert!(
+        std::fs::read_to_string(&json)
+            .unwrap()
+            .contains("TOKEN=***"),
+        "the record keeps the input, redacted"
+    );
+}

@@ -453,7 +453,7 @@ fn build_one(
     let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
     let started = Instant::now();
     let mut progress = Progress::new();
-    let outcome = buildx.build(args, &metadata, &secret_values(build), &mut |chunk| {
+    let outcome = buildx.build(args, &metadata, &build.redactions.values(), &mut |chunk| {
         progress.feed(chunk);
         printer.progress(platform, &progress.snapshot())
     });
@@ -480,6 +480,7 @@ fn build_one(
         }
     };
     fill_from_outcome(&mut rec, &outcome, &progress);
+    sanitise(&mut rec, &build.redactions);
     if rec.error.is_none() {
         if let Some((fresh, current)) = &cache.local_swap {
             if let Err(e) = cache::swap_in(fresh, current) {
@@ -490,13 +491,36 @@ fn build_one(
     rec
 }
 
-/// Values that must never appear in a printed command line.
-fn secret_values(_build: &BuildPlan) -> Vec<String> {
-    ["ACTIONS_RUNTIME_TOKEN", "GITHUB_TOKEN"]
-        .iter()
-        .filter_map(|k| std::env::var(k).ok())
-        .filter(|v| !v.is_empty())
-        .collect()
+/// What a build's record may hold of its output: no secret value (a build
+/// arg's value shows in step names like `RUN test -n "$TOKEN"` once expanded,
+/// and in logs), and no line a GitHub runner would take for a workflow
+/// command (`::error::…`, `::add-mask::…`; the runner trims leading
+/// whitespace first) when mbx relays it.
+fn sanitise(rec: &mut PlatformRecord, redactions: &crate::plan::Redactions) {
+    let clean = |s: &str| neutralise_commands(&redactions.apply(s));
+    for step in &mut rec.steps {
+        step.name = redactions.apply(&step.name);
+        step.error = step.error.as_deref().map(clean);
+        for line in &mut step.log_tail {
+            *line = clean(line);
+        }
+    }
+    rec.error = rec.error.as_deref().map(clean);
+}
+
+/// Every line whose text starts with `::` gets a space between the colons.
+pub fn neutralise_commands(text: &str) -> String {
+    text.split('\n')
+        .map(|l| {
+            let t = l.trim_start();
+            if t.starts_with("::") {
+                format!("{}: :{}", &l[..l.len() - t.len()], &t[2..])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Steps, counts, digest and error of one finished build.

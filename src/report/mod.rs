@@ -154,21 +154,7 @@ pub fn inputs(plan: &crate::plan::Plan, build: &crate::plan::BuildPlan) -> crate
 /// `KEY=VALUE` with the value hidden when the key looks secret.
 fn redact(arg: &str) -> String {
     match arg.split_once('=') {
-        Some((k, _))
-            if [
-                "TOKEN",
-                "SECRET",
-                "PASSWORD",
-                "PASSWD",
-                "KEY",
-                "CREDENTIAL",
-                "AUTH",
-            ]
-            .iter()
-            .any(|w| k.to_ascii_uppercase().contains(w)) =>
-        {
-            format!("{k}=***")
-        }
+        Some((k, _)) if crate::plan::is_secret_key(k) => format!("{k}=***"),
         _ => arg.to_string(),
     }
 }

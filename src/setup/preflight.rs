@@ -175,6 +175,7 @@ mod tests {
                 pull: false,
                 max_parallel: 2,
                 json: None,
+                redactions: Default::default(),
             }),
             local: true,
         }
