@@ -453,7 +453,7 @@ fn build_one(
     let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
     let started = Instant::now();
     let mut progress = Progress::new();
-    let outcome = buildx.build(args, &metadata, &build.redactions.values(), &mut |chunk| {
+    let outcome = buildx.build(args, &metadata, build.redactions.values(), &mut |chunk| {
         progress.feed(chunk);
         printer.progress(platform, &progress.snapshot())
     });
@@ -513,10 +513,9 @@ pub fn neutralise_commands(text: &str) -> String {
     text.split('\n')
         .map(|l| {
             let t = l.trim_start();
-            if t.starts_with("::") {
-                format!("{}: :{}", &l[..l.len() - t.len()], &t[2..])
-            } else {
-                l.to_string()
+            match t.strip_prefix("::") {
+                Some(rest) => format!("{}: :{rest}", &l[..l.len() - t.len()]),
+                None => l.to_string(),
             }
         })
         .collect::<Vec<_>>()
