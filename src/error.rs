@@ -83,15 +83,19 @@ pub struct CommandError {
     pub status: Option<i32>,
     pub stdout_tail: String,
     pub stderr_tail: String,
+    /// Why the program could not be started at all (not on PATH, not
+    /// executable); then `status` is None and no stream was read.
+    pub not_started: Option<String>,
 }
 
 impl std::error::Error for CommandError {}
 
 impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.status {
-            Some(code) => write!(f, "`{}` exited with status {code}", self.command)?,
-            None => write!(f, "`{}` was killed by a signal", self.command)?,
+        match (&self.not_started, self.status) {
+            (Some(why), _) => return write!(f, "`{}` could not be started: {why}", self.command),
+            (None, Some(code)) => write!(f, "`{}` exited with status {code}", self.command)?,
+            (None, None) => write!(f, "`{}` was killed by a signal", self.command)?,
         }
         for (name, text) in [("stderr", &self.stderr_tail), ("stdout", &self.stdout_tail)] {
             let text = text.trim_end();
@@ -154,6 +158,7 @@ mod tests {
             status: Some(1),
             stdout_tail: String::new(),
             stderr_tail: "ERROR: boom\n".into(),
+            not_started: None,
         };
         let s = e.to_string();
         assert!(s.starts_with("`docker buildx build .` exited with status 1"));

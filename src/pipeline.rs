@@ -404,7 +404,7 @@ pub async fn preflight_registry(build: &BuildPlan) -> Result<()> {
             let why = crate::error::chain(&e);
             Err(Error::env(
                 format!("cannot reach the registry {host}: {why}"),
-                "start the registry or fix --registry/--image (for mbx's test chain: scripts/chain-up serves 127.0.0.1:5000); nothing was built or pushed",
+                "start the registry or fix --registry/--image; nothing was built or pushed",
             ))
         }
     }

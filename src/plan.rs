@@ -279,7 +279,24 @@ pub fn platforms(args: &PlatformArgs) -> Result<Vec<Platform>> {
     })
 }
 
+/// A name buildx accepts for a builder (its rule: a letter or digit, then
+/// letters, digits, `_`, `.` or `-`).
+pub fn builder_name(name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::input(
+            format!("`{name}` is not a builder name"),
+            "pass --builder NAME (or MBX_BUILDER) of letters, digits, `_`, `.` and `-`, starting with a letter or digit",
+        ))
+    }
+}
+
 pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
+    builder_name(&args.builder)?;
     let drivers = ["docker-container", "docker", "kubernetes", "remote"];
     if !drivers.contains(&args.driver.as_str()) {
         return Err(Error::input(

@@ -216,3 +216,65 @@ fn secret_build_args_and_workflow_commands_never_leave_the_build() {
         "the record keeps the input, redacted"
     );
 }
+
+/// Wrong diagnoses, each a table row: (arguments, environment, exit code,
+/// a fragment the message must hold, fragments it must not hold).
+#[test]
+fn diagnoses_name_the_real_cause() {
+    let ctx = repo_root().join("examples/hello");
+    let ctx = ctx.to_str().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    type Row<'a> = (
+        Vec<&'a str>,
+        Vec<(&'a str, &'a str)>,
+        i32,
+        &'a str,
+        Vec<&'a str>,
+    );
+    let rows: Vec<Row> = vec![
+        // docker not on PATH: say so, never "killed by a signal" or `buildx rm`.
+        (
+            vec!["build", "--local", "--context", ctx],
+            vec![("PATH", empty.path().to_str().unwrap())],
+            1,
+            "could not be started",
+            vec!["killed by a signal", "buildx rm"],
+        ),
+        (
+            vec!["ci", "--local", "--context", ctx, "--builder", "bad name!"],
+            vec![],
+            2,
+            "is not a builder name",
+            vec!["BuildKit image"],
+        ),
+        (
+            vec!["build", "--local", "--context", ctx, "--builder", "-x"],
+            vec![],
+            2,
+            "",
+            vec!["BuildKit image"],
+        ),
+        (
+            vec!["ci", "--local", "--context", ctx],
+            vec![("MBX_BUILDER", "a/b")],
+            2,
+            "is not a builder name",
+            vec![],
+        ),
+    ];
+    for (args, env, code, fragment, never) in rows {
+        let mut c = mbx();
+        c.args(&args);
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        let out = run(c);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+        assert!(err.contains(fragment), "{args:?}: {err}");
+        for n in never {
+            assert!(!err.contains(n), "{args:?} says `{n}`: {err}");
+        }
+        assert!(!err.contains("scripts/chain-up"), "{args:?}: {err}");
+    }
+}

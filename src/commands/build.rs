@@ -10,6 +10,7 @@ use crate::platform::Platform;
 use crate::printer::Printer;
 
 pub async fn build(args: BuildOnlyArgs) -> Result<ExitStatus> {
+    plan::builder_name(&args.builder)?;
     let build = plan::build(&args.build, args.local)?;
     let plan = Plan {
         platforms: plan::platforms(&args.platforms)?,

@@ -10,6 +10,7 @@ use crate::printer::Printer;
 use crate::report::{GithubTargets, ReportOptions};
 
 pub async fn merge(args: MergeArgs) -> Result<ExitStatus> {
+    plan::builder_name(&args.builder)?;
     let parts = build::parts::load(&args.parts)?;
     let tags = tags(&args, &parts)?;
     let required = match &args.platforms {

@@ -52,9 +52,24 @@ impl Buildx {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// The error for a docker CLI that cannot be started at all.
+    fn missing(&self, e: &CommandError) -> Option<Error> {
+        let why = e.not_started.as_ref()?;
+        Some(Error::env(
+            format!(
+                "the docker CLI `{}` could not be started: {why}",
+                self.docker
+            ),
+            "install the docker CLI with the buildx plugin, or set MBX_DOCKER to its path",
+        ))
+    }
+
     /// `docker buildx version` → e.g. `v0.13.1`.
     pub fn version(&self) -> Result<String> {
         let out = self.run(os_args(["buildx", "version"])).map_err(|e| {
+            if let Some(missing) = self.missing(&e) {
+                return missing;
+            }
             Error::env(
                 format!("docker buildx is not available: {e}"),
                 "install the buildx plugin ≥ 0.13 (Debian: docker-buildx; elsewhere docker/setup-buildx-action)",
@@ -79,6 +94,7 @@ impl Buildx {
         match self.run(args) {
             Ok(out) => Ok(Some(parse_inspect(&out))),
             Err(e) if e.stderr_tail.contains("no builder") && e.stderr_tail.contains("found") => Ok(None),
+            Err(e) if e.not_started.is_some() => Err(self.missing(&e).expect("not started")),
             Err(e) => Err(Error::env(
                 format!("builder `{name}` did not start: {e}"),
                 format!("check the BuildKit image can be pulled and the daemon runs; `docker buildx rm {name}` and retry, or pass --buildkit-image"),

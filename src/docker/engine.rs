@@ -173,6 +173,6 @@ impl Docker {
 fn unreachable(host: &str, why: &str) -> Error {
     Error::env(
         format!("cannot reach the Docker daemon at {host}: {why}"),
-        "start dockerd (for mbx's local test chain: scripts/chain-up) or point DOCKER_HOST at a running daemon",
+        "start dockerd, or point DOCKER_HOST at a running daemon",
     )
 }

@@ -39,7 +39,8 @@ pub fn run_captured(program: &str, args: &[OsString]) -> Result<Output, CommandE
             command: display_command(program, args, &[]),
             status: None,
             stdout_tail: String::new(),
-            stderr_tail: format!("could not start `{program}`: {e}"),
+            stderr_tail: String::new(),
+            not_started: Some(e.to_string()),
         })?;
     let pid = child.id();
     crate::interrupt::register(pid);
@@ -50,6 +51,7 @@ pub fn run_captured(program: &str, args: &[OsString]) -> Result<Output, CommandE
         status: None,
         stdout_tail: String::new(),
         stderr_tail: format!("waiting for `{program}` failed: {e}"),
+        not_started: None,
     })?;
     if out.status.success() {
         Ok(out)
@@ -72,6 +74,7 @@ pub fn failure(program: &str, args: &[OsString], out: &Output, secrets: &[String
             TAIL_LINES,
             TAIL_BYTES,
         ),
+        not_started: None,
     }
 }
 

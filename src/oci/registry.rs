@@ -318,10 +318,7 @@ impl Registry {
     fn unreachable(&self, why: &str) -> Error {
         Error::verify(
             format!("cannot reach the registry {}: {why}", self.host()),
-            format!(
-                "check the registry at {} is up and reachable (for mbx's test chain: scripts/chain-up)",
-                self.host()
-            ),
+            format!("check the registry at {} is up and reachable", self.host()),
         )
     }
 
