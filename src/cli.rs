@@ -126,7 +126,12 @@ pub struct CacheUsageArgs {
     #[command(flatten)]
     pub github: GitHubArgs,
     /// The repository's cache limit in GB (GitHub's default is 10).
-    #[arg(long, value_name = "GB", default_value_t = 10.0)]
+    #[arg(
+        long,
+        value_name = "GB",
+        default_value_t = 10.0,
+        allow_negative_numbers = true
+    )]
     pub limit_gb: f64,
     /// Print the usage as JSON on stdout.
     #[arg(long)]
@@ -259,9 +264,9 @@ pub struct BuildArgs {
     /// Push each platform by digest and the merged index with its tags.
     #[arg(long)]
     pub push: bool,
-    /// Where the OCI image layout goes when nothing is pushed.
-    #[arg(long, default_value = "mbx-out")]
-    pub output: PathBuf,
+    /// Where the OCI image layout goes when nothing is pushed [default: mbx-out].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
     /// Cache backend, one scope per image × platform (default: local with --local, gha otherwise).
     #[arg(long, value_enum)]
     pub cache: Option<CacheKind>,
@@ -302,7 +307,7 @@ pub struct BuildArgs {
     #[arg(long)]
     pub pull: bool,
     /// Builds running at once (default: all platforms).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub max_parallel: Option<usize>,
     /// Write the run record as JSON to FILE.
     #[arg(long, value_name = "FILE")]
@@ -348,7 +353,8 @@ pub struct ReportFlags {
         long,
         env = "MBX_EMULATION_WARN_PERCENT",
         default_value_t = 50.0,
-        value_name = "PERCENT"
+        value_name = "PERCENT",
+        allow_negative_numbers = true
     )]
     pub emulation_warn_percent: f64,
 }
@@ -390,7 +396,7 @@ pub struct VerifyFlags {
     #[arg(long)]
     pub check_binaries: bool,
     /// Largest (compressed) layer read by --check-binaries.
-    #[arg(long, value_name = "BYTES", default_value_t = 2 * 1024 * 1024 * 1024)]
+    #[arg(long, value_name = "BYTES", default_value_t = 2 * 1024 * 1024 * 1024, allow_negative_numbers = true)]
     pub max_layer_bytes: u64,
     /// Give up reading the registry after this long, retries included (seconds, or 90s, 2m).
     #[arg(long, value_name = "DURATION", default_value = "60", value_parser = seconds_or_duration)]

@@ -271,12 +271,19 @@ fn sanitize_name(s: &str) -> String {
 }
 
 pub fn platforms(args: &PlatformArgs) -> Result<Vec<Platform>> {
-    Platform::parse_list(&args.platforms).map_err(|e| {
+    let list = Platform::parse_list(&args.platforms).map_err(|e| {
         Error::input(
             e.to_string(),
             "pass --platforms as a comma-separated list, e.g. --platforms linux/amd64,linux/arm64",
         )
-    })
+    })?;
+    if let Some(p) = list.iter().find(|p| p.os != "linux") {
+        return Err(Error::input(
+            format!("{p} is not a Linux platform: mbx builds Linux images (QEMU emulates CPUs, not operating systems)"),
+            "pass --platforms with linux/… platforms only",
+        ));
+    }
+    Ok(list)
 }
 
 /// A name buildx accepts for a builder (its rule: a letter or digit, then
@@ -392,6 +399,14 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
             "pass --image like registry.example/team/app[:tag]",
         )
     };
+    if let Some(reg) = &args.registry {
+        if reg.contains("://") {
+            return Err(Error::input(
+                format!("--registry `{reg}` is a URL, not a registry host"),
+                "pass --registry HOST[:PORT] without a scheme, e.g. --registry 127.0.0.1:5000 (loopback hosts use http by themselves; others: --insecure-registry HOST)",
+            ));
+        }
+    }
     let image = match (&args.image, &args.registry) {
         (Some(i), registry) => {
             let mut r = ImageRef::parse(i).map_err(bad_image)?;
@@ -429,6 +444,20 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         tags.push("latest".into());
     }
 
+    if let Some(i) = &image {
+        // The distribution spec's limit on a repository name.
+        if i.repository.len() > 255 {
+            return Err(Error::input(
+                format!(
+                    "the repository name is {} characters long; registries take at most 255",
+                    i.repository.len()
+                ),
+                "pass a shorter --image (or context directory name with --registry)",
+            ));
+        }
+    }
+    check_attestation("--provenance", args.provenance.as_deref())?;
+    check_attestation("--sbom", args.sbom.as_deref())?;
     let output = output(args, image.as_ref(), &tags, &context_name)?;
     let cache = cache(args, image.as_ref(), context_name, &output, local)?;
     let (annotations, index_annotations) = check_kv_args(args)?;
@@ -474,6 +503,29 @@ fn foreign_entries(dir: &Path) -> Vec<String> {
     out
 }
 
+/// `--provenance` / `--sbom` as buildx takes them: a boolean, or
+/// comma-separated `KEY=VALUE` fields (`mode=max`, `generator=IMAGE`, …).
+fn check_attestation(flag: &str, value: Option<&str>) -> Result<()> {
+    let Some(v) = value else { return Ok(()) };
+    let boolean = ["true", "false", "1", "0"].contains(&v.to_ascii_lowercase().as_str());
+    let fields = !v.is_empty()
+        && v.split(',').all(|f| {
+            f.split_once('=')
+                .is_some_and(|(k, val)| !k.is_empty() && !val.is_empty() && !k.contains(' '))
+        });
+    let mode_ok = v
+        .split(',')
+        .filter_map(|f| f.strip_prefix("mode="))
+        .all(|m| m == "min" || m == "max");
+    if (boolean || fields) && mode_ok {
+        return Ok(());
+    }
+    Err(Error::input(
+        format!("{flag} `{v}` is not an attestation setting"),
+        format!("pass {flag} true, false, or KEY=VALUE fields such as mode=max (provenance) or generator=IMAGE (sbom)"),
+    ))
+}
+
 /// Where the result goes: pushed to the image's repository, or an OCI layout
 /// directory (new, empty, or an earlier mbx output).
 fn output(
@@ -483,6 +535,15 @@ fn output(
     context_name: &str,
 ) -> Result<Output> {
     let push = args.push || args.registry.is_some();
+    if let (true, Some(dir)) = (push, &args.output) {
+        return Err(Error::input(
+            format!(
+                "--output {} writes an OCI layout, but this build pushes to a registry",
+                dir.display()
+            ),
+            "drop --output to push, or drop --push/--registry to write the layout",
+        ));
+    }
     Ok(match (image, push) {
         (Some(img), true) => Output::Registry {
             repository: img.repository.clone(),
@@ -495,7 +556,10 @@ fn output(
             ))
         }
         (img, false) => {
-            let dir = args.output.clone();
+            let dir = args
+                .output
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("mbx-out"));
             if dir.exists() && !dir.is_dir() {
                 return Err(Error::input(
                     format!("output `{}` exists and is not a directory", dir.display()),
@@ -553,7 +617,7 @@ fn cache(
     Ok(match kind {
         CacheKind::None => Cache::None,
         CacheKind::Local => Cache::Local {
-            dir: args.cache_dir.clone().unwrap_or_else(default_cache_dir),
+            dir: local_cache_dir(args.cache_dir.clone().unwrap_or_else(default_cache_dir))?,
             prefix,
         },
         CacheKind::Gha => {
@@ -637,6 +701,14 @@ fn secrets(args: &BuildArgs) -> Result<Vec<String>> {
                 "pass --secret id=KEY,src=FILE or id=KEY,env=VAR; or --secret-file KEY=PATH / --secret-env KEY=VAR",
             ));
         }
+        for (k, path) in &fields {
+            if (*k == "src" || *k == "source") && !Path::new(path).is_file() {
+                return Err(Error::input(
+                    format!("secret file `{path}` does not exist"),
+                    "pass --secret id=KEY,src=FILE naming an existing file",
+                ));
+            }
+        }
         out.push(s.clone());
     }
     for f in &args.secret_files {
@@ -676,6 +748,25 @@ fn secrets(args: &BuildArgs) -> Result<Vec<String>> {
         out.push(format!("id={k},env={var}"));
     }
     Ok(out)
+}
+
+/// The local cache's directory, made now: a file in its place or a place
+/// mbx cannot write fails here (exit 2), not in buildx after the build.
+fn local_cache_dir(dir: PathBuf) -> Result<PathBuf> {
+    let bad = |why: String| {
+        Error::input(
+            format!("--cache-dir {}: {why}", dir.display()),
+            "pass --cache-dir DIR naming a directory mbx can create and write",
+        )
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(bad("exists and is not a directory".into()));
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| bad(e.to_string()))?;
+    let probe = dir.join(format!(".mbx-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| bad(format!("not writable: {e}")))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(dir)
 }
 
 fn default_cache_dir() -> PathBuf {
@@ -718,6 +809,12 @@ pub fn verify(
     } else {
         None
     };
+    if flags.max_layer_bytes == 0 {
+        return Err(Error::input(
+            "--max-layer-bytes 0 would refuse every layer",
+            "pass --max-layer-bytes with a positive number of bytes (default 2 GiB)",
+        ));
+    }
     if password.is_some() != flags.username.is_some() {
         return Err(Error::input(
             "--username and --password-stdin go together",

@@ -278,3 +278,73 @@ fn diagnoses_name_the_real_cause() {
         assert!(!err.contains("scripts/chain-up"), "{args:?}: {err}");
     }
 }
+
+/// Bad input found before any builder or registry is touched: exit 2 and a
+/// message naming the flag (issue 15's cases 13 and 14).
+#[test]
+fn bad_input_is_refused_up_front() {
+    let ctx = repo_root().join("examples/hello");
+    let ctx = ctx.to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let file = file.to_str().unwrap().to_string();
+    let long_repo = format!("127.0.0.1:5000/{}", "a".repeat(300));
+    let missing = dir.path().join("missing.txt").to_str().unwrap().to_string();
+    let build = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["ci", "--local", "--context", &ctx]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let rows: Vec<(Vec<String>, &str)> = vec![
+        (build(&["--image", &long_repo, "--push"]), "255"),
+        (
+            build(&["--cache", "local", "--cache-dir", &file]),
+            "--cache-dir",
+        ),
+        (build(&["--provenance", "junk"]), "--provenance"),
+        (build(&["--provenance", "mode=everything"]), "--provenance"),
+        (build(&["--sbom", "maybe"]), "--sbom"),
+        (
+            build(&["--secret", &format!("id=x,src={missing}")]),
+            "does not exist",
+        ),
+        (build(&["--max-layer-bytes", "0"]), "--max-layer-bytes"),
+        (
+            build(&["--registry", "http://127.0.0.1:5000"]),
+            "not a registry host",
+        ),
+        (
+            build(&["--platforms", "windows/amd64"]),
+            "not a Linux platform",
+        ),
+        (build(&["--max-parallel", "-1"]), "-1"),
+        (
+            build(&["--registry", "127.0.0.1:5000", "--output", "x"]),
+            "--output",
+        ),
+        (
+            vec![
+                "report".into(),
+                "--record".into(),
+                file.clone(),
+                "--emulation-warn-percent".into(),
+                "-5".into(),
+            ],
+            "percentage",
+        ),
+    ];
+    for (args, fragment) in rows {
+        let started = std::time::Instant::now();
+        let mut c = mbx();
+        c.args(&args);
+        let out = run(c);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(fragment), "{args:?}: {err}");
+        assert!(started.elapsed().as_secs() < 5, "{args:?} was refused late");
+    }
+}

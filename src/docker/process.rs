@@ -111,6 +111,8 @@ mod tests {
     #[test]
     fn missing_program_is_an_error_not_a_panic() {
         let err = run_captured("/nonexistent/mbx-test", &[]).unwrap_err();
-        assert!(err.stderr_tail.contains("could not start"), "{err}");
+        assert!(err.not_started.is_some(), "{err}");
+        assert!(err.to_string().contains("could not be started"), "{err}");
+        assert!(!err.to_string().contains("signal"), "{err}");
     }
 }
