@@ -99,7 +99,16 @@ fn run_into(
         return Err(e);
     }
     if !merge && matches!(build.output, Output::Registry { .. }) {
-        printer.status("pushed by digest only; join the parts with `mbx merge --parts DIR`");
+        printer.status(&match &build.json {
+            Some(p) => format!(
+                "pushed by digest only, no tag moved; the part is {}: join the parts with `mbx merge --parts DIR`",
+                p.display()
+            ),
+            None => "pushed by digest only, no tag moved; without --json no part was written, so `mbx merge` cannot join this build".into(),
+        });
+        record
+            .notes
+            .push("pushed by digest only: the tags are moved by `mbx merge`".into());
         return Ok(());
     }
     printer.status("merging platforms into one index");

@@ -137,7 +137,7 @@ fn platform_table(out: &mut String, r: &RunRecord, m: &EmulationReport) {
         } else {
             format!("{:.0}%", 100.0 * c.steps_cached as f64 / total as f64)
         };
-        let digest = match (&p.error, &p.digest) {
+        let digest = match (&p.error, p.digest.as_ref().or(p.build_digest.as_ref())) {
             (Some(_), _) => "❌ failed".to_string(),
             (None, Some(d)) => format!("`{}`", short(d)),
             (None, None) => "–".into(),

@@ -89,7 +89,7 @@ fn platform_table(record: &RunRecord, m: &EmulationReport) -> String {
                 } else {
                     format!("{:.0}%", 100.0 * c.steps_cached as f64 / total as f64)
                 },
-                match (&p.error, &p.digest) {
+                match (&p.error, p.digest.as_ref().or(p.build_digest.as_ref())) {
                     (Some(_), _) => "FAILED".into(),
                     (None, Some(d)) => short(d),
                     (None, None) => "-".into(),
