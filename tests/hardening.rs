@@ -348,3 +348,116 @@ fn bad_input_is_refused_up_front() {
         assert!(started.elapsed().as_secs() < 5, "{args:?} was refused late");
     }
 }
+
+/// Removes a builder at the end of a test, whatever happens.
+struct BuilderGuard(String);
+
+impl Drop for BuilderGuard {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["buildx", "rm", "--force", &self.0])
+            .output();
+    }
+}
+
+fn builder_exists(name: &str) -> bool {
+    std::process::Command::new("docker")
+        .args(["buildx", "inspect", name])
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Several runs on one host share a builder (issue 15, cases 9 and 17):
+/// started together with the builder absent, they create it once; a
+/// cleanup while another run builds on it leaves it alone; the last
+/// cleanup removes it.
+#[test]
+fn runs_sharing_a_builder_neither_race_nor_remove_it_under_each_other() {
+    support::require_chain();
+    support::hold_binfmt_shared();
+    let name = format!("mbx-test-shared-{}", std::process::id());
+    let _guard = BuilderGuard(name.clone());
+    let state = tempfile::tempdir().unwrap();
+    let setup = || {
+        let mut c = mbx();
+        c.args(["setup", "--json", "--builder", &name])
+            .env("MBX_STATE_DIR", state.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let children: Vec<_> = (0..3).map(|_| setup()).collect();
+    let mut actions = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "a concurrent setup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        actions.push(record["builder"]["action"].as_str().unwrap().to_string());
+    }
+    actions.sort();
+    assert_eq!(actions, ["created", "reused", "reused"]);
+
+    // A run builds on it (a step that takes a few seconds) …
+    let ctx = support::context("FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN sleep 6\n");
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut c = mbx();
+    c.args([
+        "ci",
+        "--local",
+        "--platforms",
+        "linux/amd64",
+        "--cache",
+        "none",
+        "--no-verify",
+    ])
+    .args(["--builder", &name])
+    .arg("--context")
+    .arg(ctx.path())
+    .arg("--output")
+    .arg(out_dir.path().join("out"))
+    .env("MBX_STATE_DIR", state.path())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut building = c.spawn().unwrap();
+    let mut lines =
+        std::io::BufRead::lines(std::io::BufReader::new(building.stderr.take().unwrap()));
+    for line in lines.by_ref() {
+        if line.unwrap().contains("building linux/amd64") {
+            break;
+        }
+    }
+    // … while another run's cleanup leaves it alone.
+    let cleanup = || {
+        let mut c = mbx();
+        c.args(["setup", "--cleanup", "--builder", &name])
+            .env("MBX_STATE_DIR", state.path());
+        run(c)
+    };
+    let o = cleanup();
+    assert!(o.status.success());
+    assert!(
+        support::stdout(&o).contains("another mbx run is using it"),
+        "{}",
+        support::stdout(&o)
+    );
+    assert!(builder_exists(&name));
+    let _rest: Vec<_> = lines.collect();
+    assert!(
+        building.wait().unwrap().success(),
+        "the build went on undisturbed"
+    );
+    // The last one out removes it.
+    let o = cleanup();
+    assert!(
+        support::stdout(&o).contains("removed builder"),
+        "{}",
+        support::stdout(&o)
+    );
+    assert!(!builder_exists(&name));
+}

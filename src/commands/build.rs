@@ -37,6 +37,10 @@ pub async fn build(args: BuildOnlyArgs) -> Result<ExitStatus> {
     };
     emit.check()?;
     pipeline::preflight_registry(&build).await?;
+    // In use until this run ends: another run's cleanup leaves it alone.
+    let setup_lock = crate::setup::lock::setup(&plan.builder.name)?;
+    crate::setup::lock::use_builder(&plan.builder.name, &setup_lock)?;
+    drop(setup_lock);
     let printer = Printer::new(false);
     let tools = Tools {
         buildx: &buildx,

@@ -120,6 +120,9 @@ pub fn cleanup(name: &str, done: &Cleanup) -> String {
             format!("cleanup   left builder `{name}` alone: mbx did not create it\n")
         }
         Cleanup::Absent => format!("cleanup   no builder `{name}`: nothing to remove\n"),
+        Cleanup::InUse => format!(
+            "cleanup   left builder `{name}` alone: another mbx run is using it (the last one to finish removes it)\n"
+        ),
     }
 }
 

@@ -362,6 +362,7 @@ pub async fn ensure(
     platforms: &[Platform],
     engine: Option<&crate::docker::engine::Docker>,
     prefetched: Option<Prefetched>,
+    setup_lock: &super::lock::SetupLock,
 ) -> Result<(BuilderRecord, Vec<PhaseTiming>)> {
     let t0 = std::time::Instant::now();
     let want = Settings::wanted(plan)?;
@@ -375,7 +376,8 @@ pub async fn ensure(
         }),
         None => blocking(|| buildx.inspect(&plan.name, false))?,
     };
-    let (action, differences) = compare_or_create(buildx, plan, &want, existing.as_ref())?;
+    let (action, differences) =
+        compare_or_create(buildx, plan, &want, existing.as_ref(), setup_lock)?;
 
     // The control API is asked through dial-stdio; a builder that is not
     // running yet is bootstrapped first (buildx inspect --bootstrap).
@@ -453,6 +455,7 @@ fn compare_or_create(
     plan: &BuilderPlan,
     want: &Settings,
     existing: Option<&BuilderInfo>,
+    setup_lock: &super::lock::SetupLock,
 ) -> Result<(BuilderAction, Vec<String>)> {
     let mut differences = Vec::new();
     let action = match existing {
@@ -474,6 +477,12 @@ fn compare_or_create(
             if differences.is_empty() {
                 BuilderAction::Reused
             } else if plan.recreate {
+                if super::lock::in_use(&plan.name, setup_lock)? {
+                    return Err(Error::env(
+                        format!("builder `{}` differs from the wanted settings but another mbx run is using it", plan.name),
+                        "let that run finish and run again, or pass --builder NAME (MBX_BUILDER) for a builder of this run's own",
+                    ));
+                }
                 blocking(|| buildx.remove(&plan.name))?;
                 forget_owned(&plan.name);
                 create(buildx, plan, want)?;
@@ -664,10 +673,17 @@ pub enum Cleanup {
     Removed,
     NotOurs,
     Absent,
+    /// mbx created it, but another run is using it now.
+    InUse,
 }
 
-/// Remove builder `name` if mbx created it; leave it alone otherwise.
+/// Remove builder `name` if mbx created it and no other mbx run uses it;
+/// leave it alone otherwise.
 pub fn cleanup(buildx: &Buildx, name: &str) -> Result<Cleanup> {
+    let setup_lock = super::lock::setup(name)?;
+    if owned(name).is_some() && super::lock::in_use(name, &setup_lock)? {
+        return Ok(Cleanup::InUse);
+    }
     let exists = buildx.inspect(name, false)?.is_some();
     match (exists, owned(name).is_some()) {
         (true, true) => {

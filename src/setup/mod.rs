@@ -5,6 +5,7 @@
 //! workers list every platform. Each phase is timed into the record.
 
 pub mod builder;
+pub mod lock;
 pub mod preflight;
 pub mod qemu;
 
@@ -67,14 +68,23 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
 
     // Handlers changed since the workers were asked: ask again.
     let prefetched = prefetched.filter(|_| actions.is_empty());
+    // One run at a time checks or makes the builder; then this run uses it
+    // until it ends (a cleanup by another run leaves it alone).
+    let name = plan.builder.name.clone();
+    let setup_lock = tokio::task::spawn_blocking(move || lock::setup(&name))
+        .await
+        .map_err(|e| Error::env(format!("waiting for the builder lock panicked: {e}"), ""))??;
     let (builder, builder_phases) = builder::ensure(
         buildx,
         &plan.builder,
         &plan.platforms,
         Some(&docker),
         prefetched,
+        &setup_lock,
     )
     .await?;
+    lock::use_builder(&plan.builder.name, &setup_lock)?;
+    drop(setup_lock);
     if builder.action != crate::run::BuilderAction::Reused {
         actions.push(format!("{} builder `{}`", builder.action, builder.name));
     }
