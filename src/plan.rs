@@ -393,48 +393,7 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
 
     let mut tags = tags(&args.tags)?;
 
-    let bad_image = |e: String| {
-        Error::input(
-            format!("invalid --image: {e}"),
-            "pass --image like registry.example/team/app[:tag]",
-        )
-    };
-    if let Some(reg) = &args.registry {
-        if reg.contains("://") {
-            return Err(Error::input(
-                format!("--registry `{reg}` is a URL, not a registry host"),
-                "pass --registry HOST[:PORT] without a scheme, e.g. --registry 127.0.0.1:5000 (loopback hosts use http by themselves; others: --insecure-registry HOST)",
-            ));
-        }
-    }
-    let image = match (&args.image, &args.registry) {
-        (Some(i), registry) => {
-            let mut r = ImageRef::parse(i).map_err(bad_image)?;
-            if r.digest.is_some() {
-                return Err(Error::input(
-                    format!("--image `{i}` names a digest; a build makes a new one"),
-                    "pass --image without @sha256:…",
-                ));
-            }
-            if let Some(reg) = registry {
-                if r.registry() == "docker.io" && !i.starts_with("docker.io/") {
-                    r.repository = format!("{}/{}", reg.trim_end_matches('/'), r.repository);
-                }
-            }
-            Some(r)
-        }
-        (None, Some(reg)) => {
-            let reg = reg.trim_end_matches('/');
-            if reg.is_empty() || reg.contains('/') && !reg.contains('.') && !reg.contains(':') {
-                return Err(Error::input(
-                    format!("--registry `{reg}` is not a registry host"),
-                    "pass --registry HOST[:PORT], e.g. --registry 127.0.0.1:5000",
-                ));
-            }
-            Some(ImageRef::parse(&format!("{reg}/{context_name}")).map_err(bad_image)?)
-        }
-        (None, None) => None,
-    };
+    let image = image(args, &context_name)?;
     if let Some(t) = image.as_ref().and_then(|i| i.tag.clone()) {
         if !tags.contains(&t) {
             tags.insert(0, t);
@@ -444,18 +403,6 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         tags.push("latest".into());
     }
 
-    if let Some(i) = &image {
-        // The distribution spec's limit on a repository name.
-        if i.repository.len() > 255 {
-            return Err(Error::input(
-                format!(
-                    "the repository name is {} characters long; registries take at most 255",
-                    i.repository.len()
-                ),
-                "pass a shorter --image (or context directory name with --registry)",
-            ));
-        }
-    }
     check_attestation("--provenance", args.provenance.as_deref())?;
     check_attestation("--sbom", args.sbom.as_deref())?;
     let output = output(args, image.as_ref(), &tags, &context_name)?;
@@ -501,6 +448,66 @@ fn foreign_entries(dir: &Path) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// The image to push, from `--image` and/or `--registry` (with the context
+/// directory's name as the repository).
+fn image(args: &BuildArgs, context_name: &str) -> Result<Option<ImageRef>> {
+    let bad_image = |e: String| {
+        Error::input(
+            format!("invalid --image: {e}"),
+            "pass --image like registry.example/team/app[:tag]",
+        )
+    };
+    if let Some(reg) = &args.registry {
+        if reg.contains("://") {
+            return Err(Error::input(
+                format!("--registry `{reg}` is a URL, not a registry host"),
+                "pass --registry HOST[:PORT] without a scheme, e.g. --registry 127.0.0.1:5000 (loopback hosts use http by themselves; others: --insecure-registry HOST)",
+            ));
+        }
+    }
+    let image = match (&args.image, &args.registry) {
+        (Some(i), registry) => {
+            let mut r = ImageRef::parse(i).map_err(bad_image)?;
+            if r.digest.is_some() {
+                return Err(Error::input(
+                    format!("--image `{i}` names a digest; a build makes a new one"),
+                    "pass --image without @sha256:…",
+                ));
+            }
+            if let Some(reg) = registry {
+                if r.registry() == "docker.io" && !i.starts_with("docker.io/") {
+                    r.repository = format!("{}/{}", reg.trim_end_matches('/'), r.repository);
+                }
+            }
+            Some(r)
+        }
+        (None, Some(reg)) => {
+            let reg = reg.trim_end_matches('/');
+            if reg.is_empty() || reg.contains('/') && !reg.contains('.') && !reg.contains(':') {
+                return Err(Error::input(
+                    format!("--registry `{reg}` is not a registry host"),
+                    "pass --registry HOST[:PORT], e.g. --registry 127.0.0.1:5000",
+                ));
+            }
+            Some(ImageRef::parse(&format!("{reg}/{context_name}")).map_err(bad_image)?)
+        }
+        (None, None) => None,
+    };
+    if let Some(i) = &image {
+        // The distribution spec's limit on a repository name.
+        if i.repository.len() > 255 {
+            return Err(Error::input(
+                format!(
+                    "the repository name is {} characters long; registries take at most 255",
+                    i.repository.len()
+                ),
+                "pass a shorter --image (or context directory name with --registry)",
+            ));
+        }
+    }
+    Ok(image)
 }
 
 /// `--provenance` / `--sbom` as buildx takes them: a boolean, or

@@ -69,8 +69,9 @@ fn try_flock(f: &File, op: libc::c_int) -> std::io::Result<bool> {
     }
 }
 
-/// The setup lock of builder `name`, held while the returned guard lives.
-pub struct SetupLock(File);
+/// The setup lock of builder `name`, held while the returned guard lives
+/// (the file is kept only for its lock).
+pub struct SetupLock(#[allow(dead_code)] File);
 
 /// Wait (up to five minutes) for any other run setting `name` up.
 pub fn setup(name: &str) -> Result<SetupLock> {
