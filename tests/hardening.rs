@@ -461,3 +461,53 @@ fn runs_sharing_a_builder_neither_race_nor_remove_it_under_each_other() {
     );
     assert!(!builder_exists(&name));
 }
+
+/// `--timeout` is a deadline: a registry that accepts and never answers, or
+/// answers and then trickles, ends `mbx verify` at the deadline, not after
+/// the HTTP client's own minute.
+#[test]
+fn timeout_is_a_deadline_for_a_silent_or_trickling_registry() {
+    use std::io::{Read, Write};
+    for trickle in [false, true] {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in listener.incoming().take(16) {
+                let Ok(mut s) = s else { continue };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf);
+                    if !trickle {
+                        std::thread::sleep(std::time::Duration::from_secs(120));
+                        return;
+                    }
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{",
+                    );
+                    for _ in 0..120 {
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                        if s.write_all(b" ").is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let started = std::time::Instant::now();
+        let mut c = mbx();
+        c.args([
+            "verify",
+            &format!("127.0.0.1:{port}/slow/app:v1"),
+            "--timeout",
+            "3",
+        ]);
+        let out = run(c);
+        let took = started.elapsed().as_secs_f64();
+        assert_eq!(out.status.code(), Some(1), "trickle={trickle}");
+        assert!(stderr(&out).contains("--timeout"), "{}", stderr(&out));
+        assert!(
+            took < 8.0,
+            "trickle={trickle}: took {took:.1}s for --timeout 3"
+        );
+    }
+}

@@ -263,6 +263,26 @@ impl Registry {
         self.reference.resolve_registry()
     }
 
+    /// `fut`, given what is left of `--timeout`: a registry that accepts a
+    /// connection and never answers (or trickles) ends the read at the
+    /// deadline, not after the client's own minute-long read timeout.
+    async fn within<T>(&self, what: &str, fut: impl std::future::Future<Output = T>) -> Result<T> {
+        let left = (self.started + self.timeout).saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, fut).await.map_err(|_| {
+            Error::verify(
+                format!(
+                    "{what}: no answer from {} within --timeout ({:.0}s)",
+                    self.host(),
+                    self.timeout.as_secs_f64()
+                ),
+                format!(
+                    "check the registry at {} answers, or raise --timeout",
+                    self.host()
+                ),
+            )
+        })
+    }
+
     fn url(&self, kind: &str, what: &str) -> String {
         format!(
             "{}://{}/v2/{}/{kind}/{what}",
@@ -394,7 +414,11 @@ impl Registry {
         renewed: &AtomicBool,
     ) -> std::result::Result<reqwest::Response, Fault> {
         loop {
-            let auth = self.authorization(false).await.map_err(Fault::Fatal)?;
+            let auth = self
+                .within(what, self.authorization(false))
+                .await
+                .and_then(|a| a)
+                .map_err(Fault::Fatal)?;
             let mut req = self.http.get(url);
             if let Some(a) = accept {
                 req = req.header(reqwest::header::ACCEPT, a);
@@ -402,7 +426,8 @@ impl Registry {
             if let Some(h) = auth {
                 req = req.header(reqwest::header::AUTHORIZATION, h);
             }
-            let resp = match req.send().await {
+            let sent = self.within(what, req.send()).await.map_err(Fault::Fatal)?;
+            let resp = match sent {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => resp,
                 Err(e) => {
@@ -431,7 +456,12 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = resp.text().await.unwrap_or_default();
+        let body = self
+            .within(what, resp.text())
+            .await
+            .ok()
+            .and_then(|r| r.ok())
+            .unwrap_or_default();
         match status {
             401 | 403 => Fault::Fatal(self.denied(
                 status,
@@ -498,9 +528,9 @@ impl Registry {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = resp
-            .bytes()
-            .await
+        let bytes = self
+            .within(&label, resp.bytes())
+            .await?
             .map_err(|e| Error::verify(format!("reading {label} failed: {e}"), ""))?
             .to_vec();
         let digest = crate::digest::sha256(&bytes);
@@ -533,9 +563,9 @@ impl Registry {
         let resp = self
             .get(&self.url("blobs", digest), None, &label, false)
             .await?;
-        let bytes = resp
-            .bytes()
-            .await
+        let bytes = self
+            .within(&label, resp.bytes())
+            .await?
             .map_err(|e| Error::verify(format!("reading {label} failed: {e}"), ""))?
             .to_vec();
         let actual = crate::digest::sha256(&bytes);
@@ -564,9 +594,9 @@ impl Registry {
         let mut f = std::io::BufWriter::new(std::fs::File::create(dest).map_err(io)?);
         let mut hasher = Sha256::new();
         let mut n: u64 = 0;
-        while let Some(chunk) = resp
-            .chunk()
-            .await
+        while let Some(chunk) = self
+            .within(&label, resp.chunk())
+            .await?
             .map_err(|e| Error::verify(format!("reading {label} failed: {e}"), ""))?
         {
             n += chunk.len() as u64;
