@@ -511,3 +511,98 @@ fn timeout_is_a_deadline_for_a_silent_or_trickling_registry() {
         );
     }
 }
+
+/// Processes whose command line holds `needle` (from /proc).
+fn processes_with(needle: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(needle) && !cmd.contains("cargo") {
+            out.push(format!("{}: {cmd}", e.file_name().to_string_lossy()));
+        }
+    }
+    out
+}
+
+/// mbx killed outright (SIGKILL: no handler runs) takes its `docker buildx
+/// build` with it, and the next run removes the scratch directory it left.
+#[test]
+fn sigkill_leaves_no_build_running_and_no_scratch_behind() {
+    support::require_builder();
+    let ctx = support::context("FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN sleep 20\n");
+    let tmp = tempfile::tempdir().unwrap();
+    let needle = ctx.path().to_str().unwrap().to_string();
+    let mut c = mbx();
+    c.args([
+        "ci",
+        "--local",
+        "--platforms",
+        "linux/amd64",
+        "--cache",
+        "none",
+        "--no-verify",
+    ])
+    .arg("--context")
+    .arg(ctx.path())
+    .arg("--output")
+    .arg(tmp.path().join("out"))
+    .env("TMPDIR", tmp.path())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    for line in lines.by_ref() {
+        if line.unwrap().contains("building linux/amd64") {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(!processes_with(&needle).is_empty(), "the build runs");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !processes_with(&needle).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert!(
+        processes_with(&needle).is_empty(),
+        "orphans: {:?}",
+        processes_with(&needle)
+    );
+    let scratch = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("mbx-build-"))
+            .collect()
+    };
+    assert_eq!(
+        scratch(tmp.path()).len(),
+        1,
+        "the killed run's scratch is there"
+    );
+    // The next run (here one refused after planning would not reach the
+    // build stage, so build something tiny) removes it.
+    let small = support::context("FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN true\n");
+    let mut c = mbx();
+    c.args([
+        "ci",
+        "--local",
+        "--platforms",
+        "linux/amd64",
+        "--cache",
+        "none",
+        "--no-verify",
+    ])
+    .arg("--context")
+    .arg(small.path())
+    .arg("--output")
+    .arg(tmp.path().join("out2"))
+    .env("TMPDIR", tmp.path());
+    assert!(run(c).status.success());
+    assert!(scratch(tmp.path()).is_empty(), "{:?}", scratch(tmp.path()));
+}

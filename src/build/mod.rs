@@ -59,8 +59,9 @@ fn run_into(
     merge: bool,
     record: &mut BuildRecord,
 ) -> Result<()> {
+    remove_stale_work_dirs();
     let work = tempfile::Builder::new()
-        .prefix("mbx-build-")
+        .prefix(&format!("{WORK_PREFIX}{}-", std::process::id()))
         .tempdir()
         .map_err(|e| {
             Error::env(
@@ -68,6 +69,10 @@ fn run_into(
                 "check TMPDIR",
             )
         })?;
+    let made_output = match &build.output {
+        Output::Layout { dir, .. } if !dir.exists() => Some(dir.clone()),
+        _ => None,
+    };
     let parts_root = match &build.output {
         Output::Layout { dir, .. } => {
             prepare_layout_dir(dir)?;
@@ -96,6 +101,11 @@ fn run_into(
         if let Some(root) = &parts_root {
             let _ = std::fs::remove_dir_all(root);
         }
+        // An output directory this run made and left empty goes too
+        // (remove_dir refuses a directory that holds anything).
+        if let Some(dir) = &made_output {
+            let _ = std::fs::remove_dir(dir);
+        }
         return Err(e);
     }
     if !merge && matches!(build.output, Output::Registry { .. }) {
@@ -122,6 +132,34 @@ fn run_into(
     apply_merge(&mut record.platforms, &merged);
     record.index_digest = Some(merged.index_digest);
     Ok(())
+}
+
+/// A run's scratch directory in TMPDIR: `mbx-build-<pid>-…`.
+const WORK_PREFIX: &str = "mbx-build-";
+
+/// Scratch directories of earlier runs that were killed outright (SIGKILL,
+/// OOM) and could not clean up: their pid is gone.
+fn remove_stale_work_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(WORK_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone && e.path().is_dir() {
+            tracing::debug!(dir = %e.path().display(), "removing a killed run's scratch directory");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// Where the result goes, as the record names it: (output, tags).

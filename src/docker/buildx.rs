@@ -128,7 +128,7 @@ impl Buildx {
         a.extend(args);
         let command = display_command(&self.docker, &a, secrets);
         tracing::debug!(%command, "build");
-        let mut child = Command::new(&self.docker)
+        let mut child = crate::docker::process::die_with_parent(&mut Command::new(&self.docker))
             .args(&a)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -26,10 +26,24 @@ pub fn display_command(program: &str, args: &[OsString], secrets: &[String]) -> 
     out
 }
 
+/// Make `cmd`'s child die with mbx: when mbx is killed outright (SIGKILL,
+/// no chance to clean up), the kernel sends the child SIGTERM instead of
+/// leaving it running (a `docker buildx build` would go on pushing).
+pub fn die_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        })
+    }
+}
+
 /// Run to completion, capturing both streams; a non-zero exit is a `CommandError`.
 pub fn run_captured(program: &str, args: &[OsString]) -> Result<Output, CommandError> {
     tracing::debug!(command = %display_command(program, args, &[]), "run");
-    let child = Command::new(program)
+    let child = die_with_parent(&mut Command::new(program))
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
