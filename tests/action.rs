@@ -1171,3 +1171,32 @@ fn the_v2_cache_variables_reach_mbx_across_the_runner_split() {
     }
     assert!(!Path::new(&file).exists(), "the handoff file is deleted");
 }
+
+/// On macOS (or Windows) the fetch step says "Linux runners only" first,
+/// not that a tool such as sha256sum is missing.
+#[test]
+fn fetch_on_macos_names_the_os_before_any_missing_tool() {
+    let d = tempfile::tempdir().unwrap();
+    let bin = d.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["bash", "env"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+    }
+    let o = Command::new(bin.join("bash"))
+        .arg(repo_root().join("scripts/action/fetch"))
+        .env_clear()
+        .env("PATH", &bin)
+        .env("RUNNER_OS", "macOS")
+        .env("RUNNER_ARCH", "ARM64")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success());
+    assert!(out.contains("Linux runners only"), "{out}");
+    assert!(!out.contains("sha256sum"), "{out}");
+}
