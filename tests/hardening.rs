@@ -404,34 +404,15 @@ fn runs_sharing_a_builder_neither_race_nor_remove_it_under_each_other() {
     assert_eq!(actions, ["created", "reused", "reused"]);
 
     // A run builds on it (a step that takes a few seconds) …
-    let ctx = support::context("FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN sleep 6\n");
+    let ctx = support::context(uncached("RUN sleep 6"));
     let out_dir = tempfile::tempdir().unwrap();
-    let mut c = mbx();
-    c.args([
-        "ci",
-        "--local",
-        "--platforms",
-        "linux/amd64",
-        "--cache",
-        "none",
-        "--no-verify",
-    ])
-    .args(["--builder", &name])
-    .arg("--context")
-    .arg(ctx.path())
-    .arg("--output")
-    .arg(out_dir.path().join("out"))
-    .env("MBX_STATE_DIR", state.path())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    let mut c = quick_ci(ctx.path(), &out_dir.path().join("out"));
+    c.args(["--builder", &name])
+        .env("MBX_STATE_DIR", state.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut building = c.spawn().unwrap();
-    let mut lines =
-        std::io::BufRead::lines(std::io::BufReader::new(building.stderr.take().unwrap()));
-    for line in lines.by_ref() {
-        if line.unwrap().contains("building linux/amd64") {
-            break;
-        }
-    }
+    let lines = wait_for_line(&mut building, "building linux/amd64");
     // … while another run's cleanup leaves it alone.
     let cleanup = || {
         let mut c = mbx();
@@ -512,6 +493,49 @@ fn timeout_is_a_deadline_for_a_silent_or_trickling_registry() {
     }
 }
 
+/// A Dockerfile whose `step` no earlier build has cached (BuildKit's own
+/// cache would make a slow step instant on a second run).
+fn uncached(step: &str) -> String {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN echo {nonce}\n{step}\n")
+}
+
+/// Read `child`'s stderr until a line holds `needle`; the rest of the lines.
+fn wait_for_line(
+    child: &mut std::process::Child,
+    needle: &str,
+) -> std::io::Lines<std::io::BufReader<std::process::ChildStderr>> {
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    for line in lines.by_ref() {
+        if line.unwrap().contains(needle) {
+            break;
+        }
+    }
+    lines
+}
+
+/// `mbx ci` of one quick platform into a layout, nothing read back.
+fn quick_ci(ctx: &std::path::Path, out: &std::path::Path) -> std::process::Command {
+    let mut c = mbx();
+    c.args([
+        "ci",
+        "--local",
+        "--platforms",
+        "linux/amd64",
+        "--cache",
+        "none",
+        "--no-verify",
+    ])
+    .arg("--context")
+    .arg(ctx)
+    .arg("--output")
+    .arg(out);
+    c
+}
+
 /// Processes whose command line holds `needle` (from /proc).
 fn processes_with(needle: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -532,33 +556,15 @@ fn processes_with(needle: &str) -> Vec<String> {
 #[test]
 fn sigkill_leaves_no_build_running_and_no_scratch_behind() {
     support::require_builder();
-    let ctx = support::context("FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN sleep 20\n");
+    let ctx = support::context(uncached("RUN sleep 20"));
     let tmp = tempfile::tempdir().unwrap();
     let needle = ctx.path().to_str().unwrap().to_string();
-    let mut c = mbx();
-    c.args([
-        "ci",
-        "--local",
-        "--platforms",
-        "linux/amd64",
-        "--cache",
-        "none",
-        "--no-verify",
-    ])
-    .arg("--context")
-    .arg(ctx.path())
-    .arg("--output")
-    .arg(tmp.path().join("out"))
-    .env("TMPDIR", tmp.path())
-    .stdout(Stdio::null())
-    .stderr(Stdio::piped());
+    let mut c = quick_ci(ctx.path(), &tmp.path().join("out"));
+    c.env("TMPDIR", tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
-    for line in lines.by_ref() {
-        if line.unwrap().contains("building linux/amd64") {
-            break;
-        }
-    }
+    let _lines = wait_for_line(&mut child, "building linux/amd64");
     std::thread::sleep(std::time::Duration::from_secs(2));
     assert!(!processes_with(&needle).is_empty(), "the build runs");
     child.kill().unwrap(); // SIGKILL
@@ -588,21 +594,8 @@ fn sigkill_leaves_no_build_running_and_no_scratch_behind() {
     // The next run (here one refused after planning would not reach the
     // build stage, so build something tiny) removes it.
     let small = support::context("FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN true\n");
-    let mut c = mbx();
-    c.args([
-        "ci",
-        "--local",
-        "--platforms",
-        "linux/amd64",
-        "--cache",
-        "none",
-        "--no-verify",
-    ])
-    .arg("--context")
-    .arg(small.path())
-    .arg("--output")
-    .arg(tmp.path().join("out2"))
-    .env("TMPDIR", tmp.path());
+    let mut c = quick_ci(small.path(), &tmp.path().join("out2"));
+    c.env("TMPDIR", tmp.path());
     assert!(run(c).status.success());
     assert!(scratch(tmp.path()).is_empty(), "{:?}", scratch(tmp.path()));
 }
