@@ -46,10 +46,7 @@ pub fn args(cache: &Cache, platform: &Platform) -> CacheArgs {
         Cache::Gha { prefix } => {
             let scope = Cache::scope(prefix, platform);
             CacheArgs {
-                args: vec![
-                    format!("--cache-from=type=gha,scope={scope}"),
-                    format!("--cache-to=type=gha,scope={scope},mode=max,ignore-error=true"),
-                ],
+                args: gha_args(&scope, gha_v2_url().as_deref()),
                 scope: Some(scope),
                 local_swap: None,
             }
@@ -66,6 +63,46 @@ pub fn args(cache: &Cache, platform: &Platform) -> CacheArgs {
             }
         }
     }
+}
+
+/// How long BuildKit's gha client keeps retrying a throttled (429) call
+/// before the import or export gives up (BuildKit's `timeout`, default
+/// 10 min per direction). It bounds only the wait on 429s, not a transfer:
+/// its backoff (1 s doubling to 90 s, `Retry-After` ignored) retries about
+/// six times in a minute, and a throttled build costs at most this twice
+/// (import + export) instead of 20 minutes.
+pub const GHA_TIMEOUT: &str = "60s";
+
+/// `--cache-from`/`--cache-to` for one gha scope. `v2_url`: the cache
+/// service v2 (`ACTIONS_RESULTS_URL`), named to BuildKit explicitly so
+/// that buildx < 0.21, which reads no v2 variable, selects it too. The
+/// token stays out of the command line: every buildx reads
+/// `ACTIONS_RUNTIME_TOKEN` itself.
+pub fn gha_args(scope: &str, v2_url: Option<&str>) -> Vec<String> {
+    let service = match v2_url {
+        Some(url) => format!(",version=2,url_v2={url}"),
+        None => String::new(),
+    };
+    vec![
+        format!("--cache-from=type=gha,scope={scope},timeout={GHA_TIMEOUT}{service}"),
+        format!(
+            "--cache-to=type=gha,scope={scope},mode=max,ignore-error=true,timeout={GHA_TIMEOUT}{service}"
+        ),
+    ]
+}
+
+/// `ACTIONS_RESULTS_URL` when the environment selects the cache service v2
+/// as actions/toolkit and buildx do: `ACTIONS_CACHE_SERVICE_V2` true.
+pub fn gha_v2_url() -> Option<String> {
+    let v2 = std::env::var("ACTIONS_CACHE_SERVICE_V2").ok()?;
+    let url = std::env::var("ACTIONS_RESULTS_URL").ok()?;
+    (go_true(&v2) && !url.is_empty()).then_some(url)
+}
+
+/// Go's `strconv.ParseBool` true values, which buildx applies to
+/// `ACTIONS_CACHE_SERVICE_V2`.
+fn go_true(s: &str) -> bool {
+    matches!(s, "1" | "t" | "T" | "true" | "TRUE" | "True")
 }
 
 /// After a good build: the fresh local export replaces the old one.
@@ -98,13 +135,29 @@ mod tests {
         };
         let a = args(&c, &p("linux/arm64"));
         assert_eq!(a.scope.as_deref(), Some("app-linux-arm64"));
-        assert_eq!(a.args[0], "--cache-from=type=gha,scope=app-linux-arm64");
-        assert_eq!(
-            a.args[1],
-            "--cache-to=type=gha,scope=app-linux-arm64,mode=max,ignore-error=true"
-        );
         let b = args(&c, &p("linux/arm/v7"));
         assert_eq!(b.scope.as_deref(), Some("app-linux-arm-v7"));
+        let g = gha_args("app-linux-arm64", None);
+        assert_eq!(
+            g,
+            [
+                "--cache-from=type=gha,scope=app-linux-arm64,timeout=60s",
+                "--cache-to=type=gha,scope=app-linux-arm64,mode=max,ignore-error=true,timeout=60s"
+            ]
+        );
+    }
+
+    #[test]
+    fn gha_v2_names_the_service_but_never_the_token() {
+        let g = gha_args("app-linux-amd64", Some("https://results.example/"));
+        for a in &g {
+            assert!(
+                a.ends_with(",timeout=60s,version=2,url_v2=https://results.example/"),
+                "{a}"
+            );
+            assert!(!a.contains("token="), "{a}");
+        }
+        assert!(go_true("True") && go_true("1") && !go_true("yes") && !go_true("false"));
     }
 
     #[test]

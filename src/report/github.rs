@@ -277,6 +277,7 @@ mod tests {
             cache_scope: None,
             error: None,
             steps: vec![s],
+            cache_error: None,
         }
     }
 

@@ -1,0 +1,192 @@
+//! A cache import or export that failed, read from the build's progress.
+//! BuildKit ignores both (mbx's exports carry `ignore-error=true`; an import
+//! never fails a build): the build succeeds, and only the errored vertex —
+//! `importing cache manifest from gha:…`, `exporting to GitHub Actions
+//! Cache` — says the cache was lost (tests/data/rawjson/gha-v2-*.json).
+
+use crate::plan::Cache;
+use crate::run::{CacheCause, CacheDirection, CacheIssue, PlatformRecord, Step};
+
+/// The cache's failure in one build's steps, if any.
+pub fn find(cache: &Cache, steps: &[Step]) -> Option<CacheIssue> {
+    let backend = match cache {
+        Cache::Gha { .. } => "gha",
+        Cache::Registry { .. } => "registry",
+        Cache::Local { .. } => "local",
+        Cache::None => return None,
+    };
+    let mut failed = Vec::new();
+    let mut detail = None;
+    for s in steps {
+        let Some(error) = s.error.as_deref() else {
+            continue;
+        };
+        let direction = if s.name.starts_with("importing cache manifest from") {
+            // A registry cache that is not there yet is a cold start, not a failure.
+            if error.contains("not found") {
+                continue;
+            }
+            CacheDirection::Import
+        } else if is_export(&s.name) {
+            CacheDirection::Export
+        } else {
+            continue;
+        };
+        if !failed.contains(&direction) {
+            failed.push(direction);
+        }
+        detail.get_or_insert_with(|| error.lines().next().unwrap_or(error).to_string());
+    }
+    let detail = detail?;
+    failed.sort_by_key(|d| *d != CacheDirection::Import);
+    Some(CacheIssue {
+        backend: backend.to_string(),
+        failed,
+        cause: cause(&detail),
+        detail,
+    })
+}
+
+fn is_export(name: &str) -> bool {
+    name.starts_with("exporting to GitHub Actions Cache")
+        || name.starts_with("exporting cache")
+        || name.starts_with("exporting content cache")
+        || name == "preparing build cache for export"
+}
+
+/// What BuildKit's error says happened, from go-actions-cache's messages:
+/// a 429 retried until the gha `timeout` ("maximum timeout reached:
+/// resource_exhausted"), a 5xx ("unavailable", "503 Service Unavailable"),
+/// an entry the service would not reserve ("failed to reserve cache").
+pub fn cause(error: &str) -> CacheCause {
+    let e = error.to_ascii_lowercase();
+    let any = |words: &[&str]| words.iter().any(|w| e.contains(w));
+    if any(&[
+        "resource_exhausted",
+        "too many requests",
+        "429",
+        "rate limit",
+        "maximum timeout reached",
+    ]) {
+        CacheCause::Throttled
+    } else if any(&[
+        "failed to reserve cache",
+        "cache is full",
+        "quota",
+        "storage limit",
+    ]) {
+        CacheCause::Full
+    } else if any(&[
+        "unavailable",
+        "internal",
+        "bad gateway",
+        "gateway timeout",
+        " 500 ",
+        " 502 ",
+        " 503 ",
+        " 504 ",
+    ]) {
+        CacheCause::Unavailable
+    } else {
+        CacheCause::Other
+    }
+}
+
+/// One line for the report: which platforms lost which cache, why, and the fix.
+pub fn note(platforms: &[PlatformRecord]) -> Option<String> {
+    let hit: Vec<(&PlatformRecord, &CacheIssue)> = platforms
+        .iter()
+        .filter_map(|p| Some((p, p.cache_error.as_ref()?)))
+        .collect();
+    let (_, first) = hit.first()?;
+    let names: Vec<String> = hit.iter().map(|(p, _)| p.platform.to_string()).collect();
+    let what: Vec<&str> = first
+        .failed
+        .iter()
+        .map(|d| match d {
+            CacheDirection::Import => "import",
+            CacheDirection::Export => "export",
+        })
+        .collect();
+    let (why, fix) = match first.cause {
+        CacheCause::Throttled => (
+            "the cache service throttled the requests (429)",
+            "GitHub rate-limits the cache per repository: run again later, or let fewer jobs write the cache at once",
+        ),
+        CacheCause::Unavailable => (
+            "the cache service failed (5xx)",
+            "nothing to fix on your side if it is GitHub's outage; run again later",
+        ),
+        CacheCause::Full => (
+            "the repository's cache is full",
+            "free space with `mbx cache prune --apply` (or delete caches in the repository's Actions settings)",
+        ),
+        CacheCause::Other => ("", "see the detail; the build did not use or leave a cache"),
+    };
+    let why = if why.is_empty() {
+        first.detail.clone()
+    } else {
+        format!("{why}: {}", first.detail)
+    };
+    Some(format!(
+        "{} cache {} failed for {} ({why}); the build went on without it. {fix}",
+        first.backend,
+        what.join(" and "),
+        names.join(", ")
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(name: &str, error: Option<&str>) -> Step {
+        Step {
+            digest: "sha256:x".into(),
+            name: name.into(),
+            started: None,
+            completed: None,
+            busy_seconds: 0.0,
+            cached: false,
+            error: error.map(str::to_string),
+            instruction: false,
+            log_tail: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn causes_from_go_actions_cache_messages() {
+        assert_eq!(
+            cause("maximum timeout reached: resource_exhausted"),
+            CacheCause::Throttled
+        );
+        assert_eq!(cause("unavailable"), CacheCause::Unavailable);
+        assert_eq!(cause("failed to reserve cache"), CacheCause::Full);
+        assert_eq!(cause("something else"), CacheCause::Other);
+    }
+
+    #[test]
+    fn finds_the_failed_direction_and_ignores_a_missing_registry_cache() {
+        let gha = Cache::Gha { prefix: "p".into() };
+        let steps = [
+            step("[1/2] RUN x", None),
+            step("importing cache manifest from gha:123", Some("unavailable")),
+            step("exporting to GitHub Actions Cache", Some("unavailable")),
+        ];
+        let i = find(&gha, &steps).unwrap();
+        assert_eq!(i.failed, [CacheDirection::Import, CacheDirection::Export]);
+        assert_eq!(
+            (i.cause, i.backend.as_str()),
+            (CacheCause::Unavailable, "gha")
+        );
+        assert!(find(&gha, &steps[..1]).is_none());
+        let reg = Cache::Registry {
+            repository: "r".into(),
+        };
+        let cold = [step(
+            "importing cache manifest from r:buildcache-linux-amd64",
+            Some("r:buildcache-linux-amd64: not found"),
+        )];
+        assert!(find(&reg, &cold).is_none());
+    }
+}
