@@ -154,6 +154,37 @@ mod tests {
         }
     }
 
+    /// The steps of a build captured from BuildKit v0.25.2 against the stand-in.
+    fn captured(name: &str) -> Vec<Step> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/data/rawjson/{name}.json"));
+        let mut p = crate::build::progress::Progress::new();
+        p.feed(&std::fs::read(path).unwrap());
+        p.finish();
+        p.steps()
+    }
+
+    #[test]
+    fn real_ignored_cache_errors_are_found_with_their_cause() {
+        let gha = Cache::Gha {
+            prefix: "hello".into(),
+        };
+        let both = [CacheDirection::Import, CacheDirection::Export];
+        for (file, failed, want) in [
+            ("gha-v2-503", &both[..], CacheCause::Unavailable),
+            ("gha-v2-429", &both[..], CacheCause::Throttled),
+            ("gha-v2-full", &both[1..], CacheCause::Full),
+        ] {
+            let i = find(&gha, &captured(file)).unwrap_or_else(|| panic!("{file}: no issue"));
+            assert_eq!(
+                (i.failed.as_slice(), i.cause),
+                (failed, want),
+                "{file}: {i:?}"
+            );
+        }
+        assert!(find(&gha, &captured("hello-amd64-nocache")).is_none());
+    }
+
     #[test]
     fn causes_from_go_actions_cache_messages() {
         assert_eq!(
