@@ -5,7 +5,7 @@
 //! Cache` — says the cache was lost (tests/data/rawjson/gha-v2-*.json).
 
 use crate::plan::Cache;
-use crate::run::{CacheCause, CacheDirection, CacheIssue, PlatformRecord, Step};
+use crate::run::{CacheCause, CacheDirection, CacheIssue, Step};
 
 /// The cache's failure in one build's steps, if any.
 pub fn find(cache: &Cache, steps: &[Step]) -> Option<CacheIssue> {
@@ -90,50 +90,6 @@ pub fn cause(error: &str) -> CacheCause {
     } else {
         CacheCause::Other
     }
-}
-
-/// One line for the report: which platforms lost which cache, why, and the fix.
-pub fn note(platforms: &[PlatformRecord]) -> Option<String> {
-    let hit: Vec<(&PlatformRecord, &CacheIssue)> = platforms
-        .iter()
-        .filter_map(|p| Some((p, p.cache_error.as_ref()?)))
-        .collect();
-    let (_, first) = hit.first()?;
-    let names: Vec<String> = hit.iter().map(|(p, _)| p.platform.to_string()).collect();
-    let what: Vec<&str> = first
-        .failed
-        .iter()
-        .map(|d| match d {
-            CacheDirection::Import => "import",
-            CacheDirection::Export => "export",
-        })
-        .collect();
-    let (why, fix) = match first.cause {
-        CacheCause::Throttled => (
-            "the cache service throttled the requests (429)",
-            "GitHub rate-limits the cache per repository: run again later, or let fewer jobs write the cache at once",
-        ),
-        CacheCause::Unavailable => (
-            "the cache service failed (5xx)",
-            "nothing to fix on your side if it is GitHub's outage; run again later",
-        ),
-        CacheCause::Full => (
-            "the repository's cache is full",
-            "free space with `mbx cache prune --apply` (or delete caches in the repository's Actions settings)",
-        ),
-        CacheCause::Other => ("", "see the detail; the build did not use or leave a cache"),
-    };
-    let why = if why.is_empty() {
-        first.detail.clone()
-    } else {
-        format!("{why}: {}", first.detail)
-    };
-    Some(format!(
-        "{} cache {} failed for {} ({why}); the build went on without it. {fix}",
-        first.backend,
-        what.join(" and "),
-        names.join(", ")
-    ))
 }
 
 #[cfg(test)]

@@ -93,7 +93,7 @@ fn run_into(
         work: work.path(),
     };
     record.platforms = build_all(plan, build, buildx, printer, &targets);
-    record.notes.extend(cache_issue::note(&record.platforms));
+    record.notes.extend(cache::failure_note(&record.platforms));
     if let Some(e) = failure(&build.output, &record.platforms) {
         if let Some(root) = &parts_root {
             let _ = std::fs::remove_dir_all(root);

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::plan::Cache;
 use crate::platform::Platform;
+use crate::run::{CacheCause, CacheDirection, CacheIssue, PlatformRecord};
 
 /// The `--cache-from`/`--cache-to` arguments for one platform, and the scope
 /// name for the record.
@@ -120,6 +121,50 @@ pub fn swap_in(fresh: &Path, current: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// One line for the report: which platforms lost which cache, why, and the fix.
+pub fn failure_note(platforms: &[PlatformRecord]) -> Option<String> {
+    let hit: Vec<(&PlatformRecord, &CacheIssue)> = platforms
+        .iter()
+        .filter_map(|p| Some((p, p.cache_error.as_ref()?)))
+        .collect();
+    let (_, first) = hit.first()?;
+    let names: Vec<String> = hit.iter().map(|(p, _)| p.platform.to_string()).collect();
+    let what: Vec<&str> = first
+        .failed
+        .iter()
+        .map(|d| match d {
+            CacheDirection::Import => "import",
+            CacheDirection::Export => "export",
+        })
+        .collect();
+    let (why, fix) = match first.cause {
+        CacheCause::Throttled => (
+            "the cache service throttled the requests (429)",
+            "GitHub rate-limits the cache per repository: run again later, or let fewer jobs write the cache at once",
+        ),
+        CacheCause::Unavailable => (
+            "the cache service failed (5xx)",
+            "nothing to fix on your side if it is GitHub's outage; run again later",
+        ),
+        CacheCause::Full => (
+            "the repository's cache is full",
+            "free space with `mbx cache prune --apply` (or delete caches in the repository's Actions settings)",
+        ),
+        CacheCause::Other => ("", "see the detail; the build did not use or leave a cache"),
+    };
+    let why = if why.is_empty() {
+        first.detail.clone()
+    } else {
+        format!("{why}: {}", first.detail)
+    };
+    Some(format!(
+        "{} cache {} failed for {} ({why}); the build went on without it. {fix}",
+        first.backend,
+        what.join(" and "),
+        names.join(", ")
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +230,30 @@ mod tests {
             "{:?}",
             again.args
         );
+    }
+
+    #[test]
+    fn one_note_names_the_platforms_the_cause_and_the_fix() {
+        let mut a: PlatformRecord = serde_json::from_value(serde_json::json!({
+            "platform": "linux/amd64", "emulated": false, "digest": null, "build_digest": null,
+            "wall_seconds": 1.0, "executed_seconds": 1.0, "steps_total": 1, "steps_cached": 0
+        }))
+        .unwrap();
+        assert!(failure_note(std::slice::from_ref(&a)).is_none());
+        a.cache_error = Some(CacheIssue {
+            backend: "gha".into(),
+            failed: vec![CacheDirection::Import, CacheDirection::Export],
+            cause: CacheCause::Full,
+            detail: "error writing layer blob: failed to reserve cache".into(),
+        });
+        let mut b = a.clone();
+        b.platform = p("linux/arm64");
+        let n = failure_note(&[a, b]).unwrap();
+        assert!(
+            n.starts_with("gha cache import and export failed for linux/amd64, linux/arm64 (the repository's cache is full: error writing layer blob: failed to reserve cache)"),
+            "{n}"
+        );
+        assert!(n.contains("mbx cache prune"), "{n}");
     }
 
     #[test]
