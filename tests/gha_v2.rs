@@ -465,6 +465,31 @@ fn a_failing_v2_service_never_fails_the_build_and_is_reported() {
     assert_reported(&rec, &o, "unavailable");
     eprintln!("503 on every call: {:.1}s", t.as_secs_f64());
 
+    // A full repository cache: CreateCacheEntry answers ok: false.
+    b.prune();
+    let cache = the_stand_in();
+    cache.fault(Rpc::Create, Some(Fault::Full));
+    let repo = unique_repo("ghav2-full");
+    let (rec, o, _) = ci_gha(&b, &cache, &repo, dir.path(), "full");
+    assert!(
+        o.status.success(),
+        "a full cache must not fail the build: {}",
+        stderr(&o)
+    );
+    for p in ["linux/amd64", "linux/arm64"] {
+        let issue = &platform(&rec, p)["cache_error"];
+        assert_eq!(issue["cause"], "full", "{p}: {issue}");
+        assert_eq!(
+            issue["failed"],
+            json!(["export"]),
+            "{p}: the import found nothing, no failure"
+        );
+    }
+    assert!(
+        (stdout(&o) + &stderr(&o)).contains("mbx cache prune"),
+        "the fix is named"
+    );
+
     // 429 on every call: bounded by mbx's gha timeout, minutes at most.
     b.prune();
     let cache = the_stand_in();

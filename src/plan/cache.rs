@@ -140,17 +140,17 @@ pub fn failure_note(platforms: &[PlatformRecord]) -> Option<String> {
     let (why, fix) = match first.cause {
         CacheCause::Throttled => (
             "the cache service throttled the requests (429)",
-            "GitHub rate-limits the cache per repository: run again later, or let fewer jobs write the cache at once",
+            "GitHub rate-limits the cache per repository: run again later, or let fewer jobs write the cache at once.",
         ),
         CacheCause::Unavailable => (
             "the cache service failed (5xx)",
-            "nothing to fix on your side if it is GitHub's outage; run again later",
+            "Nothing to fix on your side when GitHub's service is down: run again later.",
         ),
         CacheCause::Full => (
             "the repository's cache is full",
-            "free space with `mbx cache prune --apply` (or delete caches in the repository's Actions settings)",
+            "Free space with `mbx cache prune --apply` (or delete caches in the repository's Actions settings).",
         ),
-        CacheCause::Other => ("", "see the detail; the build did not use or leave a cache"),
+        CacheCause::Other => ("", "The build neither used nor left a cache."),
     };
     let why = if why.is_empty() {
         first.detail.clone()
