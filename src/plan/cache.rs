@@ -75,13 +75,16 @@ pub fn args(cache: &Cache, platform: &Platform) -> CacheArgs {
 pub const GHA_TIMEOUT: &str = "60s";
 
 /// `--cache-from`/`--cache-to` for one gha scope. `v2_url`: the cache
-/// service v2 (`ACTIONS_RESULTS_URL`), named to BuildKit explicitly so
-/// that buildx < 0.21, which reads no v2 variable, selects it too. The
-/// token stays out of the command line: every buildx reads
+/// service v2 (`ACTIONS_RESULTS_URL`), named to BuildKit explicitly
+/// (`version=2,url_v2=`): buildx < 0.21 reads no v2 variable, and buildx
+/// ≥ 0.21 only with `ACTIONS_CACHE_SERVICE_V2`. `url=` too, because buildx
+/// < 0.21 silently drops a gha cache without one when `ACTIONS_CACHE_URL`
+/// is unset (BuildKit ≥ 0.20 uses `url_v2` with `version=2`). The token
+/// stays out of the command line: every buildx reads
 /// `ACTIONS_RUNTIME_TOKEN` itself.
 pub fn gha_args(scope: &str, v2_url: Option<&str>) -> Vec<String> {
     let service = match v2_url {
-        Some(url) => format!(",version=2,url_v2={url}"),
+        Some(url) => format!(",version=2,url_v2={url},url={url}"),
         None => String::new(),
     };
     vec![
@@ -92,12 +95,19 @@ pub fn gha_args(scope: &str, v2_url: Option<&str>) -> Vec<String> {
     ]
 }
 
-/// `ACTIONS_RESULTS_URL` when the environment selects the cache service v2
-/// as actions/toolkit and buildx do: `ACTIONS_CACHE_SERVICE_V2` true.
+/// `ACTIONS_RESULTS_URL` when the run talks to the cache service v2: the
+/// only cache URL there is, or beside `ACTIONS_CACHE_URL` with
+/// `ACTIONS_CACHE_SERVICE_V2` true (the rule `gha_cache::contents` reads
+/// index contents by).
 pub fn gha_v2_url() -> Option<String> {
-    let v2 = std::env::var("ACTIONS_CACHE_SERVICE_V2").ok()?;
-    let url = std::env::var("ACTIONS_RESULTS_URL").ok()?;
-    (go_true(&v2) && !url.is_empty()).then_some(url)
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    v2_url_from(&var)
+}
+
+fn v2_url_from(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let url = var("ACTIONS_RESULTS_URL")?;
+    let wanted = var("ACTIONS_CACHE_SERVICE_V2").is_some_and(|v| go_true(&v));
+    (wanted || var("ACTIONS_CACHE_URL").is_none()).then_some(url)
 }
 
 /// Go's `strconv.ParseBool` true values, which buildx applies to
@@ -197,12 +207,28 @@ mod tests {
         let g = gha_args("app-linux-amd64", Some("https://results.example/"));
         for a in &g {
             assert!(
-                a.ends_with(",timeout=60s,version=2,url_v2=https://results.example/"),
+                a.ends_with(",timeout=60s,version=2,url_v2=https://results.example/,url=https://results.example/"),
                 "{a}"
             );
             assert!(!a.contains("token="), "{a}");
         }
         assert!(go_true("True") && go_true("1") && !go_true("yes") && !go_true("false"));
+        let env = |vars: &[(&str, &str)]| {
+            v2_url_from(&|k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let r = "ACTIONS_RESULTS_URL";
+        let (c, f) = ("ACTIONS_CACHE_URL", "ACTIONS_CACHE_SERVICE_V2");
+        assert_eq!(env(&[(r, "u2")]).as_deref(), Some("u2"));
+        assert_eq!(env(&[(r, "u2"), (c, "u1")]), None, "v1 unless asked");
+        assert_eq!(
+            env(&[(r, "u2"), (c, "u1"), (f, "true")]).as_deref(),
+            Some("u2")
+        );
+        assert_eq!(env(&[(c, "u1"), (f, "true")]), None);
     }
 
     #[test]
