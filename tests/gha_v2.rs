@@ -508,3 +508,74 @@ fn a_failing_v2_service_never_fails_the_build_and_is_reported() {
         "a throttled cache costs minutes at most, not BuildKit's 2 x 10: {t:?}"
     );
 }
+
+// ------------------------------------------------------------------ preflight, for real
+
+/// The compatibility lane (buildx 0.13, BuildKit 0.13): its own docker
+/// config when it is not the machine's default lane, else the default's.
+fn compat_lane(c: &mut Command) {
+    let lane = chain_dir().join("lanes/compat");
+    if lane.join("docker").is_dir() {
+        c.env("DOCKER_CONFIG", lane.join("docker"))
+            .env("MBX_CONFIG", lane.join("mbx.toml"));
+    } else {
+        c.env_remove("DOCKER_CONFIG")
+            .env("MBX_CONFIG", chain_dir().join("mbx.toml"));
+    }
+}
+
+/// `mbx ci --cache gha` in a v2 environment whose cache service is never
+/// reached (preflight stops the run first).
+fn ci_v2_env(c: &mut Command, builder: &str, out: &Path) {
+    c.args(["ci", "--local", "--builder", builder])
+        .args(["--platforms", "linux/amd64", "--context", &hello()])
+        .arg("--output")
+        .arg(out)
+        .args(["--cache", "gha"])
+        .env("ACTIONS_RESULTS_URL", "http://127.0.0.1:9/")
+        .env("ACTIONS_CACHE_SERVICE_V2", "true")
+        .env("ACTIONS_RUNTIME_TOKEN", unsigned_runtime_jwt())
+        .env_remove("ACTIONS_CACHE_URL");
+}
+
+#[test]
+fn v2_preflight_names_an_old_buildx_or_buildkit_and_the_fix() {
+    require_chain();
+    let out = tempfile::tempdir().unwrap();
+
+    // The compatibility lane's buildx 0.13 with ci-builder: refused before
+    // the builder is touched or anything is built.
+    let mut c = mbx();
+    compat_lane(&mut c);
+    ci_v2_env(&mut c, "ci-builder", &out.path().join("a"));
+    let o = run(c);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("buildx ≥ 0.21.0") && e.contains("0.13."), "{e}");
+    assert!(e.contains("upgrade buildx"), "the fix: {e}");
+    assert!(!e.contains("building linux/amd64"), "nothing built: {e}");
+
+    // A current buildx driving BuildKit 0.13 (the compatibility lane's
+    // image) in a builder of the test's own: refused after setup, unbuilt.
+    let _one = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
+    hold_binfmt_shared();
+    let b = Builder {
+        name: format!("mbx-ghav2-oldbk-{}", std::process::id()),
+        env: current_lane(),
+    };
+    let mut c = b.mbx(&[]);
+    ci_v2_env(&mut c, &b.name, &out.path().join("b"));
+    c.args([
+        "--buildkit-image",
+        &format!("{REGISTRY}/moby/buildkit:local"),
+    ]);
+    let o = run(c);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("BuildKit ≥ 0.20.0") && e.contains("0.13."),
+        "{e}"
+    );
+    assert!(e.contains("--buildkit-image"), "the fix: {e}");
+    assert!(!e.contains("building linux/amd64"), "nothing built: {e}");
+}
