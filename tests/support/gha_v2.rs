@@ -492,12 +492,12 @@ fn lookup<'a>(
             .iter()
             .filter(move |e| e.finalized && e.version == version)
     };
-    if let Some(e) = live().filter(|e| e.key == key).last() {
+    if let Some(e) = live().rev().find(|e| e.key == key) {
         return Some(e);
     }
     restore
         .iter()
-        .find_map(|p| live().filter(|e| e.key.starts_with(p.as_str())).last())
+        .find_map(|p| live().rev().find(|e| e.key.starts_with(p.as_str())))
 }
 
 /// Azure block-blob storage behind the signed URLs.
@@ -535,10 +535,7 @@ fn blob(req: &Request, state: &Mutex<State>) -> Response {
             created()
         }
         ("PUT", None) => {
-            if !req
-                .header("x-ms-blob-type")
-                .is_some_and(|t| t == "BlockBlob")
-            {
+            if req.header("x-ms-blob-type") != Some("BlockBlob") {
                 return azure_error(400, "MissingRequiredHeader");
             }
             e.data = Some(req.body.clone());
