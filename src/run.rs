@@ -250,7 +250,7 @@ pub struct PlatformRecord {
 
 /// A cache import or export that failed (BuildKit ignores it: the build
 /// goes on, slower or leaving no cache for the next run).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq)]
 pub struct CacheIssue {
     /// The cache backend (`gha`, `registry`, `local`).
     pub backend: String,
@@ -261,14 +261,14 @@ pub struct CacheIssue {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheDirection {
     Import,
     Export,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CacheCause {
     /// 429 / rate limited until BuildKit's gha timeout.
@@ -277,6 +277,7 @@ pub enum CacheCause {
     Unavailable,
     /// The repository's cache is full (the service refused to reserve an entry).
     Full,
+    /// Anything else (see `detail`).
     Other,
 }
 
