@@ -457,6 +457,19 @@ fn assert_reported(rec: &serde_json::Value, o: &std::process::Output, cause: &st
     );
 }
 
+/// The job summary says it too, right under the platform table.
+fn assert_in_summary(dir: &Path, name: &str, cause: &str) {
+    let md = std::fs::read_to_string(dir.join(format!("{name}.md"))).unwrap();
+    let warning = md
+        .split("> [!WARNING]\n> ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("a warning in the job summary:\n{md}"));
+    assert!(
+        warning.starts_with("gha cache ") && warning.contains(cause),
+        "{md}"
+    );
+}
+
 #[test]
 fn a_failing_v2_service_never_fails_the_build_and_is_reported() {
     let _one = CHAIN.lock().unwrap_or_else(|e| e.into_inner());
@@ -476,6 +489,7 @@ fn a_failing_v2_service_never_fails_the_build_and_is_reported() {
     assert!(tag_exists(&format!("{repo}:unavailable")));
     assert_eq!(rec["verified"], true);
     assert_reported(&rec, &o, "unavailable");
+    assert_in_summary(dir.path(), "unavailable", "(5xx)");
     eprintln!("503 on every call: {:.1}s", t.as_secs_f64());
 
     // A full repository cache: CreateCacheEntry answers ok: false.
@@ -515,6 +529,7 @@ fn a_failing_v2_service_never_fails_the_build_and_is_reported() {
         stderr(&o)
     );
     assert_reported(&rec, &o, "throttled");
+    assert_in_summary(dir.path(), "throttled", "(429)");
     eprintln!("429 on every call: {:.1}s", t.as_secs_f64());
     assert!(
         t < Duration::from_secs(5 * 60),
