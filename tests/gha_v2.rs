@@ -222,17 +222,24 @@ fn stand_in_faults_per_rpc() {
 /// The chain tests share the machine's two cores: one at a time.
 static CHAIN: Mutex<()> = Mutex::new(());
 
-/// The current lane's docker config (buildx ≥ 0.21) and mbx config (BuildKit
-/// ≥ 0.20 image); empty when the current lane is the machine's default.
-fn current_lane() -> Vec<(&'static str, PathBuf)> {
-    let lane = chain_dir().join("lanes/current");
-    let mut env = Vec::new();
-    if lane.join("docker").is_dir() {
-        env.push(("DOCKER_CONFIG", lane.join("docker")));
-    }
-    if lane.join("mbx.toml").is_file() {
-        env.push(("MBX_CONFIG", lane.join("mbx.toml")));
-    }
+/// A lane's docker config (its buildx) and mbx config (its BuildKit image):
+/// its own under `lanes/NAME` when it is not the machine's default lane, the
+/// default's otherwise. Panics unless its buildx is on the side of 0.21
+/// asked for (`v2`: ≥ 0.21, else < 0.21).
+fn lane(name: &str, v2: bool) -> Vec<(&'static str, PathBuf)> {
+    let dir = chain_dir().join("lanes").join(name);
+    let env = if dir.join("docker").is_dir() {
+        vec![
+            ("DOCKER_CONFIG", dir.join("docker")),
+            ("MBX_CONFIG", dir.join("mbx.toml")),
+        ]
+    } else {
+        let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("/root"), PathBuf::from);
+        vec![
+            ("DOCKER_CONFIG", home.join(".docker")),
+            ("MBX_CONFIG", chain_dir().join("mbx.toml")),
+        ]
+    };
     let mut c = Command::new("docker");
     c.args(["buildx", "version"]).envs(env.iter().cloned());
     let v = c
@@ -247,11 +254,17 @@ fn current_lane() -> Vec<(&'static str, PathBuf)> {
         })
         .unwrap_or(0);
     assert!(
-        minor >= 21,
-        "the cache service v2 needs buildx >= 0.21 (found `{}`): run `MBX_CHAIN_LANE=current scripts/chain-up`",
-        v.trim()
+        (minor >= 21) == v2,
+        "the {name} lane's buildx is `{}`, expected {} 0.21: run `MBX_CHAIN_LANE={name} scripts/chain-up`",
+        v.trim(),
+        if v2 { ">=" } else { "<" }
     );
     env
+}
+
+/// buildx ≥ 0.21 and a BuildKit ≥ 0.20 image.
+fn current_lane() -> Vec<(&'static str, PathBuf)> {
+    lane("current", true)
 }
 
 struct Builder {
@@ -539,19 +552,6 @@ fn a_failing_v2_service_never_fails_the_build_and_is_reported() {
 
 // ------------------------------------------------------------------ preflight, for real
 
-/// The compatibility lane (buildx 0.13, BuildKit 0.13): its own docker
-/// config when it is not the machine's default lane, else the default's.
-fn compat_lane(c: &mut Command) {
-    let lane = chain_dir().join("lanes/compat");
-    if lane.join("docker").is_dir() {
-        c.env("DOCKER_CONFIG", lane.join("docker"))
-            .env("MBX_CONFIG", lane.join("mbx.toml"));
-    } else {
-        c.env_remove("DOCKER_CONFIG")
-            .env("MBX_CONFIG", chain_dir().join("mbx.toml"));
-    }
-}
-
 /// `mbx ci --cache gha` in a v2 environment whose cache service is never
 /// reached (preflight stops the run first).
 fn ci_v2_env(c: &mut Command, builder: &str, out: &Path) {
@@ -574,7 +574,7 @@ fn v2_preflight_names_an_old_buildx_or_buildkit_and_the_fix() {
     // The compatibility lane's buildx 0.13 with ci-builder: refused before
     // the builder is touched or anything is built.
     let mut c = mbx();
-    compat_lane(&mut c);
+    c.envs(lane("compat", false));
     ci_v2_env(&mut c, "ci-builder", &out.path().join("a"));
     let o = run(c);
     let e = stderr(&o);
