@@ -235,7 +235,6 @@ fn percent_decode(s: &str) -> String {
                     Err(_) => out.push(b'%'),
                 }
             }
-            b'+' => out.push(b' '),
             c => out.push(c),
         }
         i += 1;
