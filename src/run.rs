@@ -243,6 +243,42 @@ pub struct PlatformRecord {
     pub error: Option<String>,
     #[serde(default)]
     pub steps: Vec<Step>,
+    /// The remote cache's import or export failed; the build went on without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_error: Option<CacheIssue>,
+}
+
+/// A cache import or export that failed (BuildKit ignores it: the build
+/// goes on, slower or leaving no cache for the next run).
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq)]
+pub struct CacheIssue {
+    /// The cache backend (`gha`, `registry`, `local`).
+    pub backend: String,
+    /// What failed: `import`, `export`, or both.
+    pub failed: Vec<CacheDirection>,
+    pub cause: CacheCause,
+    /// BuildKit's error, first line.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheDirection {
+    Import,
+    Export,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheCause {
+    /// 429 / rate limited until BuildKit's gha timeout.
+    Throttled,
+    /// 5xx from the cache service.
+    Unavailable,
+    /// The repository's cache is full (the service refused to reserve an entry).
+    Full,
+    /// Anything else (see `detail`).
+    Other,
 }
 
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq)]

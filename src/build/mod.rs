@@ -1,6 +1,7 @@
 //! Build stage: each platform as its own `docker buildx build`, in parallel,
 //! each with its own cache scope; then one multi-platform index.
 
+pub mod cache_issue;
 pub mod merge;
 pub mod parts;
 pub mod progress;
@@ -97,6 +98,7 @@ fn run_into(
         work: work.path(),
     };
     record.platforms = build_all(plan, build, buildx, printer, &targets);
+    record.notes.extend(cache::failure_note(&record.platforms));
     if let Some(e) = failure(&build.output, &record.platforms) {
         if let Some(root) = &parts_root {
             let _ = std::fs::remove_dir_all(root);
@@ -518,6 +520,7 @@ fn build_one(
         cache_scope: cache.scope.clone(),
         error: None,
         steps: Vec::new(),
+        cache_error: None,
     };
     let outcome = match outcome {
         Ok(o) => o,
@@ -528,6 +531,7 @@ fn build_one(
     };
     fill_from_outcome(&mut rec, &outcome, &progress);
     sanitise(&mut rec, &build.redactions);
+    rec.cache_error = cache_issue::find(&build.cache, &rec.steps);
     if rec.error.is_none() {
         if let Some((fresh, current)) = &cache.local_swap {
             if let Err(e) = cache::swap_in(fresh, current) {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::plan::Cache;
 use crate::platform::Platform;
+use crate::run::{CacheCause, CacheDirection, CacheIssue, PlatformRecord};
 
 /// The `--cache-from`/`--cache-to` arguments for one platform, and the scope
 /// name for the record.
@@ -46,10 +47,7 @@ pub fn args(cache: &Cache, platform: &Platform) -> CacheArgs {
         Cache::Gha { prefix } => {
             let scope = Cache::scope(prefix, platform);
             CacheArgs {
-                args: vec![
-                    format!("--cache-from=type=gha,scope={scope}"),
-                    format!("--cache-to=type=gha,scope={scope},mode=max,ignore-error=true"),
-                ],
+                args: gha_args(&scope, gha_v2_url().as_deref()),
                 scope: Some(scope),
                 local_swap: None,
             }
@@ -68,6 +66,57 @@ pub fn args(cache: &Cache, platform: &Platform) -> CacheArgs {
     }
 }
 
+/// How long BuildKit's gha client keeps retrying a throttled (429) call
+/// before the import or export gives up (BuildKit's `timeout`, default
+/// 10 min per direction). It bounds only the wait on 429s, not a transfer:
+/// its backoff (1 s doubling to 90 s, `Retry-After` ignored) retries about
+/// six times in a minute. Measured with every call answered 429 (BuildKit
+/// v0.25.2): one platform 124 s in all, two in parallel 136–196 s (the
+/// export can wait twice), against 20 minutes with the default.
+pub const GHA_TIMEOUT: &str = "60s";
+
+/// `--cache-from`/`--cache-to` for one gha scope. `v2_url`: the cache
+/// service v2 (`ACTIONS_RESULTS_URL`), named to BuildKit explicitly
+/// (`version=2,url_v2=`): buildx < 0.21 reads no v2 variable, and buildx
+/// ≥ 0.21 only with `ACTIONS_CACHE_SERVICE_V2`. `url=` too, because buildx
+/// < 0.21 silently drops a gha cache without one when `ACTIONS_CACHE_URL`
+/// is unset (BuildKit ≥ 0.20 uses `url_v2` with `version=2`). The token
+/// stays out of the command line: every buildx reads
+/// `ACTIONS_RUNTIME_TOKEN` itself.
+pub fn gha_args(scope: &str, v2_url: Option<&str>) -> Vec<String> {
+    let service = match v2_url {
+        Some(url) => format!(",version=2,url_v2={url},url={url}"),
+        None => String::new(),
+    };
+    vec![
+        format!("--cache-from=type=gha,scope={scope},timeout={GHA_TIMEOUT}{service}"),
+        format!(
+            "--cache-to=type=gha,scope={scope},mode=max,ignore-error=true,timeout={GHA_TIMEOUT}{service}"
+        ),
+    ]
+}
+
+/// `ACTIONS_RESULTS_URL` when the run talks to the cache service v2: the
+/// only cache URL there is, or beside `ACTIONS_CACHE_URL` with
+/// `ACTIONS_CACHE_SERVICE_V2` true (the rule `gha_cache::contents` reads
+/// index contents by).
+pub fn gha_v2_url() -> Option<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    v2_url_from(&var)
+}
+
+fn v2_url_from(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let url = var("ACTIONS_RESULTS_URL")?;
+    let wanted = var("ACTIONS_CACHE_SERVICE_V2").is_some_and(|v| go_true(&v));
+    (wanted || var("ACTIONS_CACHE_URL").is_none()).then_some(url)
+}
+
+/// Go's `strconv.ParseBool` true values, which buildx applies to
+/// `ACTIONS_CACHE_SERVICE_V2`.
+fn go_true(s: &str) -> bool {
+    matches!(s, "1" | "t" | "T" | "true" | "TRUE" | "True")
+}
+
 /// After a good build: the fresh local export replaces the old one.
 pub fn swap_in(fresh: &Path, current: &Path) -> std::io::Result<()> {
     if !fresh.join("index.json").is_file() {
@@ -81,6 +130,50 @@ pub fn swap_in(fresh: &Path, current: &Path) -> std::io::Result<()> {
     std::fs::rename(fresh, current)?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// One line for the report: which platforms lost which cache, why, and the fix.
+pub fn failure_note(platforms: &[PlatformRecord]) -> Option<String> {
+    let hit: Vec<(&PlatformRecord, &CacheIssue)> = platforms
+        .iter()
+        .filter_map(|p| Some((p, p.cache_error.as_ref()?)))
+        .collect();
+    let (_, first) = hit.first()?;
+    let names: Vec<String> = hit.iter().map(|(p, _)| p.platform.to_string()).collect();
+    let what: Vec<&str> = first
+        .failed
+        .iter()
+        .map(|d| match d {
+            CacheDirection::Import => "import",
+            CacheDirection::Export => "export",
+        })
+        .collect();
+    let (why, fix) = match first.cause {
+        CacheCause::Throttled => (
+            "the cache service throttled the requests (429)",
+            "GitHub rate-limits the cache per repository: run again later, or let fewer jobs write the cache at once.",
+        ),
+        CacheCause::Unavailable => (
+            "the cache service failed (5xx)",
+            "Nothing to fix on your side when GitHub's service is down: run again later.",
+        ),
+        CacheCause::Full => (
+            "the repository's cache is full",
+            "Free space with `mbx cache prune --apply` (or delete caches in the repository's Actions settings).",
+        ),
+        CacheCause::Other => ("", "The build neither used nor left a cache."),
+    };
+    let why = if why.is_empty() {
+        first.detail.clone()
+    } else {
+        format!("{why}: {}", first.detail)
+    };
+    Some(format!(
+        "{} cache {} failed for {} ({why}); the build went on without it. {fix}",
+        first.backend,
+        what.join(" and "),
+        names.join(", ")
+    ))
 }
 
 #[cfg(test)]
@@ -98,13 +191,45 @@ mod tests {
         };
         let a = args(&c, &p("linux/arm64"));
         assert_eq!(a.scope.as_deref(), Some("app-linux-arm64"));
-        assert_eq!(a.args[0], "--cache-from=type=gha,scope=app-linux-arm64");
-        assert_eq!(
-            a.args[1],
-            "--cache-to=type=gha,scope=app-linux-arm64,mode=max,ignore-error=true"
-        );
         let b = args(&c, &p("linux/arm/v7"));
         assert_eq!(b.scope.as_deref(), Some("app-linux-arm-v7"));
+        let g = gha_args("app-linux-arm64", None);
+        assert_eq!(
+            g,
+            [
+                "--cache-from=type=gha,scope=app-linux-arm64,timeout=60s",
+                "--cache-to=type=gha,scope=app-linux-arm64,mode=max,ignore-error=true,timeout=60s"
+            ]
+        );
+    }
+
+    #[test]
+    fn gha_v2_names_the_service_but_never_the_token() {
+        let g = gha_args("app-linux-amd64", Some("https://results.example/"));
+        for a in &g {
+            assert!(
+                a.ends_with(",timeout=60s,version=2,url_v2=https://results.example/,url=https://results.example/"),
+                "{a}"
+            );
+            assert!(!a.contains("token="), "{a}");
+        }
+        assert!(go_true("True") && go_true("1") && !go_true("yes") && !go_true("false"));
+        let env = |vars: &[(&str, &str)]| {
+            v2_url_from(&|k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let r = "ACTIONS_RESULTS_URL";
+        let (c, f) = ("ACTIONS_CACHE_URL", "ACTIONS_CACHE_SERVICE_V2");
+        assert_eq!(env(&[(r, "u2")]).as_deref(), Some("u2"));
+        assert_eq!(env(&[(r, "u2"), (c, "u1")]), None, "v1 unless asked");
+        assert_eq!(
+            env(&[(r, "u2"), (c, "u1"), (f, "true")]).as_deref(),
+            Some("u2")
+        );
+        assert_eq!(env(&[(c, "u1"), (f, "true")]), None);
     }
 
     #[test]
@@ -132,6 +257,30 @@ mod tests {
             "{:?}",
             again.args
         );
+    }
+
+    #[test]
+    fn one_note_names_the_platforms_the_cause_and_the_fix() {
+        let mut a: PlatformRecord = serde_json::from_value(serde_json::json!({
+            "platform": "linux/amd64", "emulated": false, "digest": null, "build_digest": null,
+            "wall_seconds": 1.0, "executed_seconds": 1.0, "steps_total": 1, "steps_cached": 0
+        }))
+        .unwrap();
+        assert!(failure_note(std::slice::from_ref(&a)).is_none());
+        a.cache_error = Some(CacheIssue {
+            backend: "gha".into(),
+            failed: vec![CacheDirection::Import, CacheDirection::Export],
+            cause: CacheCause::Full,
+            detail: "error writing layer blob: failed to reserve cache".into(),
+        });
+        let mut b = a.clone();
+        b.platform = p("linux/arm64");
+        let n = failure_note(&[a, b]).unwrap();
+        assert!(
+            n.starts_with("gha cache import and export failed for linux/amd64, linux/arm64 (the repository's cache is full: error writing layer blob: failed to reserve cache)"),
+            "{n}"
+        );
+        assert!(n.contains("mbx cache prune"), "{n}");
     }
 
     #[test]

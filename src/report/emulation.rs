@@ -420,6 +420,7 @@ mod tests {
             cache_scope: None,
             error: None,
             steps,
+            cache_error: None,
         }
     }
 

@@ -103,6 +103,13 @@ pub fn annotations(record: &RunRecord, opts: &ReportOptions) -> Vec<Annotation> 
             });
         }
     }
+    if let Some(message) = crate::plan::cache::failure_note(&record.platforms) {
+        warnings.push(Annotation {
+            level: Level::Warning,
+            title: "mbx: cache not used".into(),
+            message,
+        });
+    }
     let mut out = bounded(errors, "failures", MAX_ANNOTATIONS - warnings.len());
     out.extend(warnings);
     out
@@ -277,6 +284,7 @@ mod tests {
             cache_scope: None,
             error: None,
             steps: vec![s],
+            cache_error: None,
         }
     }
 

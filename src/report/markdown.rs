@@ -42,6 +42,9 @@ pub fn render(record: &RunRecord, opts: &ReportOptions) -> String {
     let mut out = String::new();
     headline(&mut out, record);
     platform_table(&mut out, record, &m);
+    if let Some(n) = crate::plan::cache::failure_note(&record.platforms) {
+        let _ = write!(out, "\n> [!WARNING]\n> {n}\n");
+    }
     emulation_section(&mut out, &m);
     slowest_steps(&mut out, record, &m);
     checks(&mut out, record);

@@ -316,6 +316,7 @@ mod tests {
                     log_tail: vec![],
                 })
                 .collect(),
+            cache_error: None,
         }
     }
 

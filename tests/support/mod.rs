@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod gha_v2;
 pub mod proxy;
 
 use std::path::{Path, PathBuf};
