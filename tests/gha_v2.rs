@@ -262,6 +262,21 @@ fn lane(name: &str, v2: bool) -> Vec<(&'static str, PathBuf)> {
     env
 }
 
+/// The BuildKit image of a lane, from its mbx config (`:local` for the
+/// machine's default lane, `:vX.Y` for the other one).
+fn lane_buildkit_image(name: &str) -> String {
+    let config = lane(name, name == "current")
+        .into_iter()
+        .find(|(k, _)| *k == "MBX_CONFIG")
+        .map(|(_, p)| p)
+        .expect("a lane names its mbx config");
+    let text = std::fs::read_to_string(&config).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("buildkit-image = "))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .unwrap_or_else(|| panic!("no buildkit-image in {}", config.display()))
+}
+
 /// buildx ≥ 0.21 and a BuildKit ≥ 0.20 image.
 fn current_lane() -> Vec<(&'static str, PathBuf)> {
     lane("current", true)
@@ -593,10 +608,7 @@ fn v2_preflight_names_an_old_buildx_or_buildkit_and_the_fix() {
     };
     let mut c = b.mbx(&[]);
     ci_v2_env(&mut c, &b.name, &out.path().join("b"));
-    c.args([
-        "--buildkit-image",
-        &format!("{REGISTRY}/moby/buildkit:local"),
-    ]);
+    c.args(["--buildkit-image", &lane_buildkit_image("compat")]);
     let o = run(c);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");

@@ -28,8 +28,8 @@ BINFMT_REF=$CHAIN_REG/mbx/binfmt:local   # binfmt installer image (mbx setup --q
 # (/usr/libexec/docker/cli-plugins) and the tag 127.0.0.1:5000/moby/buildkit:local;
 # the other lane's buildx is chosen through DOCKER_CONFIG (its env file sets it)
 # and its image is tagged by version.
-# THE ONE-LINE SWITCH (compat while shared machines migrate; current is the goal):
-CHAIN_DEFAULT_LANE=compat
+# The default lane (the versions users run; compat runs the e2e and action tests again):
+CHAIN_DEFAULT_LANE=current
 CHAIN_LANE=${MBX_CHAIN_LANE:-$CHAIN_DEFAULT_LANE}
 case $CHAIN_LANE in
   current | compat) ;;
