@@ -108,6 +108,14 @@ impl Buildx {
         self.run(a).map(|_| ()).map_err(Error::from)
     }
 
+    /// `docker buildx stop NAME`: the builder's BuildKit stops; the next
+    /// use (or `inspect --bootstrap`) starts it again.
+    pub fn stop(&self, name: &str) -> Result<()> {
+        self.run(os_args(["buildx", "stop", name]))
+            .map(|_| ())
+            .map_err(Error::from)
+    }
+
     pub fn remove(&self, name: &str) -> Result<()> {
         self.run(os_args(["buildx", "rm", name]))
             .map(|_| ())

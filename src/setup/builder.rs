@@ -354,8 +354,8 @@ fn forget_owned(name: &str) {
 
 /// Create the builder when absent, reuse it when its settings match,
 /// recreate it when they differ and `plan.recreate`; bootstrap it; ask its
-/// workers which platforms they build (BuildKit re-detects QEMU emulators on
-/// each ListWorkers), and check every requested one is there.
+/// workers which platforms they build, and check every requested one is
+/// there (restarting a builder that started before its QEMU handlers).
 pub async fn ensure(
     buildx: &Buildx,
     plan: &BuilderPlan,
@@ -414,9 +414,12 @@ pub async fn ensure(
         via = buildkit::VIA_DIAL_STDIO;
     }
 
+    let found = worker_platforms(buildx, plan, workers, via, inspected)?;
     let (worker_platforms, buildkit_version, source, via, note) =
-        worker_platforms(buildx, plan, workers, via, inspected)?;
-    check_platforms(&plan.name, &worker_platforms, platforms)?;
+        match check_platforms(&plan.name, &found.0, platforms) {
+            Ok(()) => found,
+            Err(e) => restart_for(buildx, plan, platforms, setup_lock, e).await?,
+        };
     let t2 = std::time::Instant::now();
     let timings = vec![
         PhaseTiming {
@@ -637,6 +640,37 @@ pub fn create_args(plan: &BuilderPlan) -> Vec<OsString> {
     a
 }
 
+/// A builder whose workers lack a requested platform although its QEMU
+/// handler is there now (set up or repaired after the builder started):
+/// BuildKit ≥ 0.2x detects emulators once, when it starts, so the builder is
+/// restarted (stopped, booted) and asked again — unless another mbx run is
+/// using it, which a restart would break.
+async fn restart_for(
+    buildx: &Buildx,
+    plan: &BuilderPlan,
+    platforms: &[Platform],
+    setup_lock: &super::lock::SetupLock,
+    lacking: Error,
+) -> Result<WorkerPlatforms> {
+    if super::lock::in_use(&plan.name, setup_lock)? {
+        return Err(lacking);
+    }
+    tracing::debug!(builder = %plan.name, "workers lack a platform: restarting the builder");
+    blocking(|| buildx.stop(&plan.name))?;
+    let info = blocking(|| buildx.inspect(&plan.name, true))?;
+    let workers = buildkit::list_workers(&buildx.docker, &plan.name, DIAL_TIMEOUT).await;
+    let (ps, version, source, via, note) =
+        worker_platforms(buildx, plan, workers, buildkit::VIA_DIAL_STDIO, info)?;
+    check_platforms(&plan.name, &ps, platforms).map_err(|_| lacking)?;
+    let restarted = "restarted: its BuildKit had started before the QEMU handlers it needs \
+(BuildKit detects emulators when it starts)";
+    let note = Some(match note {
+        Some(n) => format!("{n}; {restarted}"),
+        None => restarted.to_string(),
+    });
+    Ok((ps, version, source, via, note))
+}
+
 fn check_platforms(name: &str, have: &[String], platforms: &[Platform]) -> Result<()> {
     let parsed: Vec<Platform> = have.iter().filter_map(|p| p.parse().ok()).collect();
     let missing: Vec<String> = platforms
@@ -658,8 +692,8 @@ fn check_platforms(name: &str, have: &[String], platforms: &[Platform]) -> Resul
             }
         ),
         format!(
-            "register QEMU binfmt handlers for {} (`mbx setup --reset-qemu`; BuildKit re-detects emulators \
-when asked), or add a native node for it to the builder",
+            "register QEMU binfmt handlers for {} (`mbx setup --reset-qemu`), or add a native node for it \
+to the builder",
             missing.join(", ")
         ),
     ))
