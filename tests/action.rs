@@ -1200,3 +1200,78 @@ fn fetch_on_macos_names_the_os_before_any_missing_tool() {
     assert!(out.contains("Linux runners only"), "{out}");
     assert!(!out.contains("sha256sum"), "{out}");
 }
+
+/// GitHub's split, end to end: the runtime (JavaScript) step alone sees
+/// the cache variables; `ACTIONS_CACHE_URL` names a dead v1 service (the one
+/// GitHub retired); the run step runs the real mbx, which builds both
+/// platforms on the current lane. The per-platform scopes must land in the
+/// v2 stand-in (tests/support/gha_v2.rs stands in for GitHub's service).
+#[test]
+fn across_the_runner_split_the_per_platform_scopes_land_in_the_v2_service() {
+    if std::env::var("MBX_CHAIN_LANE").as_deref() == Ok("compat") {
+        // buildx 0.13 / BuildKit 0.13 cannot speak v2: preflight refuses it
+        // (tests/gha_v2.rs); this lane keeps act's v1 path.
+        eprintln!("compat lane: the v2 split is covered on the current lane");
+        return;
+    }
+    require_builder();
+    let token = unsigned_runtime_jwt();
+    let service = support::gha_v2::CacheV2::start(&token);
+    let temp = tempfile::tempdir().unwrap();
+    let output = temp.path().join("runtime-output");
+    let o = Command::new("node")
+        .arg(repo_root().join("runtime/index.js"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("RUNNER_TEMP", temp.path())
+        .env("GITHUB_OUTPUT", &output)
+        .env("ACTIONS_RUNTIME_TOKEN", &token)
+        .env("ACTIONS_RESULTS_URL", &service.url)
+        .env(
+            "ACTIONS_CACHE_URL",
+            "http://127.0.0.1:9/_apis/artifactcache/",
+        )
+        .env("ACTIONS_CACHE_SERVICE_V2", "true")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let file = read(&output)
+        .lines()
+        .find_map(|l| l.strip_prefix("file=").map(str::to_string))
+        .expect("the runtime step names its file");
+    let image = unique_repo("action-split");
+    let builder = BuilderGuard(format!("mbx-split-test-{}", std::process::id()));
+    let d = tempfile::tempdir().unwrap();
+    let hello = repo_root().join("examples/hello");
+    let o = run_script(
+        Path::new(env!("CARGO_BIN_EXE_mbx")),
+        d.path(),
+        &[
+            ("context", hello.to_str().unwrap()),
+            ("tags", &format!("{image}:v1")),
+            ("push", "true"),
+            ("cache", "gha"),
+            ("builder", &builder.0),
+        ],
+        &[
+            ("MBX_RUNTIME_FILE", &file),
+            (
+                "MBX_CONFIG",
+                &std::env::var("MBX_CONFIG").unwrap_or_default(),
+            ),
+            ("MBX_QEMU_IMAGE", BINFMT_IMAGE),
+            ("HOME", &std::env::var("HOME").unwrap()),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "the action's run step failed");
+    let keys = service.keys();
+    for arch in ["amd64", "arm64"] {
+        let scope = format!("-linux-{arch}-1-");
+        assert!(
+            keys.iter()
+                .any(|k| k.starts_with("index-action-split") && k.contains(&scope)),
+            "no index entry of the {arch} scope in the v2 service: {keys:?}"
+        );
+    }
+    assert!(!Path::new(&file).exists(), "the handoff file is deleted");
+}
