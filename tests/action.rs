@@ -289,15 +289,25 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
     let image = unique_repo("action-hello");
     let builder = BuilderGuard(format!("mbx-action-test-{}", std::process::id()));
     let token = unsigned_runtime_jwt();
+    // The current lane speaks the cache service v2, as GitHub serves it (its
+    // stand-in: tests/support/gha_v2.rs); the compat lane (buildx/BuildKit
+    // 0.13, v1 only) keeps act's own v1 cache server.
+    let v2 = (std::env::var("MBX_CHAIN_LANE").as_deref() != Ok("compat"))
+        .then(|| support::gha_v2::CacheV2::start(&token));
     let env = |out: &Path| {
         std::fs::create_dir_all(out).unwrap();
-        vec![
+        let mut env = vec![
             ("MBX_TEST_OUT", out.display().to_string()),
             ("MBX_TEST_TAGS", format!("{image}:v1,{image}:latest")),
             ("MBX_TEST_CACHE", "gha".to_string()),
             ("MBX_TEST_BUILDER", builder.0.clone()),
             ("ACTIONS_RUNTIME_TOKEN", token.clone()),
-        ]
+        ];
+        if let Some(service) = &v2 {
+            env.push(("ACTIONS_RESULTS_URL", service.url.clone()));
+            env.push(("ACTIONS_CACHE_SERVICE_V2", "true".to_string()));
+        }
+        env
     };
 
     // 1. mbx-binary: the freshly built binary; cold gha cache.
@@ -315,6 +325,16 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
         !log.contains(&token),
         "the runtime token is masked in the log"
     );
+    if let Some(service) = &v2 {
+        let keys = service.keys();
+        for arch in ["amd64", "arm64"] {
+            assert!(
+                keys.iter()
+                    .any(|k| k.starts_with("index-") && k.contains(&format!("-linux-{arch}-1-"))),
+                "the {arch} scope was exported to the v2 service: {keys:?}"
+            );
+        }
+    }
     let temp_listing = read(&out1.join("runner-temp.txt"));
     assert!(
         !temp_listing.contains("mbx-runtime-"),

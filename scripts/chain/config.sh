@@ -11,6 +11,9 @@ mbx_toml() { # mbx_toml LANE
 [builder]
 buildkit-image = "$(lane_buildkit_ref "$1")"
 buildkitd-config = "$CHAIN_DIR/buildkitd.toml"
+
+[qemu]
+image = "$BINFMT_REF"
 EOF
 }
 
