@@ -47,7 +47,7 @@ pub fn args(cache: &Cache, platform: &Platform) -> CacheArgs {
         Cache::Gha { prefix } => {
             let scope = Cache::scope(prefix, platform);
             CacheArgs {
-                args: gha_args(&scope, gha_v2_url().as_deref()),
+                args: with_github_api(gha_args(&scope, gha_v2_url().as_deref())),
                 scope: Some(scope),
                 local_swap: None,
             }
@@ -94,6 +94,35 @@ pub fn gha_args(scope: &str, v2_url: Option<&str>) -> Vec<String> {
             "--cache-to=type=gha,scope={scope},mode=max,ignore-error=true,timeout={GHA_TIMEOUT}{service}"
         ),
     ]
+}
+
+/// On github.com, the gha export also gets `ghtoken` and `repository`
+/// (Docker's documented mitigation for the cache API's throttling, which
+/// build-push-action applies from its `github-token`): BuildKit then checks
+/// cache keys through GitHub's REST API instead of the cache service.
+/// The token reaches buildx's command line, as with build-push-action; mbx
+/// redacts it wherever it shows a command.
+pub fn with_github_api(mut args: Vec<String>) -> Vec<String> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(attrs) = github_api_attrs(&var) {
+        for a in args.iter_mut().filter(|a| a.starts_with("--cache-to=")) {
+            a.push_str(&attrs);
+        }
+    }
+    args
+}
+
+/// `,ghtoken=…,repository=…` from `GITHUB_TOKEN` and `GITHUB_REPOSITORY`,
+/// only against github.com's API (BuildKit knows no other) and never under
+/// act, which is not GitHub (a test must not reach api.github.com).
+fn github_api_attrs(var: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    let token = var("GITHUB_TOKEN")?;
+    let repository = var("GITHUB_REPOSITORY")?;
+    let github_com =
+        var("GITHUB_API_URL").is_none_or(|u| u.trim_end_matches('/') == "https://api.github.com");
+    let clean = |v: &str| !v.contains([',', '"', '\n', '\r']);
+    (github_com && var("ACT").is_none() && clean(&token) && clean(&repository))
+        .then(|| format!(",ghtoken={token},repository={repository}"))
 }
 
 /// `ACTIONS_RESULTS_URL` when the run talks to the cache service v2: the
@@ -178,6 +207,48 @@ pub fn failure_note(platforms: &[PlatformRecord]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn github_api_attrs_only_on_github_com_and_never_under_act() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let on_github = env(&[("GITHUB_TOKEN", "ghs_x"), ("GITHUB_REPOSITORY", "o/r")]);
+        assert_eq!(
+            github_api_attrs(&on_github).as_deref(),
+            Some(",ghtoken=ghs_x,repository=o/r")
+        );
+        let api = env(&[
+            ("GITHUB_TOKEN", "ghs_x"),
+            ("GITHUB_REPOSITORY", "o/r"),
+            ("GITHUB_API_URL", "https://api.github.com/"),
+        ]);
+        assert!(github_api_attrs(&api).is_some());
+        for pairs in [
+            &[("GITHUB_REPOSITORY", "o/r")][..],
+            &[("GITHUB_TOKEN", "ghs_x")][..],
+            &[
+                ("GITHUB_TOKEN", "ghs_x"),
+                ("GITHUB_REPOSITORY", "o/r"),
+                ("ACT", "true"),
+            ][..],
+            &[
+                ("GITHUB_TOKEN", "ghs_x"),
+                ("GITHUB_REPOSITORY", "o/r"),
+                ("GITHUB_API_URL", "https://ghes.example/api/v3"),
+            ][..],
+            &[("GITHUB_TOKEN", "a,b"), ("GITHUB_REPOSITORY", "o/r")][..],
+        ] {
+            let pairs: &'static [(&'static str, &'static str)] =
+                Box::leak(pairs.to_vec().into_boxed_slice());
+            assert_eq!(github_api_attrs(&env(pairs)), None, "{pairs:?}");
+        }
+    }
+
     use super::*;
 
     fn p(s: &str) -> Platform {
