@@ -200,23 +200,28 @@ mod tests {
         std::fs::write(dir.join(name).join("part.json"), r.to_string()).unwrap();
     }
 
-    #[test]
-    fn loads_parts_from_artifact_folders() {
-        let d = tempfile::tempdir().unwrap();
+    /// An amd64 and an arm64 part of 127.0.0.1:5000/app, each in its folder.
+    fn two_parts(dir: &Path) {
         part(
-            d.path(),
+            dir,
             "amd64",
             "127.0.0.1:5000/app",
             "linux/amd64",
             Some("sha256:a"),
         );
         part(
-            d.path(),
+            dir,
             "arm64",
             "127.0.0.1:5000/app",
             "linux/arm64",
             Some("sha256:b"),
         );
+    }
+
+    #[test]
+    fn loads_parts_from_artifact_folders() {
+        let d = tempfile::tempdir().unwrap();
+        two_parts(d.path());
         std::fs::write(d.path().join("other.json"), "{\"not\": \"a record\"}").unwrap();
         let p = load(d.path()).unwrap();
         assert_eq!(p.skipped, vec![d.path().join("other.json")]);
@@ -277,20 +282,7 @@ mod tests {
     #[test]
     fn a_damaged_part_stops_the_merge_naming_the_file() {
         let d = tempfile::tempdir().unwrap();
-        part(
-            d.path(),
-            "amd64",
-            "127.0.0.1:5000/app",
-            "linux/amd64",
-            Some("sha256:a"),
-        );
-        part(
-            d.path(),
-            "arm64",
-            "127.0.0.1:5000/app",
-            "linux/arm64",
-            Some("sha256:b"),
-        );
+        two_parts(d.path());
         let arm = d.path().join("arm64/part.json");
         let bytes = std::fs::read(&arm).unwrap();
         std::fs::write(&arm, &bytes[..bytes.len() / 2]).unwrap();

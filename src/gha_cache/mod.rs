@@ -270,6 +270,16 @@ pub async fn usage_in_ci(run_scopes: &[String]) -> Result<Option<CacheUsage>> {
 pub(crate) mod tests {
     use super::*;
 
+    /// `entries` plus one entry of another tool (an npm cache, 5000 bytes, on a PR ref).
+    pub(crate) fn with_another_tools_entry(mut entries: Vec<Entry>) -> Vec<Entry> {
+        let mut npm = entries[0].clone();
+        npm.key = "Linux-node-958aff96db2d75d67787d1e634ae70b659de937b".into();
+        npm.size_in_bytes = 5000;
+        npm.git_ref = "refs/pull/7/merge".into();
+        entries.push(npm);
+        entries
+    }
+
     /// The entries of a real export through act's cache server
     /// (tests/data/gha-cache), as GitHub's REST API would list them.
     pub(crate) fn captured_entries() -> (Vec<Entry>, IndexContents) {
@@ -332,12 +342,7 @@ pub(crate) mod tests {
 
     #[test]
     fn without_contents_blobs_are_shared_and_other_tools_counted() {
-        let (mut entries, _) = captured_entries();
-        let mut npm = entries[0].clone();
-        npm.key = "Linux-node-958aff96db2d75d67787d1e634ae70b659de937b".into();
-        npm.size_in_bytes = 5000;
-        npm.git_ref = "refs/pull/7/merge".into();
-        entries.push(npm);
+        let entries = with_another_tools_entry(captured_entries().0);
         let u = summarize(
             "o/r",
             None,

@@ -291,7 +291,7 @@ pub fn prune_json(
 mod tests {
     use super::*;
     use crate::gha_cache::prune::Deletion;
-    use crate::gha_cache::tests::captured_entries;
+    use crate::gha_cache::tests::{captured_entries, with_another_tools_entry};
     use crate::gha_cache::{summarize, IndexContents, DEFAULT_LIMIT_BYTES};
 
     fn usage(total: u64, limit: u64) -> CacheUsage {
@@ -333,12 +333,7 @@ mod tests {
 
     #[test]
     fn usage_section_names_every_bucket_in_iec_units() {
-        let (mut entries, _) = captured_entries();
-        let mut npm = entries[0].clone();
-        npm.key = "Linux-node-958aff96db2d75d67787d1e634ae70b659de937b".into();
-        npm.size_in_bytes = 5000;
-        npm.git_ref = "refs/pull/7/merge".into();
-        entries.push(npm);
+        let entries = with_another_tools_entry(captured_entries().0);
         let mut u = summarize(
             "o/r",
             None,
