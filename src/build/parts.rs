@@ -277,7 +277,9 @@ pub fn compact(record: &RunRecord, runner: &str) -> Result<String> {
         .platforms
         .iter_mut()
         .flat_map(|p| p.steps.iter_mut())
-        .fold(false, |any, s| any | !std::mem::take(&mut s.log_tail).is_empty());
+        .fold(false, |any, s| {
+            any | !std::mem::take(&mut s.log_tail).is_empty()
+        });
     if logs {
         cut.push("build logs".to_string());
     }
@@ -299,7 +301,12 @@ pub fn compact(record: &RunRecord, runner: &str) -> Result<String> {
         return Ok(text);
     }
     // Keep the k slowest steps of each platform, the largest k that fits.
-    let most = full.platforms.iter().map(|p| p.steps.len()).max().unwrap_or(0);
+    let most = full
+        .platforms
+        .iter()
+        .map(|p| p.steps.len())
+        .max()
+        .unwrap_or(0);
     let (mut lo, mut hi) = (0usize, most);
     let mut best = None;
     while lo <= hi {
@@ -400,7 +407,10 @@ mod tests {
         two_parts(d.path());
         std::fs::write(d.path().join("other.json"), "{\"not\": \"a record\"}").unwrap();
         let p = load(d.path()).unwrap();
-        assert_eq!(p.skipped, vec![d.path().join("other.json").display().to_string()]);
+        assert_eq!(
+            p.skipped,
+            vec![d.path().join("other.json").display().to_string()]
+        );
         assert_eq!(p.repository, "127.0.0.1:5000/app");
         assert_eq!(p.platforms.len(), 2);
         assert_eq!(p.tags, vec!["127.0.0.1:5000/app:latest"]);
@@ -496,10 +506,7 @@ mod tests {
             )),
             "{e}"
         );
-        assert!(e
-            .help()
-            .unwrap()
-            .contains("same mbx version in every job"));
+        assert!(e.help().unwrap().contains("same mbx version in every job"));
     }
 
     #[test]
@@ -551,7 +558,9 @@ mod tests {
             steps: (0..steps)
                 .map(|i| crate::run::Step {
                     digest: format!("sha256:{i:064x}"),
-                    name: format!("[{platform} {i}/{steps}] RUN ./step-{i}.sh --with --some --arguments"),
+                    name: format!(
+                        "[{platform} {i}/{steps}] RUN ./step-{i}.sh --with --some --arguments"
+                    ),
                     started: Some(1.0e9 + i as f64),
                     completed: Some(1.0e9 + i as f64 + 1.0),
                     busy_seconds: (i % 97) as f64 / 10.0,
@@ -606,7 +615,9 @@ mod tests {
         let cut = p.runner.as_ref().unwrap().cut.clone().unwrap();
         assert!(
             cut.starts_with("build logs, the timings of ")
-                && cut.contains(&format!("of 2000 steps (kept the {kept} slowest per platform")),
+                && cut.contains(&format!(
+                    "of 2000 steps (kept the {kept} slowest per platform"
+                )),
             "{cut}"
         );
         // Eight such parts, escaped again by toJSON, fit one environment variable.
@@ -619,19 +630,31 @@ mod tests {
     #[test]
     fn a_part_too_big_without_steps_is_refused() {
         let mut r = record("127.0.0.1:5000/app", "linux/amd64", 1);
-        r.tags = (0..2000).map(|i| format!("127.0.0.1:5000/app:v{i}")).collect();
+        r.tags = (0..2000)
+            .map(|i| format!("127.0.0.1:5000/app:v{i}"))
+            .collect();
         let e = compact(&r, "x").unwrap_err();
         assert_eq!(e.exit_code(), 2);
-        assert!(e.to_string().contains("even without its steps (2000 tags"), "{e}");
+        assert!(
+            e.to_string().contains("even without its steps (2000 tags"),
+            "{e}"
+        );
     }
 
     /// `toJSON(needs.build.outputs)` as GitHub hands it to the merge job: one
     /// name per leg, the others empty, and an unrelated output.
     #[test]
     fn parts_from_job_outputs() {
-        let amd = compact(&record("127.0.0.1:5000/app", "linux/amd64", 3), "ubuntu-24.04").unwrap();
-        let arm =
-            compact(&record("127.0.0.1:5000/app", "linux/arm64", 3), "ubuntu-24.04-arm").unwrap();
+        let amd = compact(
+            &record("127.0.0.1:5000/app", "linux/amd64", 3),
+            "ubuntu-24.04",
+        )
+        .unwrap();
+        let arm = compact(
+            &record("127.0.0.1:5000/app", "linux/arm64", 3),
+            "ubuntu-24.04-arm",
+        )
+        .unwrap();
         let outputs = serde_json::json!({
             "part-0": amd, "part-1": arm, "part-2": "", "part-3": "",
             "digest": "sha256:abc",
@@ -672,7 +695,8 @@ mod tests {
         let outputs = serde_json::json!({"part-0": &amd[..amd.len() / 2]});
         let e = from_outputs(&outputs.to_string()).unwrap_err();
         assert!(
-            e.to_string().starts_with("part job output `part-0` is not valid JSON"),
+            e.to_string()
+                .starts_with("part job output `part-0` is not valid JSON"),
             "{e}"
         );
     }
