@@ -161,15 +161,28 @@ fn act(
     (o, log)
 }
 
-/// Every job summary act printed (`⚙  Summary - …` up to the next log line).
-fn summaries(log: &str) -> Vec<String> {
-    log.split("Summary - ")
-        .skip(1)
-        .map(|rest| {
-            let end = rest.find("\n[mbx-runners-test/").unwrap_or(rest.len());
-            rest[..end].to_string()
-        })
-        .collect()
+/// Every job summary act printed, with the job that wrote it (act prints a
+/// composite action's summary after its inner step and again after the
+/// action's step: the same text twice, deduplicated here).
+fn summaries(log: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line_start in log.match_indices("Summary - ").map(|(i, _)| i) {
+        let job_start = log[..line_start].rfind('[').unwrap_or(0);
+        let job = log[job_start..line_start]
+            .split(']')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let rest = &log[line_start + "Summary - ".len()..];
+        let end = rest.find("\n[mbx-runners-test/").unwrap_or(rest.len());
+        let end = rest[..end].find("\n[image/").unwrap_or(end);
+        let item = (job, rest[..end].to_string());
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
 }
 
 /// The bytes each leg's hand-on step reported (`part-N: B bytes`).
@@ -239,9 +252,14 @@ fn reusable_workflow_builds_each_platform_on_its_runner_merges_and_writes_one_su
 
     // ONE summary, from the merge job, covering both runners.
     let all = summaries(&log);
-    let mbx: Vec<&String> = all.iter().filter(|s| s.contains("## mbx:")).collect();
+    let mbx: Vec<&(String, String)> = all.iter().filter(|s| s.1.contains("## mbx:")).collect();
     assert_eq!(mbx.len(), 1, "one mbx summary in the run: {all:#?}");
-    let s = mbx[0];
+    assert!(
+        mbx[0].0.ends_with("/merge"),
+        "written by the merge job: {}",
+        mbx[0].0
+    );
+    let s = &mbx[0].1;
     assert!(s.contains("✅ verified"), "{s}");
     assert!(
         s.contains("### Runners\n\n2 platform(s) built on 2 runner(s)"),
@@ -299,4 +317,49 @@ fn reusable_workflow_builds_each_platform_on_its_runner_merges_and_writes_one_su
             );
         }
     }
+}
+
+/// The modes refuse what cannot work, in a second, before any build or push
+/// (exit 2): a part that would not be pushed; parts of another schema version
+/// handed on as job outputs (the check the files path has too).
+#[test]
+fn part_without_a_registry_and_a_part_of_another_schema_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let mut c = mbx();
+    c.args([
+        "ci",
+        "--mode",
+        "part",
+        "--platforms",
+        "linux/amd64",
+        "--cache",
+        "none",
+    ])
+    .arg("--context")
+    .arg(repo_root().join("examples/hello"))
+    .arg("--output")
+    .arg(d.path().join("out"));
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("mode: part pushes each platform by digest"),
+        "{}",
+        stderr(&o)
+    );
+
+    let newer = serde_json::json!({
+        "part-0": r#"{"schema_version": "2.0", "mbx_version": "9.0.0", "platforms": []}"#,
+        "part-1": "",
+    });
+    let mut c = mbx();
+    c.args(["ci", "--mode", "merge", "--builder", "run-none"])
+        .env("MBX_PARTS", newer.to_string());
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("part job output `part-0`: record schema 2.0 (written by mbx 9.0.0) is newer than this mbx"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was merged"), "{err}");
 }
