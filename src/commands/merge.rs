@@ -53,17 +53,9 @@ pub async fn from_outputs(args: CiArgs) -> Result<ExitStatus> {
         printer.status(&format!("merge: {s} is not an mbx part; left alone"));
     }
     if let Some(image) = &args.build.image {
-        if !same_repository(image, &parts.repository) {
-            return Err(Error::input(
-                format!(
-                    "tags name {image}, but the parts were pushed to {}",
-                    parts.repository
-                ),
-                "give the merge job the tags of the part jobs' repository",
-            ));
-        }
+        same_repository(image, &parts.repository)?;
     }
-    let tags = tags(&args.build.tags, &parts)?;
+    let tags = tags(&short_tags(&args.build.tags, &parts.repository)?, &parts)?;
     let required = plan::platforms(&args.platforms)?;
     join(Joining {
         parts,
@@ -78,14 +70,49 @@ pub async fn from_outputs(args: CiArgs) -> Result<ExitStatus> {
     .await
 }
 
-/// One repository, however it is written (`app` ≡ `docker.io/library/app`).
-fn same_repository(a: &str, b: &str) -> bool {
+/// `repository` names the parts' repository, however it is written
+/// (`acme/app` ≡ `docker.io/acme/app`); else an error saying so.
+fn same_repository(repository: &str, parts: &str) -> Result<()> {
     let norm = |s: &str| {
-        plan::ImageRef::parse(s)
-            .map(|r| format!("{}/{}", r.registry(), r.repository))
+        crate::oci::parse_reference(s)
+            .map(|r| format!("{}/{}", r.registry(), r.repository()))
             .unwrap_or_else(|_| s.to_string())
     };
-    a == b || norm(a) == norm(b)
+    if repository == parts || norm(repository) == norm(parts) {
+        return Ok(());
+    }
+    Err(Error::input(
+        format!("tags name {repository}, but the parts were pushed to {parts}"),
+        "give the merge job the tags of the part jobs' repository",
+    ))
+}
+
+/// The tags of `--tag` values that may be full references (`REPO:TAG`, as
+/// the action hands `tags` on): each reference must name the parts' repository.
+fn short_tags(given: &[String], parts: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for t in given
+        .iter()
+        .flat_map(|t| t.split([',', '\n']))
+        .map(str::trim)
+    {
+        if t.is_empty() {
+            continue;
+        }
+        if !t.contains('/') {
+            out.push(t.to_string());
+            continue;
+        }
+        let r = plan::ImageRef::parse(t).map_err(|e| {
+            Error::input(
+                format!("tag `{t}` is not an image reference: {e}"),
+                "give tags as TAG or REPO:TAG",
+            )
+        })?;
+        same_repository(&r.repository, parts)?;
+        out.push(r.tag.unwrap_or_else(|| "latest".into()));
+    }
+    Ok(out)
 }
 
 /// What both ways of merging share once the parts are read.
@@ -161,4 +188,26 @@ fn tags(given: &[String], parts: &Parts) -> Result<Vec<String>> {
         tags.push("latest".into());
     }
     Ok(tags)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_tags_are_tags_or_references_to_the_parts_repository() {
+        let repo = "127.0.0.1:5000/run/app";
+        let given = vec![
+            "v1,127.0.0.1:5000/run/app:v2".to_string(),
+            format!("{repo}\n"),
+        ];
+        assert_eq!(short_tags(&given, repo).unwrap(), ["v1", "v2", "latest"]);
+        same_repository("acme/app", "docker.io/acme/app").unwrap();
+        let e = short_tags(&["127.0.0.1:5001/run/app:v1".into()], repo).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert_eq!(
+            e.to_string(),
+            "tags name 127.0.0.1:5001/run/app, but the parts were pushed to 127.0.0.1:5000/run/app"
+        );
+    }
 }
