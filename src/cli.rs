@@ -49,7 +49,9 @@ requested platform."
         long_about = "Multi-runner mode: each matrix job builds its platform on a native runner \
 with `mbx build --platform P --push --image REPO --json part.json` and uploads the part as an artifact; \
 a final job downloads them all and runs `mbx merge --parts DIR`, which checks the parts fit together, \
-pushes one index with the tags, reads it back and reports.\n\nExample:\n  \
+pushes one index with the tags, reads it back and reports. From the GitHub Action, `mode: part` and \
+`mode: merge` (`mbx ci --mode part|merge`) hand the parts on as job outputs instead \
+(.github/workflows/build.yml).\n\nExample:\n  \
 mbx build --platform linux/arm64 --image ghcr.io/acme/app --push --json part-arm64.json\n  \
 mbx merge --parts parts/ --tag v1.2.0"
     )]
