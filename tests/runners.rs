@@ -248,6 +248,10 @@ fn reusable_workflow_builds_each_platform_on_its_runner_merges_and_writes_one_su
             "{slot}: {bytes} bytes"
         );
     }
+    assert!(
+        log.contains("merge: 2 part(s) from job output `part-0`, job output `part-1` ("),
+        "the merge read both parts from the build job's outputs:\n{log}"
+    );
     assert!(log.contains("merging 2 platform(s)"), "{log}");
 
     // ONE summary, from the merge job, covering both runners.

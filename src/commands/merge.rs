@@ -49,6 +49,12 @@ pub async fn from_outputs(args: CiArgs) -> Result<ExitStatus> {
     };
     let parts = build::parts::from_outputs(text)?;
     let printer = Printer::new(false);
+    printer.status(&format!(
+        "merge: {} part(s) from {} ({} bytes of job outputs)",
+        parts.sources.len(),
+        parts.sources.join(", "),
+        text.len()
+    ));
     for s in &parts.skipped {
         printer.status(&format!("merge: {s} is not an mbx part; left alone"));
     }
