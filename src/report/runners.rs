@@ -122,4 +122,18 @@ mod tests {
         r.platforms = vec![platform("linux/amd64", None)];
         assert_eq!(section(&r), "");
     }
+
+    /// Parts from native runners, merged on an amd64 runner: the arm64 part
+    /// ran natively on its own runner, so no emulation cost is claimed.
+    #[test]
+    fn native_parts_claim_no_emulation_cost() {
+        let mut r = RunRecord::new("linux/amd64".parse().unwrap());
+        r.platforms = vec![
+            platform("linux/amd64", Some(("ubuntu-24.04", None))),
+            platform("linux/arm64", Some(("ubuntu-24.04-arm", None))),
+        ];
+        let m = crate::report::emulation::model(&r, None);
+        assert!(m.platforms.iter().all(|p| !p.emulated));
+        assert_eq!(m.cost_seconds, None);
+    }
 }
