@@ -20,11 +20,19 @@ pub fn section(r: &RunRecord) -> String {
         .iter()
         .filter_map(|p| p.runner.as_ref().map(|x| &x.label))
         .collect::<std::collections::BTreeSet<_>>();
+    let slowest = r
+        .platforms
+        .iter()
+        .filter_map(|p| p.runner.as_ref().map(|x| x.wall_seconds))
+        .fold(0.0, f64::max);
     let _ = writeln!(
         out,
-        "### Runners\n\n{} platform(s) built on {} runner(s), each pushed by digest, merged here.\n",
+        "### Runners\n\n{} platform(s) built on {} runner(s), each pushed by digest, merged here: \
+the slowest part job took {}, the merge {}.\n",
         r.platforms.len(),
-        runners.len()
+        runners.len(),
+        secs(slowest),
+        secs(r.wall_seconds)
     );
     out.push_str(&md_header(&[
         ("Platform", Align::Left),
@@ -110,6 +118,13 @@ mod tests {
         let s = section(&r);
         assert!(
             s.starts_with("### Runners\n\n2 platform(s) built on 2 runner(s)"),
+            "{s}"
+        );
+        assert!(
+            s.contains(&format!(
+                "the slowest part job took {}, the merge",
+                secs(90.0)
+            )),
             "{s}"
         );
         let row = format!(
