@@ -148,6 +148,9 @@ pub fn inputs(plan: &crate::plan::Plan, build: &crate::plan::BuildPlan) -> crate
         },
         no_cache: build.no_cache,
         builder: plan.builder.name.clone(),
+        build_platform_stages: std::fs::read_to_string(&build.dockerfile)
+            .map(|t| crate::report::emulation::build_platform_stages(&t))
+            .unwrap_or_default(),
     }
 }
 

@@ -293,6 +293,7 @@ mod tests {
         PlatformRecord {
             platform: p.parse().unwrap(),
             emulated,
+            node: None,
             digest: Some(format!("sha256:{}", "a1".repeat(32))),
             build_digest: None,
             wall_seconds: wall,
