@@ -417,10 +417,26 @@ pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
             ));
         }
     }
-    let buildkit_image = args
+    let mut buildkit_image = args
         .buildkit_image
         .clone()
         .or_else(|| config.builder.buildkit_image.clone());
+    let mut buildkitd_config = buildkitd_config;
+    if driver == "remote" {
+        // The daemons are the user's own: their image and config too.
+        if args.buildkit_image.is_some()
+            || args.buildkitd_config.is_some()
+            || args.buildkitd_config_inline.is_some()
+            || args.buildkitd_flags.is_some()
+        {
+            return Err(Error::input(
+                "--buildkit-image, --buildkitd-config and --buildkitd-flags shape a BuildKit that buildx starts, not a remote one",
+                "configure the remote buildkitd itself, and drop these flags with --driver remote",
+            ));
+        }
+        buildkit_image = None;
+        buildkitd_config = None;
+    }
     if args.buildkit_image.is_some() {
         asked.driver_opts.push("image".into());
     }
