@@ -210,8 +210,8 @@ pub struct BuilderArgs {
     #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
     pub buildkitd_flags: Option<String>,
     /// buildkitd.toml of a new builder given inline (setup-buildx-action's
-    /// `buildkitd-config-inline`).
-    #[arg(long, value_name = "TOML", conflicts_with = "buildkitd_config")]
+    /// `buildkitd-config-inline`; --buildkitd-config wins when both are given).
+    #[arg(long, value_name = "TOML")]
     pub buildkitd_config_inline: Option<String>,
     /// BuildKit image for the docker-container driver [env: MBX_BUILDKIT_IMAGE, or
     /// `[builder] buildkit-image` in the config file].
@@ -345,6 +345,10 @@ pub struct CiArgs {
     /// Skip the verify stage (the result is not read back; the report says so).
     #[arg(long)]
     pub no_verify: bool,
+    /// Remove the builder when the run ends if this run created it
+    /// (setup-buildx-action's `cleanup`); a builder it reused stays.
+    #[arg(long)]
+    pub remove_builder: bool,
     #[command(flatten)]
     pub platforms: PlatformArgs,
     #[command(flatten)]

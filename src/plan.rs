@@ -402,12 +402,11 @@ pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
     if driver == "docker-container" && !driver_opts.iter().any(|o| o.starts_with("network=")) {
         driver_opts.push("network=host".into());
     }
-    let buildkitd_config = match &args.buildkitd_config_inline {
-        Some(text) => Some(inline_config(text)?),
-        None => args
-            .buildkitd_config
-            .clone()
-            .or_else(|| config.builder.buildkitd_config.clone()),
+    // As setup-buildx-action: the file first, then the inline text.
+    let buildkitd_config = match (&args.buildkitd_config, &args.buildkitd_config_inline) {
+        (Some(f), _) => Some(f.clone()),
+        (None, Some(text)) => Some(inline_config(text)?),
+        (None, None) => config.builder.buildkitd_config.clone(),
     };
     if let Some(p) = &buildkitd_config {
         if !p.is_file() {

@@ -358,7 +358,8 @@ fn assert_routed(n: &Nodes, out: &std::process::Output, json: &Path) {
     assert_eq!(r["setup"]["binfmt"], serde_json::json!([]));
     let report = stdout(out);
     assert!(!report.contains("under QEMU"), "{report}");
-    assert!(!report.contains("emulation cost"), "{report}");
+    assert!(!report.contains("emulation cost:"), "{report}");
+    assert!(report.contains("every platform ran natively"), "{report}");
     let summary = json.with_extension("md");
     let rep = run({
         let mut c = n.mbx();

@@ -147,10 +147,11 @@ fn platform_table(out: &mut String, r: &RunRecord, m: &EmulationReport) {
         };
         out.push_str(&md_row(&[
             p.platform.to_string(),
-            if c.emulated {
-                "emulated (QEMU)".into()
-            } else {
-                "native".into()
+            match (c.emulated, &p.node) {
+                (true, None) => "emulated (QEMU)".into(),
+                (false, None) => "native".into(),
+                (true, Some(n)) => format!("emulated (QEMU) on `{n}`"),
+                (false, Some(n)) => format!("native on `{n}`"),
             },
             secs(p.wall_seconds),
             format!("{} / {}", c.steps_executed, c.steps_cached),

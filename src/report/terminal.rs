@@ -41,6 +41,12 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
     let m = emulation::model(record, opts.native.as_ref());
     let mut out = platform_table(record, &m);
     out.push_str(&emulation_lines(&m, opts, &paint));
+    if m.platforms.len() > 1
+        && m.platforms.iter().all(|p| !p.emulated)
+        && record.platforms.iter().any(|p| p.node.is_some())
+    {
+        out.push_str("\nevery platform ran natively on its own builder node: no emulation cost.\n");
+    }
     out.push_str(&emulated_steps(&m));
     out.push_str(&slowest_steps(record));
     out.push('\n');
@@ -77,10 +83,11 @@ fn platform_table(record: &RunRecord, m: &EmulationReport) -> String {
             let total = c.steps_executed + c.steps_cached;
             vec![
                 p.platform.to_string(),
-                if c.emulated {
-                    "emulated".into()
-                } else {
-                    "native".into()
+                match (c.emulated, &p.node) {
+                    (true, None) => "emulated".into(),
+                    (false, None) => "native".into(),
+                    (true, Some(n)) => format!("emulated on {n}"),
+                    (false, Some(n)) => format!("native on {n}"),
                 },
                 secs(p.wall_seconds),
                 format!("{}/{}", c.steps_executed, c.steps_cached),
