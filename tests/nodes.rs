@@ -389,6 +389,17 @@ fn a_two_node_builder_made_by_buildx_builds_each_platform_on_its_node() {
     assert_eq!(r["setup"]["builder"]["action"], "reused");
     assert_eq!(r["setup"]["builder"]["created_by_mbx"], false);
     assert!(tag_exists(&format!("{repo}:v1")));
+
+    // A platform no node's worker lists: named, alone, before any build.
+    let out = run({
+        let mut c = n.mbx();
+        c.args(["setup", "--platforms", "linux/amd64,linux/arm64,linux/s390x"]);
+        c
+    });
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot build linux/s390x:"), "{err}");
+    assert!(!err.contains("cannot build linux/arm64"), "{err}");
 }
 
 #[test]

@@ -482,7 +482,12 @@ pub async fn ensure(
         // Each node at its own endpoint: a node down is named at once.
         Some((_, nodes)) => {
             let (found, records) = remote_workers(&plan.name, &nodes).await?;
-            check_platforms(&plan.name, &found.0, platforms)?;
+            check_platforms(&plan.name, &found.0, platforms).map_err(|e| {
+                Error::env(
+                    e.to_string(),
+                    "add a node whose BuildKit builds it (--node ENDPOINT=PLATFORM, or `docker buildx create --append`), or leave it out of --platforms",
+                )
+            })?;
             (found, records)
         }
         None => {
