@@ -393,7 +393,11 @@ fn a_two_node_builder_made_by_buildx_builds_each_platform_on_its_node() {
     // A platform no node's worker lists: named, alone, before any build.
     let out = run({
         let mut c = n.mbx();
-        c.args(["setup", "--platforms", "linux/amd64,linux/arm64,linux/s390x"]);
+        c.args([
+            "setup",
+            "--platforms",
+            "linux/amd64,linux/arm64,linux/s390x",
+        ]);
         c
     });
     let err = stderr(&out);

@@ -124,6 +124,7 @@ fn headline(out: &mut String, r: &RunRecord) {
 }
 
 fn platform_table(out: &mut String, r: &RunRecord, m: &EmulationReport) {
+    let several = crate::report::several_nodes(r);
     let _ = writeln!(out, "### Platforms\n");
     out.push_str(&md_header(&[
         ("Platform", Align::Left),
@@ -147,7 +148,7 @@ fn platform_table(out: &mut String, r: &RunRecord, m: &EmulationReport) {
         };
         out.push_str(&md_row(&[
             p.platform.to_string(),
-            match (c.emulated, &p.node) {
+            match (c.emulated, p.node.as_ref().filter(|_| several)) {
                 (true, None) => "emulated (QEMU)".into(),
                 (false, None) => "native".into(),
                 (true, Some(n)) => format!("emulated (QEMU) on `{n}`"),

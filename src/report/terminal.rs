@@ -41,10 +41,7 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
     let m = emulation::model(record, opts.native.as_ref());
     let mut out = platform_table(record, &m);
     out.push_str(&emulation_lines(&m, opts, &paint));
-    if m.platforms.len() > 1
-        && m.platforms.iter().all(|p| !p.emulated)
-        && record.platforms.iter().any(|p| p.node.is_some())
-    {
+    if m.platforms.iter().all(|p| !p.emulated) && crate::report::several_nodes(record) {
         out.push_str("\nevery platform ran natively on its own builder node: no emulation cost.\n");
     }
     out.push_str(&emulated_steps(&m));
@@ -75,6 +72,7 @@ fn step_text(s: &str) -> String {
 
 /// One row per platform: mode, wall time, steps run and cached, digest.
 fn platform_table(record: &RunRecord, m: &EmulationReport) -> String {
+    let several = crate::report::several_nodes(record);
     let rows: Vec<Vec<String>> = record
         .platforms
         .iter()
@@ -83,7 +81,7 @@ fn platform_table(record: &RunRecord, m: &EmulationReport) -> String {
             let total = c.steps_executed + c.steps_cached;
             vec![
                 p.platform.to_string(),
-                match (c.emulated, &p.node) {
+                match (c.emulated, p.node.as_ref().filter(|_| several)) {
                     (true, None) => "emulated".into(),
                     (false, None) => "native".into(),
                     (true, Some(n)) => format!("emulated on {n}"),
