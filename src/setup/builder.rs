@@ -477,8 +477,14 @@ pub async fn ensure(
     };
 
     let t1 = std::time::Instant::now();
-    let remote = instance_nodes(&plan.name).filter(|(d, n)| d == "remote" && !n.is_empty());
-    let (found, nodes) = match remote {
+    let nodes =
+        instance_nodes(&plan.name).filter(|(d, n)| (d == "remote" && !n.is_empty()) || n.len() > 1);
+    let (found, nodes) = match nodes {
+        // Several nodes buildx reaches itself (docker-container on other
+        // hosts, kubernetes): each platform's node, as buildx routes it.
+        Some((driver, nodes)) if driver != "remote" => {
+            routed_workers(buildx, &plan.name, &nodes, platforms).await?
+        }
         // Each node at its own endpoint: a node down is named at once.
         Some((_, nodes)) => {
             let (found, records) = remote_workers(&plan.name, &nodes).await?;
@@ -575,6 +581,64 @@ async fn remote_workers(
             Some(VIA_NODE),
             None,
         ),
+        records,
+    ))
+}
+
+/// The workers of a multi-node builder buildx reaches itself: for each
+/// requested platform, `ListWorkers` on the node buildx picks for it
+/// (`docker buildx dial-stdio --platform P`). A node is named in the record
+/// when it is the one node pinned to that platform.
+async fn routed_workers(
+    buildx: &Buildx,
+    name: &str,
+    nodes: &[NodeInfo],
+    platforms: &[Platform],
+) -> Result<(WorkerPlatforms, Vec<NodeRecord>)> {
+    let mut all: Vec<String> = Vec::new();
+    let (mut records, mut version) = (Vec::<NodeRecord>::new(), None);
+    for p in platforms {
+        let pinned: Vec<&NodeInfo> = nodes
+            .iter()
+            .filter(|n| {
+                n.platforms
+                    .iter()
+                    .any(|x| x.parse::<Platform>().ok().as_ref() == Some(p))
+            })
+            .collect();
+        let asked =
+            buildkit::list_workers_for(&buildx.docker, name, &p.to_string(), DIAL_TIMEOUT).await;
+        let workers = match (asked, pinned.as_slice()) {
+            (Ok(w), _) => w,
+            (Err(e), [n]) => return Err(node_down(name, n, &e.to_string())),
+            (Err(e), _) => {
+                return Err(Error::env(
+                    format!("builder `{name}`: the node for {p} did not answer: {e}"),
+                    "check the builder's nodes (`docker buildx inspect --bootstrap`)",
+                ))
+            }
+        };
+        let Some(w) = workers.first() else { continue };
+        for x in &w.platforms {
+            if !all.contains(x) {
+                all.push(x.clone());
+            }
+        }
+        version = version.or(w.buildkit_version.clone());
+        if let [n] = pinned.as_slice() {
+            if !records.iter().any(|r| r.name == n.name) {
+                records.push(NodeRecord {
+                    name: n.name.clone(),
+                    endpoint: n.endpoint.clone(),
+                    platforms: w.platforms.clone(),
+                });
+            }
+        }
+    }
+    check_platforms(name, &all, platforms)?;
+    let via = Some(buildkit::VIA_DIAL_STDIO);
+    Ok((
+        (all, version, PlatformsSource::ControlApi, via, None),
         records,
     ))
 }
