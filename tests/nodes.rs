@@ -438,3 +438,93 @@ fn mbx_makes_the_builder_from_nodes_and_names_a_stopped_node() {
     assert!(!err.contains("building"), "a build started: {err}");
     assert!(!tag_exists(&format!("{repo}:v2")), "a tag moved");
 }
+
+/// Two docker-container nodes of one builder on this host's dockerd, each
+/// pinned (`buildx create --append --node …`): buildx reaches them itself,
+/// so each platform is asked of the node buildx routes it to. Both workers
+/// are amd64-first here, so linux/arm64 is emulated on its node — decided
+/// per node, and the record names both nodes.
+#[test]
+fn a_docker_container_builder_with_two_nodes_is_accounted_per_node() {
+    require_chain();
+    hold_binfmt_shared();
+    let dir = tempfile::tempdir().unwrap();
+    let name = format!("nod-dc-{}", std::process::id());
+    struct Rm(String);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = Command::new("docker")
+                .args(["buildx", "rm", &self.0])
+                .output();
+        }
+    }
+    let _rm = Rm(name.clone());
+    let image = std::env::var("MBX_BUILDKIT_IMAGE")
+        .unwrap_or_else(|_| "127.0.0.1:5000/moby/buildkit:local".into());
+    for (i, p) in ["linux/amd64", "linux/arm64"].iter().enumerate() {
+        let mut c = Command::new("docker");
+        c.args([
+            "buildx",
+            "create",
+            "--name",
+            &name,
+            "--driver",
+            "docker-container",
+        ]);
+        if i > 0 {
+            c.arg("--append");
+        }
+        // One dockerd, two spellings of its socket: buildx refuses an
+        // endpoint twice in one builder.
+        let endpoint = ["unix:///var/run/docker.sock", "unix:///run/docker.sock"][i];
+        c.args(["--node", &format!("{name}{i}"), "--platform", p])
+            .args(["--driver-opt", &format!("image={image},network=host")])
+            .arg("--buildkitd-config")
+            .arg(chain_dir().join("buildkitd.toml"))
+            .arg(endpoint);
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "buildx create: {}", stderr(&out));
+    }
+    let ctx = context(dockerfile());
+    let repo = format!("{REGISTRY}/nod/nodes-dc-{}", std::process::id());
+    let json = dir.path().join("record.json");
+    let out = run({
+        let mut c = mbx();
+        c.env("MBX_STATE_DIR", dir.path().join("state"))
+            .args(["ci", "--local", "--builder", &name, "--registry", REGISTRY])
+            .args(["--image", &repo, "--tag", "v1", "--json"])
+            .arg(&json)
+            .arg("--context")
+            .arg(ctx.path());
+        c
+    });
+    assert!(out.status.success(), "mbx ci: {}", stderr(&out));
+    let r = read_json(&json);
+    let nodes = r["setup"]["builder"]["nodes"].as_array().unwrap().clone();
+    let names: Vec<&str> = nodes.iter().map(|n| n["name"].as_str().unwrap()).collect();
+    assert_eq!(names, [format!("{name}0"), format!("{name}1")], "{nodes:?}");
+    let p = |arch: &str| {
+        r["platforms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["platform"] == format!("linux/{arch}"))
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(p("amd64")["node"], format!("{name}0"));
+    assert_eq!(p("arm64")["node"], format!("{name}1"));
+    assert_eq!(p("amd64")["emulated"], false);
+    assert_eq!(p("arm64")["emulated"], true, "amd64-first worker");
+    // The `build` stage ran on the build platform: not a QEMU step.
+    assert_eq!(
+        r["inputs"]["build_platform_stages"],
+        serde_json::json!(["build"])
+    );
+    let report = stdout(&out);
+    // (The table lists only steps that ran slower: timing decides if it shows.)
+    if let Some(t) = report.split("SLOWEST UNDER EMULATION").nth(1) {
+        let qemu = t.split("SLOWEST STEPS").next().unwrap();
+        assert!(!qemu.contains("RUN echo"), "{report}");
+    }
+}
