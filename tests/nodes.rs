@@ -485,6 +485,40 @@ fn a_docker_container_builder_with_two_nodes_is_accounted_per_node() {
         let out = c.output().unwrap();
         assert!(out.status.success(), "buildx create: {}", stderr(&out));
     }
+    // Made by buildx with a buildkitd config, no config file on mbx's side
+    // (a new shell after scripts/demo): used as it is.
+    let empty = dir.path().join("empty.toml");
+    std::fs::write(&empty, "").unwrap();
+    let setup = |extra: &[&str]| {
+        run({
+            let mut c = mbx();
+            c.env("MBX_CONFIG", &empty)
+                .env("MBX_STATE_DIR", dir.path().join("state"))
+                .args(["setup", "--builder", &name])
+                .args(extra);
+            c
+        })
+    };
+    let o = setup(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains(&format!("{name} reused")),
+        "{}",
+        stdout(&o)
+    );
+    // Asked for a setting it lacks: that one difference, nothing else.
+    let o = setup(&["--driver-opt", "network=none"]);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(
+        e.contains("driver option network is `host`, wanted `none`"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("buildkitd config") && !e.contains("image"),
+        "{e}"
+    );
+
     let ctx = context(dockerfile());
     let repo = format!("{REGISTRY}/nod/nodes-dc-{}", std::process::id());
     let json = dir.path().join("record.json");
