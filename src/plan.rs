@@ -375,10 +375,18 @@ pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
             format!("pass --driver as one of {}", drivers.join(", ")),
         ));
     }
+    // buildx reads `--driver-opt a=1,b=2` as two options: so does mbx.
+    let split = |opts: &[String]| -> Vec<String> {
+        opts.iter()
+            .flat_map(|o| o.split(','))
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect()
+    };
     let mut driver_opts = if args.driver_opts.is_empty() {
-        config.builder.driver_opts.clone()
+        split(&config.builder.driver_opts)
     } else {
-        args.driver_opts.clone()
+        split(&args.driver_opts)
     };
     for o in &driver_opts {
         if !o.contains('=') {
@@ -392,8 +400,7 @@ pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
     // config file's values shape a builder mbx creates, nothing more.
     let mut asked = Asked {
         driver: args.driver.is_some(),
-        driver_opts: args
-            .driver_opts
+        driver_opts: split(&args.driver_opts)
             .iter()
             .filter_map(|o| o.split_once('=').map(|(k, _)| k.to_string()))
             .collect(),

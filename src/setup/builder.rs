@@ -1237,6 +1237,32 @@ mod tests {
     }
 
     #[test]
+    fn one_remote_node_takes_its_endpoint_and_comma_joined_tls_options() {
+        let args = crate::cli::BuilderArgs {
+            builder: "r".into(),
+            driver: Some("remote".into()),
+            driver_opts: vec!["cacert=/c/ca.pem,cert=/c/c.pem,key=/c/c.key".into()],
+            nodes: vec![],
+            endpoint: Some("tcp://10.0.0.9:1234".into()),
+            buildkitd_flags: None,
+            buildkitd_config_inline: None,
+            buildkit_image: None,
+            buildkitd_config: None,
+            builder_platforms: None,
+            recreate: false,
+        };
+        let p = crate::plan::builder(&args, &crate::config::Config::default()).unwrap();
+        assert_eq!(
+            p.asked.driver_opts,
+            vec!["cacert".to_string(), "cert".into(), "key".into()]
+        );
+        assert_eq!(
+            strings(create_args(&p)),
+            "--name r --driver remote --driver-opt cacert=/c/ca.pem --driver-opt cert=/c/c.pem --driver-opt key=/c/c.key tcp://10.0.0.9:1234"
+        );
+    }
+
+    #[test]
     fn bad_node_specs_are_refused() {
         let bad = |specs: &[&str], driver: &str| {
             let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
