@@ -201,12 +201,31 @@ pub struct BuilderArgs {
     /// Name of the buildx builder to create or reuse.
     #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder")]
     pub builder: String,
-    /// buildx driver for a new builder (docker-container, docker, kubernetes, remote).
-    #[arg(long, default_value = "docker-container")]
-    pub driver: String,
-    /// Driver options for a new builder, repeatable (default network=host).
+    /// buildx driver for a new builder (docker-container, docker, kubernetes, remote)
+    /// [default: docker-container; an existing builder keeps its own].
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// Driver options for a new builder, repeatable (default network=host); remote TLS:
+    /// cacert=FILE,cert=FILE,key=FILE,servername=NAME.
     #[arg(long = "driver-opt", value_name = "KEY=VALUE")]
     pub driver_opts: Vec<String>,
+    /// A node of a multi-node builder (remote, kubernetes), repeatable:
+    /// ENDPOINT=PLATFORM[;PLATFORM…][,KEY=VALUE…] (the first creates it, the others are
+    /// appended; KEY=VALUE are this node's driver options), e.g.
+    /// --node tcp://arm.example:1234=linux/arm64.
+    #[arg(long = "node", value_name = "ENDPOINT=PLATFORMS")]
+    pub nodes: Vec<String>,
+    /// Endpoint of a new one-node builder (setup-buildx-action's `endpoint`): a docker
+    /// context or host for docker-container, tcp://… or unix://… for remote.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// buildkitd flags of a new builder (setup-buildx-action's `buildkitd-flags`).
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub buildkitd_flags: Option<String>,
+    /// buildkitd.toml of a new builder given inline (setup-buildx-action's
+    /// `buildkitd-config-inline`; --buildkitd-config wins when both are given).
+    #[arg(long, value_name = "TOML")]
+    pub buildkitd_config_inline: Option<String>,
     /// BuildKit image for the docker-container driver [env: MBX_BUILDKIT_IMAGE, or
     /// `[builder] buildkit-image` in the config file].
     #[arg(long, env = "MBX_BUILDKIT_IMAGE", value_name = "IMAGE")]
@@ -349,6 +368,10 @@ pub struct CiArgs {
     /// Skip the verify stage (the result is not read back; the report says so).
     #[arg(long)]
     pub no_verify: bool,
+    /// Remove the builder when the run ends if this run created it
+    /// (setup-buildx-action's `cleanup`); a builder it reused stays.
+    #[arg(long)]
+    pub remove_builder: bool,
     #[command(flatten)]
     pub platforms: PlatformArgs,
     #[command(flatten)]

@@ -199,7 +199,7 @@ fn build_all(
                 let Some(platform) = queue.lock().expect("queue").pop() else {
                     break;
                 };
-                let emulated = !platform.is_native_on(&plan.host);
+                let emulated = plan.emulated(&platform);
                 printer.status(&format!(
                     "building {platform} ({})",
                     if emulated { "emulated" } else { "native" }
@@ -511,6 +511,7 @@ fn build_one(
     let mut rec = PlatformRecord {
         platform: platform.clone(),
         emulated,
+        node: None,
         digest: None,
         build_digest: None,
         wall_seconds: wall,
@@ -594,6 +595,12 @@ pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome, progr
         .and_then(|m| m.get("containerimage.digest"))
         .and_then(|d| d.as_str())
         .map(str::to_string);
+    rec.node = outcome
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("buildx.build.ref"))
+        .and_then(|r| r.as_str())
+        .and_then(crate::run::node_of_build_ref);
     if !outcome.success {
         let failing = steps
             .iter()
