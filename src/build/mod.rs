@@ -3,6 +3,7 @@
 
 pub mod cache_issue;
 pub mod merge;
+pub mod output;
 pub mod parts;
 pub mod progress;
 
@@ -133,7 +134,7 @@ fn run_into(
     )?;
     apply_merge(&mut record.platforms, &merged);
     record.index_digest = Some(merged.index_digest);
-    Ok(())
+    output::finish(plan, build, buildx, printer, work.path(), record)
 }
 
 /// A run's scratch directory in TMPDIR: `mbx-build-<pid>-…`.
@@ -499,7 +500,8 @@ fn build_one(
     } = *target;
     let metadata = work.join(format!("{}.metadata.json", platform.slug()));
     let cache = cache::args(&build.cache, platform);
-    let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
+    let mut args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
+    output::extend_args(&mut args, plan, build, platform, work);
     let started = Instant::now();
     let mut progress = Progress::new();
     let outcome = buildx.build(args, &metadata, build.redactions.values(), &mut |chunk| {
