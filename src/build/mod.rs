@@ -2,6 +2,7 @@
 //! each with its own cache scope; then one multi-platform index.
 
 pub mod cache_issue;
+pub mod log;
 pub mod merge;
 pub mod output;
 pub mod parts;
@@ -122,6 +123,7 @@ fn run_into(
         record
             .notes
             .push("pushed by digest only: the tags are moved by `mbx merge`".into());
+        record.notes.extend(output::unmerged_note(build));
         return Ok(());
     }
     printer.status("merging platforms into one index");
@@ -509,6 +511,7 @@ fn build_one(
         printer.progress(platform, &progress.snapshot())
     });
     progress.finish();
+    log::print(printer, platform, &progress, &build.redactions, &outcome);
     let wall = started.elapsed().as_secs_f64();
     let mut rec = PlatformRecord {
         platform: platform.clone(),

@@ -84,6 +84,17 @@ pub fn extend_args(
     args.splice(at..at, extra);
 }
 
+/// A part pushed by digest (no merge on this runner) makes no load or
+/// joined export: say so.
+pub fn unmerged_note(build: &BuildPlan) -> Option<String> {
+    let ex = &build.exports;
+    (!ex.docker.is_empty() || !ex.oci.is_empty() || !ex.tar.is_empty()).then(|| {
+        "no image was loaded and no docker, oci or tar output written: they need the merged \
+         index, which `mbx merge` makes in the registry"
+            .to_string()
+    })
+}
+
 /// Make the exports from the merged result; notes go into the record.
 pub fn finish(
     plan: &Plan,

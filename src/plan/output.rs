@@ -191,36 +191,7 @@ fn spec(v: &str, out: &mut Outputs) -> Result<()> {
             _ => Ok(None),
         }
     };
-    let allowed: &[&str] = match kind.as_str() {
-        "registry" | "image" => &["name", "push"],
-        "oci" => &["dest", "tar", "name"],
-        "docker" => &["dest", "name"],
-        "local" | "tar" => &["dest", "platform-split"],
-        other => {
-            return Err(bad(
-                v,
-                format!("type={other} is not an output mbx makes"),
-                format!("use one of type={TYPES}"),
-            ))
-        }
-    };
-    for (k, _) in &fields {
-        let image = matches!(kind.as_str(), "registry" | "image" | "oci" | "docker");
-        if k != "type"
-            && !allowed.contains(&k.as_str())
-            && !(image && PASSED_ON.contains(&k.as_str()))
-        {
-            let mut takes: Vec<&str> = allowed.to_vec();
-            if image {
-                takes.extend(PASSED_ON);
-            }
-            return Err(bad(
-                v,
-                format!("type={kind} takes no {k}="),
-                format!("type={kind} takes {}=", takes.join("=, ")),
-            ));
-        }
-    }
+    check_keys(v, &kind, &fields)?;
     match kind.as_str() {
         "registry" | "image" => {
             let push = boolean("push", kind == "registry")?;
@@ -264,6 +235,41 @@ fn spec(v: &str, out: &mut Outputs) -> Result<()> {
             } else {
                 out.exports.tar.push(files);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Every key of the spec is one its type takes.
+fn check_keys(v: &str, kind: &str, fields: &[(String, String)]) -> Result<()> {
+    let allowed: &[&str] = match kind {
+        "registry" | "image" => &["name", "push"],
+        "oci" => &["dest", "tar", "name"],
+        "docker" => &["dest", "name"],
+        "local" | "tar" => &["dest", "platform-split"],
+        other => {
+            return Err(bad(
+                v,
+                format!("type={other} is not an output mbx makes"),
+                format!("use one of type={TYPES}"),
+            ))
+        }
+    };
+    for (k, _) in fields {
+        let image = matches!(kind, "registry" | "image");
+        if k != "type"
+            && !allowed.contains(&k.as_str())
+            && !(image && PASSED_ON.contains(&k.as_str()))
+        {
+            let mut takes: Vec<&str> = allowed.to_vec();
+            if image {
+                takes.extend(PASSED_ON);
+            }
+            return Err(bad(
+                v,
+                format!("type={kind} takes no {k}="),
+                format!("type={kind} takes {}=", takes.join("=, ")),
+            ));
         }
     }
     Ok(())
