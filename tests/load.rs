@@ -84,6 +84,19 @@ fn load_then_docker_run_then_push() {
     assert!(tag_exists(&image), "load with push pushes too");
     let arm = docker_run(&image, Some("linux/arm64"));
     assert!(arm.contains("aarch64"), "{arm}");
+    // The image loaded is the index pushed: its ID is the pushed digest.
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{image}"),
+    ]);
+    let pushed = mbx::digest::sha256(raw.as_bytes());
+    let id = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", &image])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&id).trim(), pushed);
 }
 
 /// Every exporter type, for both platforms, joined where that means something.

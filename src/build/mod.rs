@@ -135,8 +135,10 @@ fn run_into(
         parts_root.as_deref(),
     )?;
     apply_merge(&mut record.platforms, &merged);
+    output::finish(plan, build, buildx, printer, work.path(), &merged.index)
+        .map(|notes| record.notes.extend(notes))?;
     record.index_digest = Some(merged.index_digest);
-    output::finish(plan, build, buildx, printer, work.path(), record)
+    Ok(())
 }
 
 /// A run's scratch directory in TMPDIR: `mbx-build-<pid>-…`.

@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::BuildRecord;
 use crate::docker::Buildx;
 use crate::error::{Error, Result};
 use crate::plan::output::Files;
@@ -96,28 +95,32 @@ pub fn unmerged_note(build: &BuildPlan) -> Option<String> {
 }
 
 /// Make the exports from the merged result; notes go into the record.
+/// `pushed` is the merged index's bytes (the one pushed, with a registry output).
 pub fn finish(
     plan: &Plan,
     build: &BuildPlan,
     buildx: &Buildx,
     printer: &Printer,
     work: &Path,
-    record: &mut BuildRecord,
-) -> Result<()> {
+    pushed: &[u8],
+) -> Result<Vec<String>> {
     let ex = &build.exports;
-    record.notes.extend(ex.notes.iter().cloned());
+    let mut notes = ex.notes.clone();
     for (i, f) in ex.tar.iter().enumerate() {
         write_dir_tar(&work.join(format!("tar-{i}")), &f.dest)?;
         printer.status(&format!("wrote {}", f.dest.display()));
     }
     if !ex.need_layout() {
-        return Ok(());
+        return Ok(notes);
     }
-    let src = match &build.output {
-        Output::Layout { dir, .. } => dir.clone(),
-        Output::Registry { .. } => merged_parts(plan, build, work)?,
+    let (src, top) = match &build.output {
+        Output::Layout { dir, .. } => (dir.clone(), top_descriptor(dir)?),
+        Output::Registry { .. } => {
+            let src = merged_parts(plan, build, work)?;
+            let top = pushed_index(&src, pushed).unwrap_or(top_descriptor(&src)?);
+            (src, top)
+        }
     };
-    let top = top_descriptor(&src)?;
     let names_or = |own: &[String]| {
         if own.is_empty() {
             ex.names.clone()
@@ -144,11 +147,38 @@ pub fn finish(
             None => {
                 let note = load(plan, buildx, &src, &top, &names, work)?;
                 printer.status(&note);
-                record.notes.push(note);
+                notes.push(note);
             }
         }
     }
-    Ok(())
+    Ok(notes)
+}
+
+/// The pushed index, written into the merged layout so what is loaded or
+/// exported is the image the registry holds (same image ID as the digest);
+/// None when the layout lacks a manifest it names.
+fn pushed_index(layout: &Path, pushed: &[u8]) -> Option<Value> {
+    let index: Value = serde_json::from_slice(pushed).ok()?;
+    let blobs = layout.join("blobs").join("sha256");
+    let all_there = index["manifests"].as_array()?.iter().all(|m| {
+        m["digest"]
+            .as_str()
+            .and_then(|d| d.strip_prefix("sha256:"))
+            .is_some_and(|hex| blobs.join(hex).is_file())
+    });
+    if !all_there {
+        tracing::debug!(
+            "the pushed index names a manifest the OCI parts lack; loading their own index"
+        );
+        return None;
+    }
+    let digest = crate::digest::sha256(pushed);
+    std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), pushed).ok()?;
+    Some(json!({
+        "mediaType": index["mediaType"].as_str().unwrap_or(super::merge::OCI_INDEX),
+        "digest": digest,
+        "size": pushed.len(),
+    }))
 }
 
 /// The per-platform OCI parts (registry output) merged into one layout.
