@@ -847,7 +847,7 @@ fn run_refuses_what_it_cannot_do_with_exit_2() {
             "a quote is not closed",
         ),
         (
-            &[("load", "true"), ("cache", "none")],
+            &[("a-future-input", "true"), ("cache", "none")],
             "does not know this input",
         ),
         (
