@@ -110,9 +110,14 @@ impl PlainLog {
         let st = self.state(digest);
         st.partial.push_str(&String::from_utf8_lossy(bytes));
         let mut lines = Vec::new();
-        while let Some(i) = st.partial.find('\n') {
-            lines.push(st.partial[..i].trim_end_matches('\r').to_string());
-            st.partial.drain(..=i);
+        // A carriage return (a progress meter redrawing its line) ends a line too.
+        while let Some(i) = st.partial.find(['\n', '\r']) {
+            let line = st.partial[..i].to_string();
+            let crlf = st.partial[i..].starts_with("\r\n");
+            st.partial.drain(..i + if crlf { 2 } else { 1 });
+            if !(line.is_empty() && crlf) {
+                lines.push(line);
+            }
         }
         if st.partial.len() > 64 * 1024 {
             lines.push(std::mem::take(&mut st.partial));
@@ -189,13 +194,13 @@ mod tests {
         });
         l.vertex(&v("b", "[2/2] RUN make", Some(2.0), None));
         l.output("b", "[2/2] RUN make", b"compiling\npart");
-        l.output("b", "[2/2] RUN make", b"ial\n");
+        l.output("b", "[2/2] RUN make", b"ial\r\n 10%\r 99%\r\n");
         l.vertex(&v("b", "[2/2] RUN make", Some(2.0), Some(3.25)));
         l.vertex(&v("b", "[2/2] RUN make", Some(2.0), Some(3.25)));
         l.text("ERROR: failed to solve");
         assert_eq!(
             l.as_str(),
-            "#1 [1/2] FROM base\n#1 CACHED\n\n#2 [2/2] RUN make\n#2 compiling\n#2 partial\n#2 DONE 1.2s\nERROR: failed to solve\n"
+            "#1 [1/2] FROM base\n#1 CACHED\n\n#2 [2/2] RUN make\n#2 compiling\n#2 partial\n#2  10%\n#2  99%\n#2 DONE 1.2s\nERROR: failed to solve\n"
         );
     }
 
