@@ -135,9 +135,9 @@ fn run_into(
         parts_root.as_deref(),
     )?;
     apply_merge(&mut record.platforms, &merged);
-    output::finish(plan, build, buildx, printer, work.path(), &merged.index)
-        .map(|notes| record.notes.extend(notes))?;
     record.index_digest = Some(merged.index_digest);
+    let notes = output::finish(plan, build, buildx, printer, work.path(), &merged.index)?;
+    record.notes.extend(notes);
     Ok(())
 }
 
