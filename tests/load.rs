@@ -275,3 +275,46 @@ fn build_logs_in_actions_groups_defused_and_redacted() {
         stderr(&o)
     );
 }
+
+/// `type=registry,name=…` is the push (as `push: true` with those tags);
+/// `type=image` without push=true pushes nothing and says so.
+#[test]
+fn registry_output_pushes_under_its_names() {
+    require_builder();
+    let ctx = context("FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN uname -m > /arch.txt\n");
+    let repo = unique_repo("registry-output");
+    let d = tempfile::tempdir().unwrap();
+    let mut c = mbx();
+    c.current_dir(d.path())
+        .args(["ci", "--local", "--cache", "none", "--context"])
+        .arg(ctx.path())
+        .arg("-o")
+        .arg(format!("\"type=registry\",\"name={repo}:r1,{repo}:r2\""));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(tag_exists(&format!("{repo}:r1")) && tag_exists(&format!("{repo}:r2")));
+    let index = json(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{repo}:r2"),
+    ]));
+    let mut platforms = index_platforms(&index);
+    platforms.sort();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+
+    let mut c = mbx();
+    c.current_dir(d.path())
+        .args(["ci", "--local", "--cache", "none", "--context"])
+        .arg(ctx.path())
+        .arg("-o")
+        .arg(format!("type=image,name={repo}:r3"));
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!tag_exists(&format!("{repo}:r3")));
+    assert!(
+        stdout(&o).contains("stays in BuildKit's cache only"),
+        "{}",
+        stdout(&o)
+    );
+}
