@@ -445,3 +445,69 @@ fn classic_image(
     let archive = json!([{ "Config": path(&m["config"]), "RepoTags": names, "Layers": layers }]);
     Ok((manifest, serde_json::to_vec(&archive).expect("json")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(dir: &Path, v: &Value) -> Value {
+        let bytes = serde_json::to_vec(v).unwrap();
+        let d = crate::digest::sha256(&bytes);
+        std::fs::write(dir.join(&d[7..]), &bytes).unwrap();
+        json!({"digest": d, "size": bytes.len()})
+    }
+
+    /// Docker's classic store gets the runner's platform as a `docker save`
+    /// archive would name it; the containerd store the whole index.
+    #[test]
+    fn classic_store_gets_the_runners_platform_and_a_manifest_json() {
+        let d = tempfile::tempdir().unwrap();
+        let blobs = d.path().join("blobs/sha256");
+        std::fs::create_dir_all(&blobs).unwrap();
+        let mut children = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let config = blob(&blobs, &json!({"architecture": arch}));
+            let layer = blob(&blobs, &json!({"layer": arch}));
+            let m = blob(&blobs, &json!({"config": config, "layers": [layer]}));
+            let mut c = m.clone();
+            c["platform"] = json!({"os": "linux", "architecture": arch});
+            children.push((c, config, layer));
+        }
+        let index = blob(
+            &blobs,
+            &json!({"manifests": children.iter().map(|c| c.0.clone()).collect::<Vec<_>>()}),
+        );
+        let host: Platform = "linux/arm64".parse().unwrap();
+        let names = vec!["r.io/a:1".to_string(), "r.io/a:2".to_string()];
+        let (manifest, archive) = classic_image(d.path(), &index, &names, &host).unwrap();
+        assert_eq!(manifest["digest"], children[1].0["digest"]);
+        let archive: Value = serde_json::from_slice(&archive).unwrap();
+        let hex = |v: &Value| format!("blobs/sha256/{}", &v["digest"].as_str().unwrap()[7..]);
+        assert_eq!(archive[0]["Config"], hex(&children[1].1).as_str());
+        assert_eq!(archive[0]["Layers"][0], hex(&children[1].2).as_str());
+        assert_eq!(archive[0]["RepoTags"], json!(names));
+        let top = index_json(&manifest, &names);
+        let top: Value = serde_json::from_slice(&top).unwrap();
+        assert_eq!(
+            top["manifests"][1]["annotations"]["io.containerd.image.name"],
+            "r.io/a:2"
+        );
+        assert_eq!(
+            top["manifests"][1]["annotations"]["org.opencontainers.image.ref.name"],
+            "2"
+        );
+        let other: Platform = "linux/s390x".parse().unwrap();
+        let e = classic_image(d.path(), &index, &names, &other).unwrap_err();
+        assert!(e.to_string().contains("no linux/s390x platform"), "{e}");
+    }
+
+    #[test]
+    fn buildx_platform_directories_and_csv_fields() {
+        assert_eq!(
+            platform_dir(&"linux/arm/v7".parse().unwrap()),
+            "linux_arm_v7"
+        );
+        assert_eq!(field("dest", Path::new("a,b")), "\"dest=a,b\"");
+        assert_eq!(field("dest", Path::new("ab")), "dest=ab");
+    }
+}
