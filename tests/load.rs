@@ -319,4 +319,9 @@ fn registry_output_pushes_under_its_names() {
         "{}",
         stdout(&o)
     );
+    assert!(
+        stdout(&o).contains("output  BuildKit's cache only"),
+        "the report names no scratch directory: {}",
+        stdout(&o)
+    );
 }

@@ -49,6 +49,10 @@ pub fn run(
 ) -> (BuildRecord, Result<()>) {
     let mut record = BuildRecord::default();
     (record.output, record.tags) = destination(&build.output);
+    if build.scratch.is_some() {
+        // The layout is scratch: what the user asked for is the exports.
+        record.output = output::describe(&build.exports);
+    }
     let result = run_into(plan, build, buildx, printer, driver, merge, &mut record);
     (record, result)
 }

@@ -83,6 +83,31 @@ pub fn extend_args(
     args.splice(at..at, extra);
 }
 
+/// The exports as the record names them: `out (local), Docker (load)`.
+pub fn describe(ex: &crate::plan::output::Exports) -> String {
+    let mut d: Vec<String> = Vec::new();
+    let mut add = |p: &Path, what: &str| d.push(format!("{} ({what})", p.display()));
+    for f in &ex.local {
+        add(&f.dest, "local");
+    }
+    for f in &ex.tar {
+        add(&f.dest, "tar");
+    }
+    for o in &ex.oci {
+        add(&o.dest, if o.tar { "oci" } else { "oci layout" });
+    }
+    for x in &ex.docker {
+        match &x.dest {
+            Some(p) => add(p, "docker"),
+            None => add(Path::new("Docker"), "load"),
+        }
+    }
+    if d.is_empty() {
+        d.push("BuildKit's cache only".into());
+    }
+    d.join(", ")
+}
+
 /// A part pushed by digest (no merge on this runner) makes no load or
 /// joined export: say so.
 pub fn unmerged_note(build: &BuildPlan) -> Option<String> {
