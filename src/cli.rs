@@ -296,9 +296,16 @@ pub struct BuildArgs {
     /// Push each platform by digest and the merged index with its tags.
     #[arg(long)]
     pub push: bool,
-    /// Where the OCI image layout goes when nothing is pushed [default: mbx-out].
+    /// Where the result goes, repeatable: DIR (an OCI image layout, when nothing is pushed)
+    /// [default: mbx-out], or a buildx exporter spec, each made for every platform:
+    /// type=registry, type=image,name=REF,push=true, type=oci,dest=PATH[,tar=false],
+    /// type=docker[,dest=FILE], type=local,dest=DIR, type=tar,dest=FILE.
+    #[arg(long, short = 'o', value_name = "DIR|SPEC")]
+    pub output: Vec<String>,
+    /// Load the image into Docker (every platform when its image store holds
+    /// multi-platform images, else the runner's); same as --output type=docker.
     #[arg(long)]
-    pub output: Option<PathBuf>,
+    pub load: bool,
     /// Cache backend, one scope per image × platform (default: local with --local, gha otherwise).
     #[arg(long, value_enum)]
     pub cache: Option<CacheKind>,

@@ -51,6 +51,14 @@ pub const LINES: ListOpts = ListOpts {
     comment: None,
 };
 
+/// One exporter spec per line, commas and quotes kept (toolkit
+/// `ignoreComma: true, quote: false`: build-push-action's `outputs`).
+pub const SPECS: ListOpts = ListOpts {
+    commas: false,
+    quote: false,
+    comment: None,
+};
+
 /// What an input is, and how it becomes arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -110,6 +118,8 @@ pub const INPUTS: &[Input] = &[
     input("provenance", "--provenance", Kind::Value),
     input("sbom", "--sbom", Kind::Value),
     input("secrets", "--secret-env", Kind::Secrets),
+    input("load", "--load", Kind::Switch),
+    input("outputs", "--output", Kind::List(SPECS)),
     // --- mbx's own ---
     input(
         "cache",
@@ -236,7 +246,10 @@ pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
             "add e.g. `tags: ghcr.io/acme/app:latest`",
         ));
     }
-    if !pushed {
+    let outputs = env
+        .get(&var_name("outputs"))
+        .is_some_and(|v| !v.trim().is_empty());
+    if !pushed && !outputs {
         // The OCI layout goes to the runner's temp directory, not the workspace.
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -760,6 +773,8 @@ mod tests {
             ("provenance", "false"),
             ("sbom", "true"),
             ("secrets", "K=v"),
+            ("load", "true"),
+            ("outputs", "type=local,dest=out"),
             ("cache", "gha"),
             ("cache-scope-prefix", "p"),
             ("builder", "b"),
@@ -837,7 +852,10 @@ mod tests {
             (&[("secrets", "no-equals-sign")], "item 1 is not KEY=VALUE"),
             (&[("secrets", "bad id=x")], "secret id 'bad id'"),
             (&[("labels", "\"open")], "is not closed"),
-            (&[("load", "true")], "input 'load': is set, but mbx"),
+            (
+                &[("no-cache-filters", "x")],
+                "input 'no-cache-filters': is set, but mbx",
+            ),
         ];
         for (inputs, want) in cases {
             let e = expand(&env(inputs), "/rt").unwrap_err();
@@ -860,7 +878,31 @@ mod tests {
         );
         assert!(x.remove_env.contains(&"INPUT_DRIVER-OPTS".into()));
         // Unknown inputs left empty or false are fine (a newer action.yml's defaults).
-        assert!(expand(&env(&[("load", "false"), ("no-cache-filters", "")]), "/rt").is_ok());
+        assert!(expand(
+            &env(&[("network", "false"), ("no-cache-filters", "")]),
+            "/rt"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn load_and_outputs_as_build_push_action_reads_them() {
+        let x = expand_ok(&[
+            ("load", "true"),
+            ("outputs", "type=local,dest=out\n\"type=tar\",dest=a,b.tar"),
+        ]);
+        assert!(x.args.contains(&"--load".into()));
+        assert_eq!(
+            pairs(&x.args, "--output"),
+            ["type=local,dest=out", "\"type=tar\",dest=a,b.tar"],
+            "one spec per line, no layout directory of mbx's own"
+        );
+        let x = expand_ok(&[("load", "true")]);
+        assert_eq!(
+            pairs(&x.args, "--output").len(),
+            1,
+            "the layout in RUNNER_TEMP"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod cache;
+pub mod output;
 
 use crate::cli::{BuildArgs, BuilderArgs, CacheKind, PlatformArgs};
 use crate::config::Config;
@@ -118,6 +119,11 @@ pub struct BuildPlan {
     pub pull: bool,
     pub max_parallel: usize,
     pub json: Option<PathBuf>,
+    /// What else is made of the result (`--load`, `--output type=…`).
+    pub exports: output::Exports,
+    /// A scratch directory holding the OCI layout when only exports were
+    /// asked for; removed when the plan is dropped.
+    pub scratch: Option<std::sync::Arc<tempfile::TempDir>>,
     /// Values never to be printed or recorded (secret build args, secrets
     /// read from the environment, the runner's tokens).
     pub redactions: Redactions,
@@ -591,7 +597,19 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
 
     let mut tags = tags(&args.tags)?;
 
-    let image = image(args, &context_name)?;
+    let mut outputs = output::parse(&args.output, args.load)?;
+    outputs.settle(args.push || args.registry.is_some() || outputs.push);
+    let image = match image(args, &context_name)? {
+        None => output_image(&outputs)?,
+        some => some,
+    };
+    for n in outputs.push_names.iter().skip(1) {
+        if let Some(t) = ImageRef::parse(n).ok().and_then(|r| r.tag) {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+    }
     if let Some(t) = image.as_ref().and_then(|i| i.tag.clone()) {
         if !tags.contains(&t) {
             tags.insert(0, t);
@@ -603,7 +621,13 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
 
     check_attestation("--provenance", args.provenance.as_deref())?;
     check_attestation("--sbom", args.sbom.as_deref())?;
-    let output = output(args, image.as_ref(), &tags, &context_name)?;
+    let (output, scratch) = output(args, &outputs, image.as_ref(), &tags, &context_name)?;
+    let mut exports = outputs.exports;
+    let repository = image
+        .as_ref()
+        .map_or(context_name.as_str(), |i| &i.repository);
+    exports.names = tags.iter().map(|t| format!("{repository}:{t}")).collect();
+    output::check_destinations(&exports)?;
     let cache = cache(args, image.as_ref(), context_name, &output, local)?;
     let (annotations, index_annotations) = check_kv_args(args)?;
     let secrets = secrets(args)?;
@@ -628,6 +652,8 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         max_parallel: args.max_parallel.unwrap_or(usize::MAX),
         json: args.json.clone(),
         redactions,
+        exports,
+        scratch,
     })
 }
 
@@ -735,12 +761,74 @@ fn check_attestation(flag: &str, value: Option<&str>) -> Result<()> {
 /// directory (new, empty, or an earlier mbx output).
 fn output(
     args: &BuildArgs,
+    outputs: &output::Outputs,
+    image: Option<&ImageRef>,
+    tags: &[String],
+    context_name: &str,
+) -> Result<(Output, Scratch)> {
+    let push = args.push || args.registry.is_some() || outputs.push;
+    let mut scratch = None;
+    let dir = match (&outputs.layout_dir, push) {
+        (Some(d), _) => Some(d.clone()),
+        // Only exports asked for: the layout they are made from is scratch.
+        (None, false) if !outputs.exports.is_empty() || !outputs.exports.notes.is_empty() => {
+            let t = tempfile::Builder::new()
+                .prefix(&format!("mbx-build-{}-out-", std::process::id()))
+                .tempdir()
+                .map_err(|e| {
+                    Error::env(
+                        format!("cannot create a temporary directory: {e}"),
+                        "check TMPDIR",
+                    )
+                })?;
+            let d = t.path().join("layout");
+            scratch = Some(std::sync::Arc::new(t));
+            Some(d)
+        }
+        (None, _) => None,
+    };
+    let out = output_at(push, dir.as_ref(), image, tags, context_name)?;
+    Ok((out, scratch))
+}
+
+type Scratch = Option<std::sync::Arc<tempfile::TempDir>>;
+
+/// The image named by an `--output type=registry,name=…` (when neither
+/// --image nor --registry names one).
+fn output_image(outputs: &output::Outputs) -> Result<Option<ImageRef>> {
+    let Some(first) = outputs.push_names.first() else {
+        return Ok(None);
+    };
+    let bad = |e: String| {
+        Error::input(
+            format!("--output name=`{first}`: {e}"),
+            "pass name=registry.example/team/app[:tag]",
+        )
+    };
+    let img = ImageRef::parse(first).map_err(bad)?;
+    for n in &outputs.push_names[1..] {
+        let other = ImageRef::parse(n).map_err(bad)?;
+        if other.repository != img.repository {
+            return Err(Error::input(
+                format!(
+                    "--output name= names two repositories ({} and {})",
+                    img.repository, other.repository
+                ),
+                "name one repository in name= and give the other tags with --tag",
+            ));
+        }
+    }
+    Ok(Some(img))
+}
+
+fn output_at(
+    push: bool,
+    layout_dir: Option<&PathBuf>,
     image: Option<&ImageRef>,
     tags: &[String],
     context_name: &str,
 ) -> Result<Output> {
-    let push = args.push || args.registry.is_some();
-    if let (true, Some(dir)) = (push, &args.output) {
+    if let (true, Some(dir)) = (push, layout_dir) {
         return Err(Error::input(
             format!(
                 "--output {} writes an OCI layout, but this build pushes to a registry",
@@ -761,9 +849,8 @@ fn output(
             ))
         }
         (img, false) => {
-            let dir = args
-                .output
-                .clone()
+            let dir = layout_dir
+                .cloned()
                 .unwrap_or_else(|| PathBuf::from("mbx-out"));
             if dir.exists() && !dir.is_dir() {
                 return Err(Error::input(
