@@ -66,8 +66,8 @@ pub enum Kind {
     SwitchOff,
     /// One of these words, any case (`cache: GHA`): `FLAG word`.
     OneOf(&'static [&'static str]),
-    /// Full image references (build-push-action's `tags`), all of one
-    /// repository: `--image REPO` once, then `FLAG TAG` each.
+    /// Full image references (build-push-action's `tags`), in one or more
+    /// repositories: `FLAG REF` each, `:latest` added where no tag is written.
     Tags,
     /// `KEY=VALUE` build secrets: each value into mbx's own environment
     /// (`MBX_SECRET_<n>`, masked), `FLAG KEY=MBX_SECRET_<n>`; never in argv.
@@ -107,6 +107,24 @@ pub const INPUTS: &[Input] = &[
     input("provenance", "--provenance", Kind::Value),
     input("sbom", "--sbom", Kind::Value),
     input("secrets", "--secret-env", Kind::Secrets),
+    input("secret-envs", "--secret-env", Kind::List(ITEMS)),
+    input("secret-files", "--secret-file", Kind::List(LINES)),
+    input("add-hosts", "--add-host", Kind::List(ITEMS)),
+    input("allow", "--allow", Kind::List(ITEMS)),
+    input("annotations", "--annotation", Kind::List(LINES)),
+    input("attests", "--attest", Kind::List(LINES)),
+    input("build-contexts", "--build-context", Kind::List(LINES)),
+    input("cache-from", "--cache-from", Kind::List(LINES)),
+    input("cache-to", "--cache-to", Kind::List(LINES)),
+    input("call", "--call", Kind::Value),
+    input("cgroup-parent", "--cgroup-parent", Kind::Value),
+    input("network", "--network", Kind::Value),
+    input("no-cache", "--no-cache", Kind::Switch),
+    input("no-cache-filters", "--no-cache-filter", Kind::List(ITEMS)),
+    input("pull", "--pull", Kind::Switch),
+    input("shm-size", "--shm-size", Kind::Value),
+    input("ssh", "--ssh", Kind::List(ITEMS)),
+    input("ulimit", "--ulimit", Kind::List(LINES)),
     // --- mbx's own ---
     input(
         "cache",
@@ -275,11 +293,12 @@ fn refuse_unknown(env: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-/// `tags`: full references (ghcr.io/acme/app:1.0), all naming one repository
-/// (mbx pushes one per run). Adds `--tag` per reference; returns the repository.
+/// `tags`: full references (ghcr.io/acme/app:1.0), in any number of
+/// repositories (docker/metadata-action with two `images:`). Adds `--tag REF`
+/// each (`:latest` where none is written, so a bare name is never read as a
+/// tag); returns the first repository.
 fn tags(i: &Input, v: &str, args: &mut Vec<String>) -> Result<Option<String>> {
-    let mut repo: Option<(String, String)> = None; // (as written, normalised)
-    let mut tags = Vec::new();
+    let mut first = None;
     for r in list(v, ITEMS).map_err(|e| bad(i.name, e, QUOTE_HELP))? {
         if r.contains('@') {
             return Err(bad(
@@ -288,41 +307,25 @@ fn tags(i: &Input, v: &str, args: &mut Vec<String>) -> Result<Option<String>> {
                 "give references with a tag, e.g. ghcr.io/acme/app:1.0",
             ));
         }
-        let parsed = oci_client::Reference::try_from(r.as_str()).map_err(|e| {
+        oci_client::Reference::try_from(r.as_str()).map_err(|e| {
             bad(
                 i.name,
                 format!("'{r}' is not an image reference: {e}"),
                 "give full references, e.g. ghcr.io/acme/app:1.0",
             )
         })?;
-        let tag = parsed.tag().unwrap_or("latest").to_string();
         let last = r.rsplit('/').next().unwrap_or(&r);
-        let written = match last.rfind(':') {
-            Some(j) => r[..r.len() - last.len() + j].to_string(),
-            None => r.clone(),
+        let full = if last.contains(':') {
+            r.clone()
+        } else {
+            format!("{r}:latest")
         };
-        let normal = format!("{}/{}", parsed.registry(), parsed.repository());
-        match &repo {
-            None => repo = Some((written, normal)),
-            Some((first, n)) if *n != normal => {
-                return Err(bad(
-                    i.name,
-                    format!("tags name two repositories ({first}, {written}): mbx pushes one repository per run"),
-                    "run the action once per repository",
-                ))
-            }
-            Some(_) => {}
-        }
-        tags.push(tag);
+        first.get_or_insert_with(|| {
+            full[..full.len() - full.rsplit(':').next().map_or(0, |t| t.len() + 1)].to_string()
+        });
+        args.extend([i.flag.to_string(), full]);
     }
-    let Some((repo, _)) = repo else {
-        return Ok(None);
-    };
-    args.extend(["--image".to_string(), repo.clone()]);
-    for t in tags {
-        args.extend([i.flag.to_string(), t]);
-    }
-    Ok(Some(repo))
+    Ok(first)
 }
 
 /// `secrets`: KEY=VALUE items (a quoted item may span lines: a PEM key).
@@ -685,8 +688,15 @@ mod tests {
         assert_eq!(pairs(a, "--context"), ["ctx dir"]);
         assert_eq!(pairs(a, "--file"), ["ctx dir/Dockerfile.prod"]);
         assert_eq!(pairs(a, "--platforms"), ["linux/amd64,linux/arm64"]);
-        assert_eq!(pairs(a, "--image"), ["ghcr.io/acme/app"]);
-        assert_eq!(pairs(a, "--tag"), ["1.0", "latest", "sha-abc"]);
+        assert!(pairs(a, "--image").is_empty());
+        assert_eq!(
+            pairs(a, "--tag"),
+            [
+                "ghcr.io/acme/app:1.0",
+                "ghcr.io/acme/app:latest",
+                "ghcr.io/acme/app:sha-abc"
+            ]
+        );
         assert_eq!(pairs(a, "--label"), ["a=1", "b=two words"]);
         assert_eq!(pairs(a, "--build-arg"), ["X=1", "Y=has,comma"]);
         assert!(a.contains(&"--push".into()) && pairs(a, "--output").is_empty());
@@ -742,6 +752,24 @@ mod tests {
             ("provenance", "false"),
             ("sbom", "true"),
             ("secrets", "K=v"),
+            ("secret-envs", "a=HOME"),
+            ("secret-files", "b=/etc/hostname"),
+            ("add-hosts", "h:127.0.0.1"),
+            ("allow", "network.host"),
+            ("annotations", "index:a=1"),
+            ("attests", "type=sbom"),
+            ("build-contexts", "x=."),
+            ("cache-from", "type=gha,scope=a"),
+            ("cache-to", "type=gha,scope=a"),
+            ("call", "build"),
+            ("cgroup-parent", "p"),
+            ("network", "host"),
+            ("no-cache", "true"),
+            ("no-cache-filters", "a,b"),
+            ("pull", "true"),
+            ("shm-size", "2g"),
+            ("ssh", "default"),
+            ("ulimit", "nofile=1024:1024"),
             ("cache", "gha"),
             ("cache-scope-prefix", "p"),
             ("builder", "b"),
@@ -783,7 +811,6 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors_naming_the_input() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("tags", "a.io/x/one:1,a.io/x/two:1")], "two repositories"),
             (&[("push", "true")], "push: true needs tags"),
             (&[("push", "yes")], "must be true or false"),
             (&[("cache", "s3")], "must be gha, local, registry, none"),
@@ -819,12 +846,20 @@ mod tests {
     }
 
     #[test]
-    fn tags_in_docker_hub_short_form_name_one_repository() {
+    fn tags_are_full_references_in_any_number_of_repositories() {
         let x = expand_ok(&[("tags", "acme/app:1,docker.io/acme/app:2")]);
-        assert_eq!(pairs(&x.args, "--image"), ["acme/app"]);
-        assert_eq!(pairs(&x.args, "--tag"), ["1", "2"]);
+        assert_eq!(
+            pairs(&x.args, "--tag"),
+            ["acme/app:1", "docker.io/acme/app:2"]
+        );
         let x = expand_ok(&[("tags", "127.0.0.1:5000/app")]);
-        assert_eq!(pairs(&x.args, "--image"), ["127.0.0.1:5000/app"]);
-        assert_eq!(pairs(&x.args, "--tag"), ["latest"]);
+        assert_eq!(pairs(&x.args, "--tag"), ["127.0.0.1:5000/app:latest"]);
+        // docker/metadata-action's output with two `images:`.
+        let x = expand_ok(&[(
+            "tags",
+            "127.0.0.1:5000/a/app:1.2.3\n127.0.0.1:5000/a/app:latest\n127.0.0.1:5001/a/app:1.2.3\n127.0.0.1:5001/a/app:latest",
+        ), ("push", "true")]);
+        assert_eq!(pairs(&x.args, "--tag").len(), 4);
+        assert!(x.args.contains(&"--push".into()));
     }
 }

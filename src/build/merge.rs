@@ -186,3 +186,54 @@ pub fn registry(
         ),
     })
 }
+
+/// The `name=` field of a per-platform push: the output's repository and
+/// every other one, quoted when several (buildx reads the field as CSV).
+pub fn names(repository: &str, more: &[(String, Vec<String>)]) -> String {
+    if more.is_empty() {
+        return format!("name={repository}");
+    }
+    let all: Vec<&str> = std::iter::once(repository)
+        .chain(more.iter().map(|(r, _)| r.as_str()))
+        .collect();
+    format!("\"name={}\"", all.join(","))
+}
+
+/// The references of the other repositories, `REPO:TAG` each.
+pub fn more_refs(more: &[(String, Vec<String>)]) -> Vec<String> {
+    more.iter()
+        .flat_map(|(r, tags)| tags.iter().map(move |t| format!("{r}:{t}")))
+        .collect()
+}
+
+/// [`registry`] for the output's repository, then for every other one from
+/// its own copy of the platforms: the same index (same bytes, same digest)
+/// under every tag in every repository.
+pub fn registries(
+    buildx: &Buildx,
+    builder: &str,
+    (repository, tags): (&str, &[String]),
+    more: &[(String, Vec<String>)],
+    digests: &[String],
+    annotations: &[String],
+) -> Result<Merged> {
+    let merged = registry(buildx, builder, repository, tags, digests, annotations)?;
+    for (repo, tags) in more {
+        let other = registry(buildx, builder, repo, tags, digests, annotations).map_err(|e| {
+            Error::build(
+                format!("{e} (the index is in {repository} already)"),
+                e.help().unwrap_or_default().to_string(),
+            )
+        })?;
+        if other.index_digest != merged.index_digest {
+            return Err(Error::build(
+                format!(
+                    "the index in {repo} is {}, not {} as in {repository}",
+                    other.index_digest, merged.index_digest
+                ),
+                "the registries store the index differently; check both with `mbx verify`",
+            ));
+        }
+    }
+    Ok(merged)
+}

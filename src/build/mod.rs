@@ -47,6 +47,10 @@ pub fn run(
 ) -> (BuildRecord, Result<()>) {
     let mut record = BuildRecord::default();
     (record.output, record.tags) = destination(&build.output);
+    record
+        .tags
+        .extend(merge::more_refs(&build.more_repositories));
+    record.notes.extend(build.notes.iter().cloned());
     let result = run_into(plan, build, buildx, printer, driver, merge, &mut record);
     (record, result)
 }
@@ -312,11 +316,11 @@ fn merge_all(
                 .iter()
                 .filter_map(|r| r.build_digest.clone())
                 .collect();
-            merge::registry(
+            merge::registries(
                 buildx,
                 &plan.builder.name,
-                repository,
-                tags,
+                (repository, tags),
+                &build.more_repositories,
                 &digests,
                 &build.index_annotations,
             )
@@ -456,18 +460,13 @@ pub fn build_args(
             platform.slug()
         )),
         (Output::Registry { repository, .. }, _) => push(format!(
-            "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true"
+            "--output=type=image,{},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true",
+            merge::names(repository, &build.more_repositories)
         )),
         (Output::Layout { .. }, None) => unreachable!("layout output needs a part directory"),
     }
-    for c in cache {
+    for c in cache.iter().chain(&build.buildx_flags) {
         push(c.clone());
-    }
-    for c in &build.extra_cache_from {
-        push(format!("--cache-from={c}"));
-    }
-    for c in &build.extra_cache_to {
-        push(format!("--cache-to={c}"));
     }
     a.push(build.context.clone().into_os_string());
     a
