@@ -133,16 +133,19 @@ pub async fn ci(
                 Output::Layout { dir, .. } => dir.display().to_string(),
                 Output::Registry { repository, tags } => format!("{repository}:{}", tags[0]),
             };
-            Some(
-                verify::read_back(
-                    &reference,
-                    &plan.platforms,
-                    verify.checks,
-                    verify.options,
-                    built.index_digest.as_deref(),
-                )
-                .await,
+            let mut v = verify::read_back(
+                &reference,
+                &plan.platforms,
+                verify.checks,
+                verify.options,
+                built.index_digest.as_deref(),
             )
+            .await;
+            if !build.more_repositories.is_empty() {
+                let others: Vec<&String> = built.tags.iter().filter(|t| **t != reference).collect();
+                read_back_tags(&others, &plan.platforms, verify, built.index_digest.as_deref(), &mut v).await;
+            }
+            Some(v)
         }
         (Err(_), _) => None,
     };
@@ -166,6 +169,36 @@ pub async fn ci(
         record,
         built: result,
     })
+}
+
+/// Every other tag (several repositories): read back too, one check each,
+/// passed when it resolves to the merged index and holds every platform.
+async fn read_back_tags(
+    refs: &[&String],
+    platforms: &[Platform],
+    verify: &VerifyPlan<'_>,
+    merged: Option<&str>,
+    into: &mut VerifyRecord,
+) {
+    for r in refs {
+        let v = verify::read_back(r, platforms, verify.checks, verify.options, merged).await;
+        let failed: Vec<String> = v
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        into.verified &= v.verified;
+        into.checks.push(crate::run::Check {
+            name: format!("tag {r}"),
+            passed: v.verified,
+            detail: if v.verified {
+                "resolves to the merged index, every platform present".to_string()
+            } else {
+                failed.join("; ")
+            },
+        });
+    }
 }
 
 /// `mbx build`: every platform built on an existing builder (driver
