@@ -143,7 +143,14 @@ pub async fn ci(
             .await;
             if !build.more_repositories.is_empty() {
                 let others: Vec<&String> = built.tags.iter().filter(|t| **t != reference).collect();
-                read_back_tags(&others, &plan.platforms, verify, built.index_digest.as_deref(), &mut v).await;
+                read_back_tags(
+                    &others,
+                    &plan.platforms,
+                    verify,
+                    built.index_digest.as_deref(),
+                    &mut v,
+                )
+                .await;
             }
             Some(v)
         }
@@ -314,6 +321,7 @@ pub fn assemble(parts: Parts, built: BuildRecord, verified: Option<VerifyRecord>
     record.tags = built.tags;
     record.platforms = built.platforms;
     record.index_digest = built.index_digest;
+    record.index_descriptor = built.index_descriptor;
     record.notes = built.notes;
     record.checks = verified.checks;
     record.verified = verified.verified;

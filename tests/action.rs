@@ -378,7 +378,7 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
     }
     let metadata = read_json(&out1.join("metadata.json"));
     assert_eq!(metadata["containerimage.digest"], digest.as_str());
-    let platforms = metadata["platforms"].as_array().unwrap();
+    let platforms = metadata["mbx"]["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 2, "{metadata}");
     for p in platforms {
         assert_eq!(p["steps_total"], 3, "{p}");
@@ -458,7 +458,7 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
         "the tool cache holds the verified bytes"
     );
     let metadata = read_json(&out2.join("metadata.json"));
-    let platforms = metadata["platforms"].as_array().unwrap();
+    let platforms = metadata["mbx"]["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 2, "{metadata}");
     for p in platforms {
         assert_eq!(p["steps_total"], 3, "{p}");
@@ -1136,6 +1136,7 @@ fn inputs_mode_builds_with_a_multi_line_secret_and_writes_the_outputs() {
     let digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
     assert!(outputs.contains(&format!("\n{digest}\n")), "{outputs}");
     for name in [
+        "imageid",
         "digest",
         "tags",
         "metadata",

@@ -18,6 +18,8 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 #[derive(Debug, Clone)]
 pub struct Merged {
     pub index_digest: String,
+    /// The index's media type and size.
+    pub descriptor: crate::run::IndexDescriptor,
     pub platform_digests: BTreeMap<String, String>,
 }
 
@@ -120,6 +122,10 @@ pub fn layouts(
         .map_err(|e| io("write oci-layout", e))?;
     Ok(Merged {
         index_digest: digest,
+        descriptor: crate::run::IndexDescriptor {
+            media_type: OCI_INDEX.into(),
+            size: bytes.len() as u64,
+        },
         platform_digests: platform_digests(&children),
     })
 }
@@ -178,6 +184,10 @@ pub fn registry(
         .map_err(fail)?;
     Ok(Merged {
         index_digest: sha256(bytes),
+        descriptor: crate::run::IndexDescriptor {
+            media_type: index["mediaType"].as_str().unwrap_or(OCI_INDEX).to_string(),
+            size: bytes.len() as u64,
+        },
         platform_digests: platform_digests(
             index["manifests"]
                 .as_array()

@@ -28,6 +28,7 @@ pub struct BuildRecord {
     pub tags: Vec<String>,
     pub platforms: Vec<PlatformRecord>,
     pub index_digest: Option<String>,
+    pub index_descriptor: Option<crate::run::IndexDescriptor>,
     /// Things the user should know about how the build went.
     pub notes: Vec<String>,
 }
@@ -136,6 +137,7 @@ fn run_into(
         parts_root.as_deref(),
     )?;
     apply_merge(&mut record.platforms, &merged);
+    record.index_descriptor = Some(merged.descriptor.clone());
     record.index_digest = Some(merged.index_digest);
     Ok(())
 }
@@ -362,6 +364,7 @@ pub fn merge_parts(
     let result =
         merge::registry(buildx, builder, repository, tags, &digests, annotations).map(|merged| {
             apply_merge(&mut record.platforms, &merged);
+            record.index_descriptor = Some(merged.descriptor.clone());
             record.index_digest = Some(merged.index_digest);
         });
     (record, result)
@@ -520,6 +523,7 @@ fn build_one(
         error: None,
         steps: Vec::new(),
         cache_error: None,
+        buildx: None,
     };
     let outcome = match outcome {
         Ok(o) => o,
@@ -586,12 +590,20 @@ pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome, progr
         .filter(|s| s.instruction && !s.cached)
         .map(|s| s.busy_seconds)
         .sum();
-    rec.build_digest = outcome
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("containerimage.digest"))
-        .and_then(|d| d.as_str())
-        .map(str::to_string);
+    let field = |k: &str| {
+        outcome
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+    };
+    rec.build_digest = field("containerimage.digest");
+    rec.buildx = Some(crate::run::BuildxResult {
+        build_ref: field("buildx.build.ref"),
+        config_digest: field("containerimage.config.digest"),
+    })
+    .filter(|b| b.build_ref.is_some() || b.config_digest.is_some());
     if !outcome.success {
         let failing = steps
             .iter()
