@@ -116,7 +116,8 @@ pub const INPUTS: &[Input] = &[
     input("build-contexts", "--build-context", Kind::List(LINES)),
     input("cache-from", "--cache-from", Kind::List(LINES)),
     input("cache-to", "--cache-to", Kind::List(LINES)),
-    input("call", "--call", Kind::Value),
+    // mbx builds images: check/outline/targets build none to join and verify.
+    input("call", "--call", Kind::OneOf(&["build"])),
     input("cgroup-parent", "--cgroup-parent", Kind::Value),
     input("network", "--network", Kind::Value),
     input("no-cache", "--no-cache", Kind::Switch),

@@ -471,6 +471,7 @@ fn builder_platforms(args: &BuilderArgs) -> Result<Vec<String>> {
 }
 
 pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
+    let buildx_flags = buildx_flags(args)?;
     let context = &args.context;
     if !context.is_dir() {
         return Err(Error::input(
@@ -534,7 +535,6 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
     let (annotations, index_annotations) = check_kv_args(args)?;
     let secrets = secrets(args)?;
     let redactions = Redactions::for_build(&args.build_args, &secrets);
-    let buildx_flags = buildx_flags(args)?;
     if !more_repositories.is_empty() && matches!(output, Output::Layout { .. }) {
         notes.push(format!(
             "tags in {} other repositories: nothing is pushed, so the OCI layout holds only {}",
