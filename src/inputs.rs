@@ -190,6 +190,11 @@ fn boolean(name: &str, v: &str) -> Result<bool> {
 /// The inputs in `env` (variable name → value) as arguments and environment.
 /// `temp` is where the OCI layout goes when nothing is pushed (RUNNER_TEMP).
 pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
+    expand_for(env, temp, &RunInfo::default())
+}
+
+/// [`expand`] in a run described by `run` (provenance's defaults).
+pub fn expand_for(env: &BTreeMap<String, String>, temp: &str, run: &RunInfo) -> Result<Expanded> {
     refuse_unknown(env)?;
     let mut x = Expanded::default();
     let mut pushed = false;
@@ -231,6 +236,10 @@ pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
             Kind::Summary | Kind::Action => {}
         }
     }
+    let load = env
+        .get(&var_name("load"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    provenance(&mut x.args, load, run);
     if pushed && image.is_none() {
         return Err(Error::input(
             "push: true needs tags naming the image",
@@ -248,6 +257,84 @@ pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
     x.remove_env
         .extend(env.keys().filter(|k| k.starts_with("INPUT_")).cloned());
     Ok(x)
+}
+
+/// What the run says about itself that build-push-action's provenance
+/// default reads (never an input).
+#[derive(Debug, Default, Clone)]
+pub struct RunInfo {
+    /// `$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID/attempts/$GITHUB_RUN_ATTEMPT`.
+    pub run_url: Option<String>,
+    /// The event payload's `repository.private`.
+    pub private: Option<bool>,
+    /// `BUILDX_NO_DEFAULT_ATTESTATIONS` is true.
+    pub no_default_attestations: bool,
+}
+
+impl RunInfo {
+    /// From the process's environment and the event payload file.
+    pub fn from_env() -> RunInfo {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let run_url = match (
+            var("GITHUB_SERVER_URL"),
+            var("GITHUB_REPOSITORY"),
+            var("GITHUB_RUN_ID"),
+        ) {
+            (Some(s), Some(r), Some(id)) => Some(format!(
+                "{}/{r}/actions/runs/{id}/attempts/{}",
+                s.trim_end_matches('/'),
+                var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into())
+            )),
+            _ => None,
+        };
+        let private = var("GITHUB_EVENT_PATH")
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|e| e["repository"]["private"].as_bool());
+        let no_default_attestations = var("BUILDX_NO_DEFAULT_ATTESTATIONS")
+            .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+        RunInfo {
+            run_url,
+            private,
+            no_default_attestations,
+        }
+    }
+}
+
+/// build-push-action's provenance (docker/actions-toolkit): `true` becomes
+/// `builder-id=<run URL>`, other settings get the builder-id added; left
+/// empty, `mode=max` for a public repository and `mode=min,inline-only=true`
+/// for a private one — unless `attests` asks for provenance itself, `load`
+/// is true, or BUILDX_NO_DEFAULT_ATTESTATIONS is set.
+fn provenance(args: &mut Vec<String>, load: bool, run: &RunInfo) {
+    let builder_id = run.run_url.as_ref().map(|u| format!("builder-id={u}"));
+    let with_id = |v: &str| match &builder_id {
+        Some(id) if !v.split(',').any(|f| f.trim().starts_with("builder-id=")) => {
+            format!("{v},{id}")
+        }
+        _ => v.to_string(),
+    };
+    if let Some(i) = args.iter().position(|a| a == "--provenance") {
+        let v = args[i + 1].clone();
+        args[i + 1] = match v.to_ascii_lowercase().as_str() {
+            "true" => builder_id.unwrap_or(v),
+            "false" => "false".into(),
+            _ => with_id(&v),
+        };
+        return;
+    }
+    let attested = args
+        .windows(2)
+        .any(|w| w[0] == "--attest" && w[1].split(',').any(|f| f.trim() == "type=provenance"));
+    if attested || load || run.no_default_attestations {
+        return;
+    }
+    let mode = if run.private == Some(true) {
+        "mode=min,inline-only=true"
+    } else {
+        "mode=max"
+    };
+    args.extend(["--provenance".to_string(), with_id(mode)]);
 }
 
 const QUOTE_HELP: &str =
@@ -488,7 +575,7 @@ pub fn parse() -> Cli {
     let temp = std::env::var("RUNNER_TEMP")
         .or_else(|_| std::env::var("TMPDIR"))
         .unwrap_or_else(|_| "/tmp".into());
-    let x = match expand(&env, temp.trim_end_matches('/')) {
+    let x = match expand_for(&env, temp.trim_end_matches('/'), &RunInfo::from_env()) {
         Ok(x) => x,
         Err(e) => fail(&e.to_string(), e.help().unwrap_or(""), e.exit_code()),
     };
@@ -795,16 +882,21 @@ mod tests {
     }
 
     #[test]
-    fn defaults_and_empty_values_pass_nothing_but_the_output() {
+    fn defaults_and_empty_values_pass_nothing_but_the_output_and_provenance() {
         let x = expand_ok(&[
             ("context", ""),
             ("push", "false"),
             ("verify", "true"),
             ("summary", "TRUE"),
         ]);
-        assert_eq!(x.args.len(), 2, "{:?}", x.args);
-        assert_eq!(x.args[0], "--output");
-        assert!(x.args[1].starts_with("/rt/mbx-out."), "{:?}", x.args);
+        assert_eq!(x.args.len(), 4, "{:?}", x.args);
+        assert_eq!(
+            x.args[..2],
+            ["--provenance", "mode=max"],
+            "build-push-action's default"
+        );
+        assert_eq!(x.args[2], "--output");
+        assert!(x.args[3].starts_with("/rt/mbx-out."), "{:?}", x.args);
         assert!(x.set_env.is_empty() && x.masks.is_empty());
         assert!(!x.remove_env.contains(&"GITHUB_STEP_SUMMARY".into()));
     }
@@ -844,6 +936,46 @@ mod tests {
         assert!(x.remove_env.contains(&"INPUT_DRIVER-OPTS".into()));
         // Unknown inputs left empty or false are fine (a newer action.yml's defaults).
         assert!(expand(&env(&[("load", "false"), ("no-cache-filters", "")]), "/rt").is_ok());
+    }
+
+    #[test]
+    fn provenance_as_build_push_action_sets_it() {
+        let run = |private: Option<bool>| RunInfo {
+            run_url: Some("https://github.com/o/r/actions/runs/7/attempts/1".into()),
+            private,
+            no_default_attestations: false,
+        };
+        let id = "builder-id=https://github.com/o/r/actions/runs/7/attempts/1";
+        let prov = |pairs: &[(&str, &str)], r: &RunInfo| {
+            pairs_of(
+                &expand_for(&env(pairs), "/rt", r).unwrap().args,
+                "--provenance",
+            )
+        };
+        assert_eq!(prov(&[], &run(None)), [format!("mode=max,{id}")]);
+        assert_eq!(prov(&[], &run(Some(false))), [format!("mode=max,{id}")]);
+        assert_eq!(
+            prov(&[], &run(Some(true))),
+            [format!("mode=min,inline-only=true,{id}")]
+        );
+        assert_eq!(prov(&[("provenance", "true")], &run(None)), [id]);
+        assert_eq!(prov(&[("provenance", "False")], &run(None)), ["false"]);
+        assert_eq!(
+            prov(&[("provenance", "mode=max")], &run(None)),
+            [format!("mode=max,{id}")]
+        );
+        assert!(prov(&[("attests", "type=provenance,mode=min")], &run(None)).is_empty());
+        // (`load: true` turns the default off too, once action.yml declares `load`.)
+        let off = RunInfo {
+            no_default_attestations: true,
+            ..run(None)
+        };
+        assert!(prov(&[], &off).is_empty());
+        assert_eq!(prov(&[], &RunInfo::default()), ["mode=max"]);
+    }
+
+    fn pairs_of(args: &[String], flag: &str) -> Vec<String> {
+        pairs(args, flag)
     }
 
     #[test]

@@ -156,8 +156,12 @@ pub async fn ci(
         }
         (Err(_), _) => None,
     };
-    let cache = match build.cache {
+    let user_gha = |specs: &[String]| specs.iter().any(|c| c.contains("type=gha"));
+    let cache = match &build.cache {
         Cache::Gha { .. } => cache_usage(&built.platforms, tools.printer).await,
+        Cache::User { from, to } if user_gha(from) || user_gha(to) => {
+            cache_usage(&built.platforms, tools.printer).await
+        }
         _ => None,
     };
     let mut record = assemble(

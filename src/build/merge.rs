@@ -209,6 +209,13 @@ pub fn names(repository: &str, more: &[(String, Vec<String>)]) -> String {
     format!("\"name={}\"", all.join(","))
 }
 
+/// The other repositories' staging tags of one platform (docker driver).
+pub fn staging(more: &[(String, Vec<String>)], slug: &str) -> Vec<(String, Vec<String>)> {
+    more.iter()
+        .map(|(r, _)| (format!("{r}:{}-{slug}", super::STAGING_PREFIX), Vec::new()))
+        .collect()
+}
+
 /// The references of the other repositories, `REPO:TAG` each.
 pub fn more_refs(more: &[(String, Vec<String>)]) -> Vec<String> {
     more.iter()

@@ -459,8 +459,8 @@ pub fn build_args(
     match (&build.output, part) {
         (Output::Layout { .. }, Some(dir)) => push(format!("--output=type=oci,dest={},tar=false", dir.display())),
         (Output::Registry { repository, .. }, _) if staging => push(format!(
-            "--output=type=image,name={repository}:{STAGING_PREFIX}-{},push=true,oci-mediatypes=true",
-            platform.slug()
+            "--output=type=image,{},push=true,oci-mediatypes=true",
+            merge::names(&format!("{repository}:{STAGING_PREFIX}-{}", platform.slug()), &merge::staging(&build.more_repositories, &platform.slug()))
         )),
         (Output::Registry { repository, .. }, _) => push(format!(
             "--output=type=image,{},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true",
