@@ -253,6 +253,13 @@ fn a_build_push_action_workflow_runs_unchanged_but_for_the_uses_line() {
     // The job's own docker config, as a runner's: docker login writes it.
     let docker_config = d.path().join("docker");
     std::fs::create_dir_all(&docker_config).unwrap();
+    // The lane's buildx plugin (the compat lane names it in its config.json).
+    if let Some(lane) = std::env::var_os("DOCKER_CONFIG") {
+        let lane = PathBuf::from(lane).join("config.json");
+        if lane.is_file() {
+            std::fs::copy(&lane, docker_config.join("config.json")).unwrap();
+        }
+    }
     let (user, password) = auth_registry_credentials();
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
