@@ -289,7 +289,8 @@ fn a_build_push_action_workflow_runs_unchanged_but_for_the_uses_line() {
         ("ACTIONS_RUNTIME_TOKEN", token.clone()),
         (
             "MBX_CONFIG",
-            chain_dir().join("mbx.toml").display().to_string(),
+            std::env::var("MBX_CONFIG")
+                .unwrap_or_else(|_| chain_dir().join("mbx.toml").display().to_string()),
         ),
         ("NO_COLOR", "1".into()),
     ];
