@@ -1212,6 +1212,70 @@ mod tests {
         assert!(tag_args(&["ghcr.io/A/b:1".into()]).is_err());
     }
 
+    fn build_args_of(argv: &[&str]) -> BuildArgs {
+        use clap::Parser;
+        let mut all = vec!["mbx", "ci"];
+        all.extend(argv);
+        match crate::cli::Cli::try_parse_from(all).unwrap().command {
+            crate::cli::Command::Ci(a) => a.build,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn buildx_flags_pass_through_with_build_push_action_precedence() {
+        let a = build_args_of(&[
+            "--ssh",
+            "default",
+            "--add-host",
+            "h:10.0.0.1",
+            "--allow",
+            "network.host",
+            "--build-context",
+            "x=./x",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--no-cache-filter",
+            "a,b",
+            "--network",
+            "none",
+            "--shm-size",
+            "2g",
+            "--cgroup-parent",
+            "p",
+            "--attest",
+            "type=sbom",
+            "--attest",
+            "type=provenance,mode=max",
+            "--provenance",
+            "false",
+            "--call",
+            "build",
+        ]);
+        let f = buildx_flags(&a).unwrap();
+        assert_eq!(
+            f,
+            [
+                "--build-context=x=./x",
+                "--ssh=default",
+                "--add-host=h:10.0.0.1",
+                "--allow=network.host",
+                "--ulimit=nofile=1024:1024",
+                "--no-cache-filter=a",
+                "--no-cache-filter=b",
+                "--attest=type=sbom",
+                "--network=none",
+                "--shm-size=2g",
+                "--cgroup-parent=p",
+            ],
+            "--provenance outranks the provenance --attest"
+        );
+        let e = buildx_flags(&build_args_of(&["--call", "check"])).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--call check"), "{e}");
+        assert!(buildx_flags(&build_args_of(&["--network="])).is_err());
+    }
+
     #[test]
     fn scope_names() {
         let p: Platform = "linux/arm/v7".parse().unwrap();

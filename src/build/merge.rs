@@ -254,3 +254,32 @@ pub fn registries(
     }
     Ok(merged)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_repositories_in_one_push_and_every_tag() {
+        assert_eq!(names("r/a", &[]), "name=r/a");
+        let more = vec![
+            (
+                "h:5001/a".to_string(),
+                vec!["1".to_string(), "latest".into()],
+            ),
+            ("acme/a".to_string(), vec!["1".to_string()]),
+        ];
+        assert_eq!(
+            names("h:5000/a", &more),
+            "\"name=h:5000/a,h:5001/a,acme/a\""
+        );
+        assert_eq!(
+            more_refs(&more),
+            ["h:5001/a:1", "h:5001/a:latest", "acme/a:1"]
+        );
+        assert_eq!(
+            staging(&more, "linux-arm64")[0].0,
+            "h:5001/a:mbx-staging-linux-arm64"
+        );
+    }
+}
