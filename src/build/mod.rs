@@ -126,6 +126,13 @@ fn run_into(
         record
             .notes
             .push("pushed by digest only: the tags are moved by `mbx merge`".into());
+        if !build.more_repositories.is_empty() {
+            record.notes.push(format!(
+                "the platforms were pushed by digest to {} other repositories too, but `mbx merge` makes the index in {} only",
+                build.more_repositories.len(),
+                record.output
+            ));
+        }
         return Ok(());
     }
     printer.status("merging platforms into one index");
