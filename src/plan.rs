@@ -869,9 +869,14 @@ fn check_kv_args(args: &BuildArgs) -> Result<(Vec<String>, Vec<String>)> {
     let mut annotations = Vec::new();
     let mut index_annotations = Vec::new();
     for a in &args.annotations {
+        // The merged index's own and its descriptors' (imagetools create's
+        // two types); the rest go on each platform's build.
         let (kv, index) = match a.strip_prefix("index:") {
             Some(kv) => (kv, true),
-            None => (a.as_str(), false),
+            None => match a.strip_prefix("manifest-descriptor:") {
+                Some(kv) => (kv, true),
+                None => (a.as_str(), false),
+            },
         };
         if !kv.contains('=') || kv.starts_with('=') {
             return Err(Error::input(
@@ -880,7 +885,7 @@ fn check_kv_args(args: &BuildArgs) -> Result<(Vec<String>, Vec<String>)> {
             ));
         }
         if index {
-            index_annotations.push(format!("index:{kv}"));
+            index_annotations.push(a.clone());
         } else {
             annotations.push(a.clone());
         }
