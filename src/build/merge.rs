@@ -86,33 +86,12 @@ pub fn layouts(
             }
         }
     }
-    let of = |prefix: &str| -> serde_json::Map<String, Value> {
-        annotations
-            .iter()
-            .filter_map(|a| a.strip_prefix(prefix)?.split_once('='))
-            .map(|(k, v)| (k.to_string(), json!(v)))
-            .collect()
-    };
-    let descriptors = of("manifest-descriptor:");
-    if !descriptors.is_empty() {
-        // On every descriptor, as imagetools create puts them.
-        for c in children.iter_mut() {
-            let a = c
-                .as_object_mut()
-                .expect("a descriptor")
-                .entry("annotations")
-                .or_insert_with(|| json!({}));
-            if let Some(a) = a.as_object_mut() {
-                a.extend(descriptors.clone());
-            }
-        }
-    }
+    let index_annotations = annotate(&mut children, annotations);
     let mut index = json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": children,
     });
-    let index_annotations = of("index:");
     if !index_annotations.is_empty() {
         index["annotations"] = Value::Object(index_annotations);
     }
@@ -145,6 +124,32 @@ pub fn layouts(
         },
         platform_digests: platform_digests(&children),
     })
+}
+
+/// `manifest-descriptor:` annotations onto every descriptor of the index
+/// (as imagetools create puts them); returns the `index:` ones.
+fn annotate(children: &mut [Value], annotations: &[String]) -> serde_json::Map<String, Value> {
+    let of = |prefix: &str| -> serde_json::Map<String, Value> {
+        annotations
+            .iter()
+            .filter_map(|a| a.strip_prefix(prefix)?.split_once('='))
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect()
+    };
+    let descriptors = of("manifest-descriptor:");
+    if !descriptors.is_empty() {
+        for c in children.iter_mut() {
+            let a = c
+                .as_object_mut()
+                .expect("a descriptor")
+                .entry("annotations")
+                .or_insert_with(|| json!({}));
+            if let Some(a) = a.as_object_mut() {
+                a.extend(descriptors.clone());
+            }
+        }
+    }
+    of("index:")
 }
 
 /// A part's image descriptor as a child of the merged index: without the
