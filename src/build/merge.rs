@@ -282,6 +282,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn descriptor_annotations_go_on_every_descriptor_index_ones_on_the_index() {
+        let mut children = vec![
+            json!({"digest": "a"}),
+            json!({"digest": "b", "annotations": {"x": "1"}}),
+        ];
+        let index = annotate(
+            &mut children,
+            &[
+                "manifest-descriptor:d=2".into(),
+                "index:i=3".into(),
+                "m=4".into(),
+            ],
+        );
+        assert_eq!(Value::Object(index), json!({"i": "3"}));
+        assert_eq!(children[0]["annotations"], json!({"d": "2"}));
+        assert_eq!(children[1]["annotations"], json!({"x": "1", "d": "2"}));
+    }
+
+    #[test]
     fn several_repositories_in_one_push_and_every_tag() {
         assert_eq!(names("r/a", &[]), "name=r/a");
         let more = vec![
