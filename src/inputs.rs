@@ -35,6 +35,9 @@ pub struct ListOpts {
     pub quote: bool,
     /// A comment character: from it to the end of the line is dropped.
     pub comment: Option<char>,
+    /// Trim each item (`false` is the toolkit's `trimWhitespace: false`,
+    /// build-push-action's `secrets`: a value's spaces are kept).
+    pub trim: bool,
 }
 
 /// Comma- or newline-separated items (toolkit default: tags, platforms).
@@ -42,6 +45,7 @@ pub const ITEMS: ListOpts = ListOpts {
     commas: true,
     quote: true,
     comment: None,
+    trim: true,
 };
 /// One item per line, commas kept (toolkit `ignoreComma: true`: labels,
 /// build-args, secrets).
@@ -49,6 +53,13 @@ pub const LINES: ListOpts = ListOpts {
     commas: false,
     quote: true,
     comment: None,
+    trim: true,
+};
+
+/// build-push-action's `secrets`: one item per line, nothing trimmed.
+pub const SECRET_LINES: ListOpts = ListOpts {
+    trim: false,
+    ..LINES
 };
 
 /// What an input is, and how it becomes arguments.
@@ -418,7 +429,7 @@ fn tags(i: &Input, v: &str, args: &mut Vec<String>) -> Result<Option<String>> {
 
 /// `secrets`: KEY=VALUE items (a quoted item may span lines: a PEM key).
 fn secrets(i: &Input, v: &str, x: &mut Expanded) -> Result<()> {
-    let items = list(v, LINES).map_err(|_| {
+    let items = list(v, SECRET_LINES).map_err(|_| {
         // The parse error may quote the value: say only where it failed.
         bad(
             i.name,
@@ -479,8 +490,8 @@ pub fn list(input: &str, opts: ListOpts) -> std::result::Result<Vec<String>, Str
     }
     Ok(out
         .into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+        .map(|s| if opts.trim { s.trim().to_string() } else { s })
+        .filter(|s| !s.trim().is_empty())
         .collect())
 }
 
@@ -663,6 +674,7 @@ mod tests {
             commas: false,
             quote: false,
             comment: None,
+            trim: true,
         };
         let q = r#""env.no_proxy=localhost,127.0.0.1,.mydomain""#;
         assert_eq!(l(q, raw), [q]);
@@ -696,6 +708,11 @@ mod tests {
         assert_eq!(
             l("\"MYSECRET=aaaa\nbbbb\"\"bbb\nccc\"\nFOO=bar", LINES),
             ["MYSECRET=aaaa\nbbbb\"bbb\nccc", "FOO=bar"]
+        );
+        // Secrets keep their spaces (trimWhitespace: false).
+        assert_eq!(
+            l("A=one \n\"B=two\nlines \"\n", SECRET_LINES),
+            ["A=one ", "B=two\nlines "]
         );
         // Several fields with ignoreComma: joined again, quotes gone.
         assert_eq!(l("a=1,\"b,c\"", LINES), ["a=1,b,c"]);
