@@ -425,9 +425,22 @@ pub async fn preflight_registry(build: &BuildPlan) -> Result<()> {
     let Output::Registry { repository, .. } = &build.output else {
         return Ok(());
     };
-    let host = crate::plan::ImageRef::parse(repository)
-        .map(|r| r.registry().to_string())
-        .unwrap_or_default();
+    let mut hosts: Vec<String> = Vec::new();
+    for r in std::iter::once(repository).chain(build.more_repositories.iter().map(|(r, _)| r)) {
+        let host = crate::plan::ImageRef::parse(r)
+            .map(|r| r.registry().to_string())
+            .unwrap_or_default();
+        if !hosts.contains(&host) {
+            preflight_host(&host).await?;
+            hosts.push(host);
+        }
+    }
+    Ok(())
+}
+
+/// One registry host answers on `/v2/` (any status: it is there).
+async fn preflight_host(host: &str) -> Result<()> {
+    let host = host.to_string();
     let api = if host == "docker.io" {
         "registry-1.docker.io".to_string()
     } else {
