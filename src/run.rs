@@ -253,6 +253,9 @@ pub struct PlatformRecord {
     /// What buildx's metadata file said of this platform's build.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buildx: Option<BuildxResult>,
+    /// Multi-runner mode: the runner whose part built this platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerRecord>,
 }
 
 /// The merged index as a descriptor's other fields.
@@ -272,6 +275,21 @@ pub struct BuildxResult {
     /// attestations attached).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_digest: Option<String>,
+}
+
+/// The runner of one multi-runner part (`mbx ci --mode part`, the action's
+/// `mode: part`), as the merge reports it.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq, Default)]
+pub struct RunnerRecord {
+    /// The job's `runs-on` label (`MBX_RUNNER_LABEL`, which the reusable
+    /// workflow sets), else `RUNNER_NAME`, else `RUNNER_OS`/`RUNNER_ARCH`.
+    pub label: String,
+    /// The part job's whole mbx run on that runner: setup, build, push (seconds).
+    pub wall_seconds: f64,
+    /// What the part left out to fit in a job output (e.g. the faster steps'
+    /// timings, build logs); absent when nothing was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<String>,
 }
 
 /// A cache import or export that failed (BuildKit ignores it: the build

@@ -531,6 +531,7 @@ fn build_one(
         steps: Vec::new(),
         cache_error: None,
         buildx: None,
+        runner: None,
     };
     let outcome = match outcome {
         Ok(o) => o,

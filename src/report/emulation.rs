@@ -422,6 +422,7 @@ mod tests {
             steps,
             cache_error: None,
             buildx: None,
+            runner: None,
         }
     }
 

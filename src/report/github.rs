@@ -315,6 +315,7 @@ mod tests {
             steps: vec![s],
             cache_error: None,
             buildx: None,
+            runner: None,
         }
     }
 

@@ -318,6 +318,7 @@ mod tests {
                 .collect(),
             cache_error: None,
             buildx: None,
+            runner: None,
         }
     }
 
