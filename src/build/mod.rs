@@ -30,6 +30,7 @@ pub struct BuildRecord {
     pub tags: Vec<String>,
     pub platforms: Vec<PlatformRecord>,
     pub index_digest: Option<String>,
+    pub index_descriptor: Option<crate::run::IndexDescriptor>,
     /// Things the user should know about how the build went.
     pub notes: Vec<String>,
 }
@@ -53,6 +54,10 @@ pub fn run(
         // The layout is scratch: what the user asked for is the exports.
         record.output = output::describe(&build.exports);
     }
+    record
+        .tags
+        .extend(merge::more_refs(&build.more_repositories));
+    record.notes.extend(build.notes.iter().cloned());
     let result = run_into(plan, build, buildx, printer, driver, merge, &mut record);
     (record, result)
 }
@@ -128,6 +133,13 @@ fn run_into(
             .notes
             .push("pushed by digest only: the tags are moved by `mbx merge`".into());
         record.notes.extend(output::unmerged_note(build));
+        if !build.more_repositories.is_empty() {
+            record.notes.push(format!(
+                "the platforms were pushed by digest to {} other repositories too, but `mbx merge` makes the index in {} only",
+                build.more_repositories.len(),
+                record.output
+            ));
+        }
         return Ok(());
     }
     printer.status("merging platforms into one index");
@@ -139,6 +151,7 @@ fn run_into(
         parts_root.as_deref(),
     )?;
     apply_merge(&mut record.platforms, &merged);
+    record.index_descriptor = Some(merged.descriptor.clone());
     record.index_digest = Some(merged.index_digest);
     let notes = output::finish(plan, build, buildx, printer, work.path(), &merged.index)?;
     record.notes.extend(notes);
@@ -321,11 +334,11 @@ fn merge_all(
                 .iter()
                 .filter_map(|r| r.build_digest.clone())
                 .collect();
-            merge::registry(
+            merge::registries(
                 buildx,
                 &plan.builder.name,
-                repository,
-                tags,
+                (repository, tags),
+                &build.more_repositories,
                 &digests,
                 &build.index_annotations,
             )
@@ -367,6 +380,7 @@ pub fn merge_parts(
     let result =
         merge::registry(buildx, builder, repository, tags, &digests, annotations).map(|merged| {
             apply_merge(&mut record.platforms, &merged);
+            record.index_descriptor = Some(merged.descriptor.clone());
             record.index_digest = Some(merged.index_digest);
         });
     (record, result)
@@ -461,22 +475,17 @@ pub fn build_args(
     match (&build.output, part) {
         (Output::Layout { .. }, Some(dir)) => push(format!("--output=type=oci,dest={},tar=false", dir.display())),
         (Output::Registry { repository, .. }, _) if staging => push(format!(
-            "--output=type=image,name={repository}:{STAGING_PREFIX}-{},push=true,oci-mediatypes=true",
-            platform.slug()
+            "--output=type=image,{},push=true,oci-mediatypes=true",
+            merge::names(&format!("{repository}:{STAGING_PREFIX}-{}", platform.slug()), &merge::staging(&build.more_repositories, &platform.slug()))
         )),
         (Output::Registry { repository, .. }, _) => push(format!(
-            "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true"
+            "--output=type=image,{},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true",
+            merge::names(repository, &build.more_repositories)
         )),
         (Output::Layout { .. }, None) => unreachable!("layout output needs a part directory"),
     }
-    for c in cache {
+    for c in cache.iter().chain(&build.buildx_flags) {
         push(c.clone());
-    }
-    for c in &build.extra_cache_from {
-        push(format!("--cache-from={c}"));
-    }
-    for c in &build.extra_cache_to {
-        push(format!("--cache-to={c}"));
     }
     a.push(build.context.clone().into_os_string());
     a
@@ -533,6 +542,7 @@ fn build_one(
         error: None,
         steps: Vec::new(),
         cache_error: None,
+        buildx: None,
         runner: None,
     };
     let outcome = match outcome {
@@ -600,18 +610,23 @@ pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome, progr
         .filter(|s| s.instruction && !s.cached)
         .map(|s| s.busy_seconds)
         .sum();
-    rec.build_digest = outcome
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("containerimage.digest"))
-        .and_then(|d| d.as_str())
-        .map(str::to_string);
-    rec.node = outcome
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("buildx.build.ref"))
-        .and_then(|r| r.as_str())
+    let field = |k: &str| {
+        outcome
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+    };
+    rec.build_digest = field("containerimage.digest");
+    rec.node = field("buildx.build.ref")
+        .as_deref()
         .and_then(crate::run::node_of_build_ref);
+    rec.buildx = Some(crate::run::BuildxResult {
+        build_ref: field("buildx.build.ref"),
+        config_digest: field("containerimage.config.digest"),
+    })
+    .filter(|b| b.build_ref.is_some() || b.config_digest.is_some());
     if !outcome.success {
         let failing = steps
             .iter()
