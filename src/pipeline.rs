@@ -112,6 +112,13 @@ pub async fn ci(
 ) -> Result<Run> {
     let started = now();
     preflight_registry(build).await?;
+    // Held to the end of the run: the push and the merge use these credentials.
+    let _login = match &build.output {
+        Output::Registry { repository, .. } => {
+            setup::preflight::push_credentials(repository, verify.options).await?
+        }
+        Output::Layout { .. } => None,
+    };
     let setup = setup(plan, qemu, tools).await?;
     let driver = setup
         .builder

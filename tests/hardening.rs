@@ -599,3 +599,86 @@ fn sigkill_leaves_no_build_running_and_no_scratch_behind() {
     assert!(run(c).status.success());
     assert!(scratch(tmp.path()).is_empty(), "{:?}", scratch(tmp.path()));
 }
+
+/// `--username/--password-stdin` are the push's credentials (issue 15,
+/// case 7): checked against the htpasswd registry before anything is built
+/// (a wrong password: exit 2 in a second; none: exit 1, naming `docker
+/// login`), then handed to buildx for the push and the merge through a
+/// docker config of the run's own that is gone afterwards; the password is
+/// never printed.
+#[test]
+fn push_credentials_from_the_flags_are_checked_first_and_used() {
+    support::require_builder();
+    let user = std::env::var("MBX_TEST_REGISTRY_USER").unwrap_or_else(|_| "mbx".into());
+    let password =
+        std::env::var("MBX_TEST_REGISTRY_PASSWORD").unwrap_or_else(|_| "mbx-secret".into());
+    let repo = format!(
+        "{}/hrd/login-{}",
+        support::AUTH_REGISTRY,
+        std::process::id()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let push = |stdin: Option<&str>| {
+        let mut c = mbx();
+        c.args(["ci", "--platforms", "linux/amd64", "--cache", "none"])
+            .arg("--context")
+            .arg(repo_root().join("examples/hello"))
+            .args(["--image", &repo, "--push"])
+            .env("TMPDIR", tmp.path())
+            .env_remove("GITHUB_ACTIONS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if stdin.is_some() {
+            c.args(["--username", &user, "--password-stdin"]);
+        }
+        let started = std::time::Instant::now();
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            let _ = writeln!(input, "{}", stdin.unwrap_or(""));
+        }
+        let out = child.wait_with_output().unwrap();
+        eprintln!("--- stderr\n{}", stderr(&out));
+        (out, started.elapsed())
+    };
+    // (password on stdin, exit code, a fragment of the message)
+    let refused: [(Option<&str>, i32, &str); 2] = [
+        (
+            Some("not-the-password"),
+            2,
+            "refuses the push credentials from --username/--password-stdin",
+        ),
+        (None, 1, "refuses an anonymous push"),
+    ];
+    for (given, code, fragment) in refused {
+        let (out, took) = push(given);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(code), "{given:?}: {err}");
+        assert!(err.contains(fragment), "{err}");
+        assert!(err.contains("docker login 127.0.0.1:5001"), "{err}");
+        assert!(!err.contains("building"), "checked before building: {err}");
+        assert!(!err.contains("not-the-password"), "the secret is printed");
+        assert!(took.as_secs() < 10, "refused late: {took:?}");
+    }
+    let (out, _) = push(Some(&password));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let all = format!("{}{}", support::stdout(&out), stderr(&out));
+    assert!(!all.contains(&password), "the secret is printed");
+    let pushed = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false", "--creds"])
+        .arg(format!("{user}:{password}"))
+        .arg(format!("docker://{repo}:latest"))
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "the tag is in the registry");
+    let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    let help = run({
+        let mut c = mbx();
+        c.args(["ci", "--help"]);
+        c
+    });
+    assert!(support::stdout(&help).contains("docker login"));
+}

@@ -57,6 +57,8 @@ pub async fn merge(args: MergeArgs) -> Result<ExitStatus> {
         github: GithubTargets::from_env(),
     };
     emit.check()?;
+    // The index is pushed with these credentials (held to the end).
+    let _login = crate::setup::preflight::push_credentials(&parts.repository, &options).await?;
     let run = pipeline::merge(m, &verify, &tools).await;
     let emitted = pipeline::emit(&run.record, &emit);
     run.finish(emitted, true)

@@ -298,10 +298,18 @@ impl Registry {
         if let (Authz::Header(h), false) = (&*slot, renew) {
             return Ok(h.clone());
         }
+        let header = self.login(RegistryOperation::Pull).await?;
+        *slot = Authz::Header(header.clone());
+        Ok(header)
+    }
+
+    /// The handshake for `op`: the `/v2/` challenge, then a bearer token
+    /// (for the repository, with push scope for `Push`) or basic credentials.
+    async fn login(&self, op: RegistryOperation) -> Result<Option<String>> {
         let deadline = self.started + self.timeout;
         let login = || async {
             self.oci
-                .auth(&self.reference, &self.creds.auth, RegistryOperation::Pull)
+                .auth(&self.reference, &self.creds.auth, op)
                 .await
                 .map_err(|e| e.to_string())
         };
@@ -318,7 +326,7 @@ impl Registry {
                     self.denied(401, &format!("the login to {} failed: {text}", self.host()))
                 }
             })?;
-        let header = match token {
+        Ok(match token {
             Some(token) => Some(format!("Bearer {token}")),
             None => match &self.creds.auth {
                 RegistryAuth::Basic(u, p) => {
@@ -330,9 +338,54 @@ impl Registry {
                 }
                 _ => None,
             },
+        })
+    }
+
+    /// Where the credentials for this registry come from (never the secret).
+    pub fn credentials_source(&self) -> &str {
+        &self.creds.source
+    }
+
+    /// The credentials are good for a push, checked before anything is
+    /// built: the handshake with push scope (a token service refuses bad
+    /// credentials there), then `GET /v2/` with what it gave (a registry
+    /// with basic auth refuses them there). Retried like a read; a refusal
+    /// is an error naming `docker login` and `--username/--password-stdin`.
+    pub async fn check_push(&self) -> Result<()> {
+        let what = "the API root /v2/ with the push credentials".to_string();
+        let header = self
+            .within(&what, self.login(RegistryOperation::Push))
+            .await??;
+        let url = format!("{}://{}/v2/", self.scheme, self.host());
+        let deadline = self.started + self.timeout;
+        let attempt = || async {
+            let mut req = self.http.get(&url);
+            if let Some(h) = &header {
+                req = req.header(reqwest::header::AUTHORIZATION, h);
+            }
+            match self.within(&what, req.send()).await.map_err(Fault::Fatal)? {
+                Ok(resp) if resp.status().is_success() => Ok(()),
+                Ok(resp) => Err(self.fault(resp, &what, false).await),
+                Err(e) => Err(Fault::Transient {
+                    fault: crate::error::chain(&e),
+                    retry_after: None,
+                }),
+            }
         };
-        *slot = Authz::Header(header.clone());
-        Ok(header)
+        attempt
+            .retry(backoff())
+            .when(|f: &Fault| matches!(f, Fault::Transient { .. }))
+            .adjust(|f, delay| match f {
+                Fault::Transient { retry_after, .. } => retry_after
+                    .or(delay)
+                    .filter(|d| Instant::now() + *d <= deadline),
+                _ => None,
+            })
+            .await
+            .map_err(|f| match f {
+                Fault::Fatal(e) | Fault::NotYet(e) => e,
+                Fault::Transient { fault, .. } => self.unreachable(&fault),
+            })
     }
 
     fn unreachable(&self, why: &str) -> Error {
@@ -355,7 +408,12 @@ impl Registry {
                     .strip_prefix("none (anonymous)")
                     .unwrap_or_default()
             ),
-            _ => format!("the registry refused the credentials from {}; check the user and password or token", self.creds.source),
+            _ => format!(
+                "the registry refused the credentials from {}; check the user and password or token \
+                 (`docker login {}`, or --username USER --password-stdin)",
+                self.creds.source,
+                self.host()
+            ),
         };
         Error::verify(format!("{status} {what}"), help)
     }
