@@ -405,14 +405,20 @@ pub async fn preflight_registry(build: &BuildPlan) -> Result<()> {
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| Error::env(format!("cannot make an HTTP client: {e}"), ""))?;
-    match client.get(format!("{scheme}://{api}/v2/")).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let why = crate::error::chain(&e);
-            Err(Error::env(
-                format!("cannot reach the registry {host}: {why}"),
-                "start the registry or fix --registry/--image; nothing was built or pushed",
-            ))
+    // Three tries a second apart: one reset connection is not a registry that is down.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.get(format!("{scheme}://{api}/v2/")).send().await {
+            Ok(_) => return Ok(()),
+            Err(_) if tries < 3 => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => {
+                let why = crate::error::chain(&e);
+                return Err(Error::env(
+                    format!("cannot reach the registry {host}: {why}"),
+                    "start the registry or fix --registry/--image; nothing was built or pushed",
+                ));
+            }
         }
     }
 }

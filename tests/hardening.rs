@@ -682,3 +682,184 @@ fn push_credentials_from_the_flags_are_checked_first_and_used() {
     });
     assert!(support::stdout(&help).contains("docker login"));
 }
+
+/// Faults while pushing (issue 15, "what the most trusted tools promise"):
+/// a fault-injecting proxy on loopback in front of the real registry, on the
+/// per-platform pushes (BuildKit's) and on the merge (`imagetools create`).
+/// A transient fault is survived: exit 0 and the tag is there. A lasting
+/// one fails in bounded time naming the platform or what was left pushed
+/// by digest, and moves no tag. Rows run side by side, one proxy each.
+#[test]
+fn registry_faults_while_pushing() {
+    use support::proxy::{FaultProxy, Kind, Rule};
+    support::require_builder();
+    let put_by_digest =
+        |k: Kind| Rule::new(|m, p| m == "PUT" && p.contains("/manifests/sha256:"), k, 1);
+    let get_manifest = |k: Kind| Rule::new(|m, p| m == "GET" && p.contains("/manifests/"), k, 1);
+    let head = |k: Kind| Rule::new(|m, _| m == "HEAD", k, 1);
+    let lasting = usize::MAX;
+    // (what, rules, two platforms?, exit code, fragments of stderr, seconds at most)
+    type Row = (&'static str, Vec<Rule>, bool, i32, Vec<&'static str>, u64);
+    let rows: Vec<Row> = vec![
+        (
+            "one 503 on the index PUT",
+            vec![Rule::index_put(Kind::Status(503), 1)],
+            false,
+            0,
+            vec![],
+            90,
+        ),
+        (
+            "one reset on the index PUT",
+            vec![Rule::index_put(Kind::Reset, 1)],
+            false,
+            0,
+            vec![],
+            90,
+        ),
+        (
+            "one reset on the first request",
+            vec![Rule::any(Kind::Reset, 1)],
+            false,
+            0,
+            vec![],
+            90,
+        ),
+        (
+            "one 503 on each kind of request",
+            vec![
+                Rule::blob_upload(Kind::Status(503), 1),
+                put_by_digest(Kind::Status(503)),
+                get_manifest(Kind::Status(503)),
+                head(Kind::Status(503)),
+            ],
+            false,
+            0,
+            vec![],
+            90,
+        ),
+        (
+            "one reset on each kind of request",
+            vec![
+                Rule::blob_upload(Kind::Reset, 1),
+                put_by_digest(Kind::Reset),
+                head(Kind::Reset),
+            ],
+            false,
+            0,
+            vec![],
+            90,
+        ),
+        (
+            "429 with Retry-After on two blob uploads",
+            vec![Rule::blob_upload(Kind::TooMany(1), 2)],
+            false,
+            0,
+            vec![],
+            90,
+        ),
+        (
+            // More than BuildKit's own retries see through: mbx pushes again.
+            "503 on the first 10 PUTs of every blob",
+            vec![Rule::each_blob_put(Kind::Status(503), 10)],
+            false,
+            0,
+            vec!["pushing again"],
+            120,
+        ),
+        (
+            "a lasting 503 on the index PUT",
+            vec![Rule::index_put(Kind::Status(503), lasting)],
+            true,
+            1,
+            vec![
+                "merging the platforms",
+                "no tag moved; pushed by digest only",
+                "@sha256:",
+            ],
+            120,
+        ),
+        (
+            "a lasting 503 on blob uploads",
+            vec![Rule::blob_upload(Kind::Status(503), lasting)],
+            false,
+            1,
+            vec![
+                "linux/amd64",
+                "pushing again",
+                "unavailable",
+                "no tag moved",
+            ],
+            150,
+        ),
+    ];
+    let ctx =
+        support::context("FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN echo fault-proxy > /f\n");
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    std::thread::scope(|s| {
+        let mut handles = Vec::new();
+        for (i, (what, rules, two, code, fragments, bound)) in rows.into_iter().enumerate() {
+            let ctx = ctx.path();
+            handles.push(s.spawn(move || {
+                let proxy = FaultProxy::start(12360 + i as u16, support::REGISTRY, rules);
+                let path = format!("hrd/fault-{i}-{}-{stamp}", std::process::id());
+                let mut c = mbx();
+                c.args(["ci", "--cache", "none", "--timeout", "30", "--push"])
+                    // Counting faults per blob needs blobs that are the same in
+                    // every push: a provenance attestation has the build's time.
+                    .args(if what.contains("every blob") {
+                        &["--provenance", "false"][..]
+                    } else {
+                        &[]
+                    })
+                    .args([
+                        "--platforms",
+                        if two {
+                            "linux/amd64,linux/arm64"
+                        } else {
+                            "linux/amd64"
+                        },
+                    ])
+                    .arg("--context")
+                    .arg(ctx)
+                    .args(["--image", &format!("{}/{path}", proxy.addr)])
+                    .env_remove("GITHUB_ACTIONS");
+                let started = std::time::Instant::now();
+                let out = c.output().unwrap();
+                let took = started.elapsed().as_secs();
+                let err = stderr(&out);
+                let faults: Vec<String> = proxy
+                    .lines()
+                    .into_iter()
+                    .filter(|l| !l.ends_with("-> pass"))
+                    .collect();
+                let report = format!(
+                    "{what}: exit {:?} after {took}s\n{err}\nfaults: {faults:#?}",
+                    out.status.code()
+                );
+                assert!(proxy.faults() >= 1, "no fault was injected: {report}");
+                assert_eq!(out.status.code(), Some(code), "{report}");
+                for f in &fragments {
+                    assert!(err.contains(f), "`{f}` missing: {report}");
+                }
+                assert!(took <= bound, "took {took}s: {report}");
+                let tagged = support::tag_exists(&format!("{}/{path}:latest", support::REGISTRY));
+                assert_eq!(tagged, code == 0, "tag moved: {tagged}: {report}");
+                eprintln!("ok: {report}");
+            }));
+        }
+        let failed: Vec<String> = handles
+            .into_iter()
+            .filter_map(|h| h.join().err())
+            .map(|e| {
+                e.downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_else(|| "panicked".into())
+            })
+            .collect();
+        assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+    });
+}

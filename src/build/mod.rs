@@ -211,7 +211,7 @@ fn build_all(
                     part: part.as_deref(),
                     staging: targets.staging,
                 };
-                let rec = build_one(plan, build, buildx, printer, &target, targets.work);
+                let rec = build_pushing(plan, build, buildx, printer, &target, targets.work);
                 match &rec.error {
                     None => {
                         printer.status(&format!("built {platform} in {:.1}s", rec.wall_seconds))
@@ -230,6 +230,58 @@ fn build_all(
     let mut results = results.into_inner().expect("results");
     results.sort_by_key(|r| plan.platforms.iter().position(|p| *p == r.platform));
     results
+}
+
+/// Attempts at a platform whose push fails on a registry fault.
+const PUSH_ATTEMPTS: usize = 4;
+
+/// [`build_one`], again when its push failed on a registry fault that may
+/// pass and BuildKit's own retries (5xx and resets, three times in 7 s;
+/// never 429) did not see it through: the build is cached, so only the
+/// export and the push run again. Backoff from 2 s with jitter,
+/// [`PUSH_ATTEMPTS`] in all: a lasting fault ends the platform in about a
+/// minute.
+fn build_pushing(
+    plan: &Plan,
+    build: &BuildPlan,
+    buildx: &Buildx,
+    printer: &Printer,
+    target: &Target,
+    work: &Path,
+) -> PlatformRecord {
+    use backon::BackoffBuilder;
+    let mut delays = backon::ExponentialBuilder::new()
+        .with_min_delay(std::time::Duration::from_secs(2))
+        .with_max_delay(std::time::Duration::from_secs(10))
+        .with_jitter()
+        .with_max_times(PUSH_ATTEMPTS - 1)
+        .build();
+    let mut attempt = 1;
+    loop {
+        let rec = build_one(plan, build, buildx, printer, target, work);
+        let fault = match (&rec.error, &build.output) {
+            (Some(e), Output::Registry { .. }) if push_fault(e) => e,
+            _ => return rec,
+        };
+        let Some(delay) = delays.next().filter(|_| !crate::interrupt::interrupted()) else {
+            return rec;
+        };
+        attempt += 1;
+        printer.status(&format!(
+            "{}: the push failed on a registry fault ({}); pushing again in {:.0}s (attempt {attempt} of {PUSH_ATTEMPTS})",
+            target.platform,
+            first_line(fault).rsplit(": ").take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(": "),
+            delay.as_secs_f64()
+        ));
+        std::thread::sleep(delay);
+    }
+}
+
+/// A platform's error that is its push meeting a registry fault.
+fn push_fault(error: &str) -> bool {
+    let line = first_line(error);
+    (line.contains("exporting to image") || line.contains("failed to push"))
+        && crate::oci::registry::transient_fault(line)
 }
 
 /// The error of an interrupted run or of failed platforms, saying what was
@@ -278,6 +330,9 @@ fn failure(output: &Output, platforms: &[PlatformRecord]) -> Option<Error> {
             "no index was pushed and no tag moved; {} were pushed by digest only. Fix the failing step and run again",
             ok.join(", ")
         ),
+        (Output::Registry { .. }, true) => {
+            "nothing was pushed by digest, no index was pushed and no tag moved; fix the failing step and run again".to_string()
+        }
         _ => "no index was written; fix the failing step and run again".to_string(),
     };
     Some(Error::build(msg, help))

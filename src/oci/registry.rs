@@ -679,6 +679,47 @@ impl Registry {
     }
 }
 
+/// True when `text` (an error of BuildKit's push or of `imagetools
+/// create`) names a registry fault that may pass: 429, a 5xx, a connection
+/// reset, refused or cut short, a timeout. A 4xx other than 429 (denied,
+/// unknown, invalid) is not one.
+pub fn transient_fault(text: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "connection reset",
+        "connection refused",
+        "broken pipe",
+        "unexpected EOF",
+        ": EOF",
+        "i/o timeout",
+        "TLS handshake timeout",
+        "context deadline exceeded",
+        "server closed idle connection",
+    ];
+    // The registry's error codes as containerd words them ("unavailable:
+    // …" for a 503 with an OCI error body) and the reason phrases.
+    const CODES: &[&str] = &[
+        "unavailable: ",
+        "toomanyrequests: ",
+        "too many requests",
+        "service unavailable",
+        "bad gateway",
+        "gateway timeout",
+    ];
+    let lower = text.to_ascii_lowercase();
+    if WORDS.iter().any(|w| text.contains(w)) || CODES.iter().any(|c| lower.contains(c)) {
+        return true;
+    }
+    // "…: 503 Service Unavailable", "…: 429 Too Many Requests", "…: 502" at the end.
+    text.match_indices(": ").any(|(i, _)| {
+        let rest = &text[i + 2..];
+        let code: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let after = rest[code.len()..].chars().next();
+        code.len() == 3
+            && matches!(after, None | Some(' ') | Some('\n') | Some('"'))
+            && (code == "429" || code.starts_with('5'))
+    })
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -778,6 +819,30 @@ mod tests {
         );
         let again: Vec<Duration> = backoff().build().take(12).collect();
         assert_ne!(delays, again, "jittered");
+    }
+
+    #[test]
+    fn transient_faults() {
+        for t in [
+            "failed commit on ref \"index-sha256:ab\": unexpected status from PUT request to http://127.0.0.1:12360/v2/a/manifests/latest: 503 Service Unavailable",
+            "unexpected status from PUT request to http://h/v2/a/blobs/uploads/x: 429 Too Many Requests",
+            "failed to do request: Put \"http://h/v2/a/manifests/sha256:1\": EOF",
+            "read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer",
+            "unexpected status: 502",
+            "failed to push 127.0.0.1:12368/a: unavailable: injected fault",
+            "failed to push h/a: toomanyrequests: slow down",
+        ] {
+            assert!(transient_fault(t), "{t}");
+        }
+        for t in [
+            "unexpected status from HEAD request to http://h/v2/a/blobs/sha256:1: 401 Unauthorized",
+            "step `RUN exit 3` failed: exit code: 3",
+            "denied: requested access to the resource is denied",
+            "failed to push: 404 Not Found",
+            "port 5000: 5001 is taken",
+        ] {
+            assert!(!transient_fault(t), "{t}");
+        }
     }
 
     #[test]
