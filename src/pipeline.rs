@@ -400,11 +400,11 @@ pub async fn preflight_registry(build: &BuildPlan) -> Result<()> {
     } else {
         "https"
     };
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| Error::env(format!("cannot make an HTTP client: {e}"), ""))?;
+    let client = crate::oci::registry::http_client(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+    })?;
     // Three tries a second apart: one reset connection is not a registry that is down.
     let mut tries = 0;
     loop {

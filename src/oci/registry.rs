@@ -103,6 +103,51 @@ pub struct Registry {
     timeout: Duration,
 }
 
+fn client_config(http_hosts: Vec<String>) -> ClientConfig {
+    ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(http_hosts),
+        platform_resolver: None,
+        connect_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(Duration::from_secs(60)),
+        ..ClientConfig::default()
+    }
+}
+
+/// The client `make` configures; on a machine without CA certificates (a
+/// minimal runner container) an error naming them.
+pub fn http_client(make: impl Fn() -> reqwest::ClientBuilder) -> Result<reqwest::Client> {
+    make().build().map_err(|e| no_tls(&crate::error::chain(&e)))
+}
+
+fn no_tls(why: &str) -> Error {
+    Error::env(
+        format!("cannot make an HTTP client: {why}"),
+        "install the CA certificates (Debian/Ubuntu: apt-get install ca-certificates; \
+         a runner's container image needs them too)",
+    )
+}
+
+/// oci-client's client. Without any CA certificate on the machine it
+/// panics (its `Default` builds a reqwest client unconditionally): that is
+/// caught, quietly, and said as an error.
+fn oci_client(config: ClientConfig) -> Result<Client> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Client::try_from(config)));
+    std::panic::set_hook(hook);
+    match made {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(no_tls(&e.to_string())),
+        Err(panic) => Err(no_tls(
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("the TLS setup failed"),
+        )),
+    }
+}
+
 pub fn is_loopback_host(host: &str) -> bool {
     let h = match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
@@ -232,23 +277,18 @@ impl Registry {
         if insecure {
             http_hosts.push(host.clone());
         }
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(http_hosts),
-            platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            ..ClientConfig::default()
-        };
+        let config = client_config(http_hosts);
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let creds = credentials(&host, opts, &env)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("mbx/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::env(format!("cannot make an HTTP client: {e}"), ""))?;
+        let http = http_client(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(60))
+                .user_agent(concat!("mbx/", env!("CARGO_PKG_VERSION")))
+        })?;
+        let oci = oci_client(config)?;
         Ok(Registry {
-            oci: Client::new(config),
+            oci,
             http,
             reference,
             creds,
