@@ -82,6 +82,12 @@ fn with_the_socket_the_whole_pipeline_works_unprivileged() {
         .args(["rm", "-f", "-v", &format!("buildx_buildkit_{builder}0")])
         .output();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The container sees no binfmt_misc: the daemon ran the installer.
+    assert!(
+        stderr(&out).contains("through the daemon: binfmt_misc is not visible in this container"),
+        "{}",
+        stderr(&out)
+    );
     let index = support::json(&support::skopeo(&[
         "inspect",
         "--raw",

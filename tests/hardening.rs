@@ -863,3 +863,142 @@ fn registry_faults_while_pushing() {
         assert!(failed.is_empty(), "{}", failed.join("\n\n"));
     });
 }
+
+/// One table of issue 15's quick cases (no build runs): the command, what
+/// goes to its stdin, its environment, the exit code, a fragment of the
+/// message; every row also checks the secret is never printed, nothing is
+/// left in TMPDIR, and the refusal comes within seconds. The cases that
+/// build have their own tests above (faults, credentials, signals, leftovers).
+#[test]
+fn hostile_table() {
+    support::require_chain();
+    let ctx = repo_root().join("examples/hello");
+    let ctx = ctx.to_str().unwrap();
+    let secret = "hostile-s3cret-0815";
+    let auth_image = format!("{}/hrd/table", support::AUTH_REGISTRY);
+    struct Row<'a> {
+        args: Vec<&'a str>,
+        stdin: &'a str,
+        env: Vec<(&'a str, &'a str)>,
+        code: i32,
+        fragment: &'a str,
+    }
+    let ci = |extra: &[&'static str]| -> Vec<&'static str> {
+        let mut v = vec!["ci", "--platforms", "linux/amd64", "--cache", "none"];
+        v.extend_from_slice(extra);
+        v
+    };
+    let mut rows = vec![
+        // 15.7: a refused password, before any build: input (2).
+        Row {
+            args: [
+                ci(&["--push", "--username", "mbx", "--password-stdin", "--image"]),
+                vec![&auth_image],
+            ]
+            .concat(),
+            stdin: secret,
+            env: vec![],
+            code: 2,
+            fragment: "refuses the push credentials from --username/--password-stdin",
+        },
+        // No login at all: the environment (1), naming `docker login`.
+        Row {
+            args: [ci(&["--push", "--image"]), vec![&auth_image]].concat(),
+            stdin: "",
+            env: vec![],
+            code: 1,
+            fragment: "docker login 127.0.0.1:5001",
+        },
+        Row {
+            args: [
+                ci(&["--push", "--username", "mbx", "--image"]),
+                vec![&auth_image],
+            ]
+            .concat(),
+            stdin: "",
+            env: vec![],
+            code: 2,
+            fragment: "--username and --password-stdin go together",
+        },
+        Row {
+            args: [
+                ci(&["--push", "--username", "mbx", "--password-stdin", "--image"]),
+                vec![&auth_image],
+            ]
+            .concat(),
+            stdin: "",
+            env: vec![],
+            code: 2,
+            fragment: "empty password",
+        },
+        Row {
+            args: vec![
+                "verify",
+                "127.0.0.1:5001/hrd/table:latest",
+                "--username",
+                "mbx",
+                "--password-stdin",
+            ],
+            stdin: secret,
+            env: vec![],
+            code: 1,
+            fragment: "refused the credentials from --username/--password-stdin",
+        },
+        // A registry that is not there: said before building.
+        Row {
+            args: ci(&["--push", "--image", "127.0.0.1:1/hrd/table"]),
+            stdin: "",
+            env: vec![],
+            code: 1,
+            fragment: "cannot reach the registry 127.0.0.1:1",
+        },
+        // A daemon that is not there.
+        Row {
+            args: vec!["setup", "--builder", "hrd-table"],
+            stdin: "",
+            env: vec![("DOCKER_HOST", "tcp://127.0.0.1:12379")],
+            code: 1,
+            fragment: "cannot reach the Docker daemon at tcp://127.0.0.1:12379",
+        },
+    ];
+    for r in &mut rows {
+        if r.args[0] == "ci" {
+            r.args.extend(["--context", ctx]);
+        }
+    }
+    for r in rows {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut c = mbx();
+        c.args(&r.args)
+            .env("TMPDIR", tmp.path())
+            .env_remove("GITHUB_ACTIONS")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in &r.env {
+            c.env(k, v);
+        }
+        let started = std::time::Instant::now();
+        let mut child = c.spawn().unwrap();
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().unwrap();
+            let _ = input.write_all(r.stdin.as_bytes());
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = stderr(&out);
+        let all = format!("{}{err}", support::stdout(&out));
+        let row = format!("{:?}: {err}", r.args);
+        assert_eq!(out.status.code(), Some(r.code), "{row}");
+        assert!(err.contains(r.fragment), "`{}` missing: {row}", r.fragment);
+        assert!(!all.contains(secret), "the secret is printed: {row}");
+        assert!(!all.contains("panicked"), "{row}");
+        assert!(
+            !err.contains("building"),
+            "refused after building began: {row}"
+        );
+        assert!(started.elapsed().as_secs() < 15, "refused late: {row}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().collect();
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}: {row}");
+    }
+}
