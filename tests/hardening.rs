@@ -697,6 +697,13 @@ fn registry_faults_while_pushing() {
         |k: Kind| Rule::new(|m, p| m == "PUT" && p.contains("/manifests/sha256:"), k, 1);
     let get_manifest = |k: Kind| Rule::new(|m, p| m == "GET" && p.contains("/manifests/"), k, 1);
     let head = |k: Kind| Rule::new(|m, _| m == "HEAD", k, 1);
+    let blob_put = |k: Kind, n: usize| {
+        Rule::new(
+            |m, p| m == "PUT" && p.contains("/blobs/uploads/") && p.contains("digest="),
+            k,
+            n,
+        )
+    };
     let lasting = usize::MAX;
     // (what, rules, two platforms?, exit code, fragments of stderr, seconds at most)
     type Row = (&'static str, Vec<Rule>, bool, i32, Vec<&'static str>, u64);
@@ -768,6 +775,22 @@ fn registry_faults_while_pushing() {
             120,
         ),
         (
+            "one stall mid-blob",
+            vec![blob_put(Kind::Stall, 1)],
+            false,
+            0,
+            vec!["the push stalled", "pushing again"],
+            120,
+        ),
+        (
+            "a lasting stall mid-blob",
+            vec![blob_put(Kind::Stall, lasting)],
+            false,
+            1,
+            vec!["the push stalled", "linux/amd64", "no tag moved"],
+            180,
+        ),
+        (
             "a lasting 503 on the index PUT",
             vec![Rule::index_put(Kind::Status(503), lasting)],
             true,
@@ -827,6 +850,10 @@ fn registry_faults_while_pushing() {
                     .arg(ctx)
                     .args(["--image", &format!("{}/{path}", proxy.addr)])
                     .env_remove("GITHUB_ACTIONS");
+                if what.contains("stall") {
+                    // A push that stands still this long is stopped (default 120 s).
+                    c.env("MBX_PUSH_STALL", "8");
+                }
                 let started = std::time::Instant::now();
                 let out = c.output().unwrap();
                 let took = started.elapsed().as_secs();

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::docker::process::StallWatch;
 use crate::docker::{BuildOutcome, Buildx};
 use crate::error::{Error, Result};
 use crate::plan::cache;
@@ -277,9 +278,24 @@ fn build_pushing(
     }
 }
 
+/// How long a push may stand still before it is stopped (and tried
+/// again): `MBX_PUSH_STALL` seconds, default 120 (compressing a very large
+/// layer reports nothing until it is done).
+fn push_stall() -> std::time::Duration {
+    let secs = std::env::var("MBX_PUSH_STALL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(120);
+    std::time::Duration::from_secs(secs)
+}
+
 /// A platform's error that is its push meeting a registry fault.
 fn push_fault(error: &str) -> bool {
     let line = first_line(error);
+    if line.starts_with("the push stalled") {
+        return true;
+    }
     (line.contains("exporting to image") || line.contains("failed to push"))
         && crate::oci::registry::transient_fault(line)
 }
@@ -557,10 +573,16 @@ fn build_one(
     let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
     let started = Instant::now();
     let mut progress = Progress::new();
+    let watch = matches!(build.output, Output::Registry { .. })
+        .then(|| StallWatch::start(metadata.display().to_string(), push_stall()));
     let outcome = buildx.build(args, &metadata, build.redactions.values(), &mut |chunk| {
+        if let Some(w) = &watch {
+            w.saw(chunk);
+        }
         progress.feed(chunk);
         printer.progress(platform, &progress.snapshot())
     });
+    let stalled = watch.and_then(StallWatch::stop);
     progress.finish();
     let wall = started.elapsed().as_secs_f64();
     let mut rec = PlatformRecord {
@@ -585,6 +607,12 @@ fn build_one(
         }
     };
     fill_from_outcome(&mut rec, &outcome, &progress);
+    if let Some(limit) = stalled {
+        rec.error = Some(format!(
+            "the push stalled: nothing moved for {}s while exporting to the registry (it stopped answering mid-upload); the build was stopped",
+            limit.as_secs()
+        ));
+    }
     sanitise(&mut rec, &build.redactions);
     rec.cache_error = cache_issue::find(&build.cache, &rec.steps);
     if rec.error.is_none() {

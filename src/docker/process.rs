@@ -143,6 +143,110 @@ fn with_login(
     config
 }
 
+/// A push that stops moving: a registry that accepts an upload and then
+/// neither reads nor answers holds BuildKit's push for ever (it has no
+/// timeout of its own). Fed every chunk of a build's output, this stops the
+/// child whose arguments hold `needle` once the export to the registry has
+/// begun and nothing came for `limit`.
+pub struct StallWatch {
+    state: std::sync::Arc<(std::sync::Mutex<Watch>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    limit: std::time::Duration,
+}
+
+struct Watch {
+    last: std::time::Instant,
+    pushing: bool,
+    done: bool,
+    fired: bool,
+}
+
+impl StallWatch {
+    pub fn start(needle: String, limit: std::time::Duration) -> StallWatch {
+        let state = std::sync::Arc::new((
+            std::sync::Mutex::new(Watch {
+                last: std::time::Instant::now(),
+                pushing: false,
+                done: false,
+                fired: false,
+            }),
+            std::sync::Condvar::new(),
+        ));
+        let s = state.clone();
+        let thread = std::thread::spawn(move || {
+            let (lock, cv) = &*s;
+            let mut w = lock.lock().expect("watch");
+            while !w.done {
+                if w.pushing && !w.fired && w.last.elapsed() > limit {
+                    w.fired = true;
+                    tracing::debug!(%needle, ?limit, "push stalled: stopping the build");
+                    signal_children_with(&needle, libc::SIGTERM);
+                }
+                w = cv
+                    .wait_timeout(w, std::time::Duration::from_millis(250))
+                    .expect("watch")
+                    .0;
+            }
+        });
+        StallWatch {
+            state,
+            thread: Some(thread),
+            limit,
+        }
+    }
+
+    /// Output arrived: the build moves. The export to a registry has begun
+    /// once BuildKit names it.
+    pub fn saw(&self, chunk: &[u8]) {
+        let mut w = self.state.0.lock().expect("watch");
+        w.last = std::time::Instant::now();
+        if !w.pushing && chunk.windows(18).any(|x| x == b"exporting to image") {
+            w.pushing = true;
+        }
+    }
+
+    /// The watch ends; how long the push had stalled when it stopped it.
+    pub fn stop(mut self) -> Option<std::time::Duration> {
+        let fired = {
+            let mut w = self.state.0.lock().expect("watch");
+            w.done = true;
+            w.fired
+        };
+        self.state.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        fired.then_some(self.limit)
+    }
+}
+
+/// Send `sig` to this process's children whose command line holds `needle`.
+fn signal_children_with(needle: &str, sig: libc::c_int) {
+    let me = std::process::id().to_string();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<libc::pid_t>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …": comm may hold spaces and parentheses.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().nth(1));
+        if ppid != Some(me.as_str()) {
+            continue;
+        }
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(needle) {
+            // SAFETY: kill(2) on a child of ours; no memory is touched.
+            unsafe {
+                libc::kill(pid, sig);
+            }
+        }
+    }
+}
+
 /// Run to completion, capturing both streams; a non-zero exit is a `CommandError`.
 pub fn run_captured(program: &str, args: &[OsString]) -> Result<Output, CommandError> {
     tracing::debug!(command = %display_command(program, args, &[]), "run");
