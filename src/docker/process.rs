@@ -96,6 +96,7 @@ impl PushLogin {
             .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         *RUN_CONFIG.write().expect("run config") = Some(dir.path().to_path_buf());
+        crate::interrupt::remove_on_exit(dir.path());
         Ok(PushLogin { dir })
     }
 
@@ -107,6 +108,7 @@ impl PushLogin {
 impl Drop for PushLogin {
     fn drop(&mut self) {
         *RUN_CONFIG.write().expect("run config") = None;
+        crate::interrupt::keep_on_exit(self.dir.path());
     }
 }
 
