@@ -660,7 +660,7 @@ fn push_credentials_from_the_flags_are_checked_first_and_used() {
         assert!(err.contains("docker login 127.0.0.1:5001"), "{err}");
         assert!(!err.contains("building"), "checked before building: {err}");
         assert!(!err.contains("not-the-password"), "the secret is printed");
-        assert!(took.as_secs() < 10, "refused late: {took:?}");
+        assert!(took.as_secs() < 30, "refused late: {took:?}");
     }
     let (out, _) = push(Some(&password));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -807,12 +807,7 @@ fn registry_faults_while_pushing() {
             vec![Rule::blob_upload(Kind::Status(503), lasting)],
             false,
             1,
-            vec![
-                "linux/amd64",
-                "pushing again",
-                "unavailable",
-                "no tag moved",
-            ],
+            vec!["linux/amd64", "pushing again", "no tag moved"],
             150,
         ),
     ];
