@@ -269,10 +269,10 @@ fn build_pushing(
         };
         attempt += 1;
         printer.status(&format!(
-            "{}: the push failed on a registry fault ({}); pushing again in {:.0}s (attempt {attempt} of {PUSH_ATTEMPTS})",
+            "{}: the push failed on a registry fault; pushing again in {:.0}s (attempt {attempt} of {PUSH_ATTEMPTS}): {}",
             target.platform,
-            first_line(fault).rsplit(": ").take(2).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(": "),
-            delay.as_secs_f64()
+            delay.as_secs_f64(),
+            first_line(fault).chars().take(240).collect::<String>()
         ));
         std::thread::sleep(delay);
     }
