@@ -598,6 +598,7 @@ fn build_one(
         error: None,
         steps: Vec::new(),
         cache_error: None,
+        runner: None,
     };
     let outcome = match outcome {
         Ok(o) => o,
