@@ -174,7 +174,7 @@ async fn join(j: Joining<'_>) -> Result<ExitStatus> {
     };
     emit.check()?;
     // The index is pushed with these credentials (held to the end).
-    let _login = crate::setup::preflight::push_credentials(&parts.repository, &options).await?;
+    let _login = crate::setup::preflight::push_credentials(&j.parts.repository, &options).await?;
     let run = pipeline::merge(m, &verify, &tools).await;
     let emitted = pipeline::emit(&run.record, &emit);
     run.finish(emitted, true)
