@@ -50,7 +50,7 @@ fn read_records(dir: &Path) -> Result<Read> {
     files.sort();
     let (mut records, mut skipped) = (Vec::new(), Vec::new());
     for f in files {
-        let bytes = std::fs::read(&f)
+        let bytes = RunRecord::read_file(&f)
             .map_err(|e| Error::input(format!("cannot read the part {}: {e}", f.display()), FIX))?;
         match RunRecord::from_json(&bytes) {
             Ok(r) => records.push((f, r)),
