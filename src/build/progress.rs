@@ -383,7 +383,7 @@ impl Framer {
     }
 
     fn flush_text(&mut self, out: &mut Vec<Item>) {
-        let line = String::from_utf8_lossy(&self.text).trim().to_string();
+        let line = clip(String::from_utf8_lossy(&self.text).trim());
         self.text.clear();
         if !line.is_empty() {
             out.push(Item::Text(line));
@@ -394,12 +394,22 @@ impl Framer {
         self.flush_text(out);
         if self.depth > 0 && !self.buf.is_empty() {
             let cut = self.buf.len().min(TEXT_LINE_MAX);
-            let text = String::from_utf8_lossy(&self.buf[..cut]).trim().to_string();
+            let text = clip(String::from_utf8_lossy(&self.buf[..cut]).trim());
             out.push(Item::Text(text));
             self.buf.clear();
             self.depth = 0;
         }
     }
+}
+
+/// A text line of at most [`TEXT_LINE_MAX`] bytes (invalid UTF-8 grows
+/// threefold when replaced, so the cut is made on the text).
+fn clip(s: &str) -> String {
+    let mut cut = s.len().min(TEXT_LINE_MAX);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s[..cut].to_string()
 }
 
 /// RFC 3339 timestamp (as Go marshals `time.Time`) → seconds since the epoch.
