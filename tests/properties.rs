@@ -1254,3 +1254,18 @@ fn regression_rawjson_text_line_of_invalid_utf8() {
         tail.iter().map(String::len).collect::<Vec<_>>()
     );
 }
+
+/// Found by `run_records_round_trip`: a seconds field holding a u64 read
+/// back one ULP off after mbx wrote it (serde_json's fast float parsing);
+/// records now parse floats exactly.
+#[test]
+fn regression_record_float_round_trip() {
+    let mut v: serde_json::Value = serde_json::from_slice(&data(RECORDS[1])).unwrap();
+    v["wall_seconds"] = serde_json::json!(11720790833024893953u64);
+    let r = RunRecord::from_json(v.to_string().as_bytes()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("r.json");
+    mbx::report::write_json(&r, &f).unwrap();
+    let back = mbx::report::read_json(&f).unwrap();
+    assert_eq!(back.wall_seconds.to_bits(), r.wall_seconds.to_bits());
+}
