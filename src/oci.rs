@@ -45,6 +45,11 @@ fn bare_registry_address(s: &str) -> Option<&str> {
     (port_like && host_like).then_some(s)
 }
 
+/// The most mbx reads into memory of one manifest, index or image config
+/// (containerd refuses manifests over 4 MiB; configs are smaller still).
+/// Layers are streamed to disk under their own cap (`--max-layer-bytes`).
+pub const MAX_DOCUMENT_BYTES: u64 = 16 << 20;
+
 /// An image manifest or index, as much of it as mbx reads.
 #[derive(Debug, Deserialize)]
 pub struct Manifest {

@@ -66,12 +66,20 @@ impl Platform {
         host.arch == "amd64" && self.arch == "386"
     }
 
-    /// `os-arch[-variant]`, safe for file names and cache scopes.
+    /// `os-arch[-variant]`, safe for file names and cache scopes: one file
+    /// name whatever an index or image config called the platform (a
+    /// character other than `[A-Za-z0-9._+-]` becomes `_`).
     pub fn slug(&self) -> String {
-        match &self.variant {
+        let s = match &self.variant {
             Some(v) => format!("{}-{}-{}", self.os, self.arch, v),
             None => format!("{}-{}", self.os, self.arch),
-        }
+        };
+        s.chars()
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '+' | '-' => c,
+                _ => '_',
+            })
+            .collect()
     }
 
     /// Parse a comma- or newline-separated list, dropping duplicates, keeping order.

@@ -111,12 +111,17 @@ impl PlainLog {
         st.partial.push_str(&String::from_utf8_lossy(bytes));
         let mut lines = Vec::new();
         // A carriage return (a progress meter redrawing its line) ends a line too.
-        while let Some(i) = st.partial.find(['\n', '\r']) {
-            let line = st.partial[..i].to_string();
-            let crlf = st.partial[i..].starts_with("\r\n");
-            st.partial.drain(..i + if crlf { 2 } else { 1 });
-            if !(line.is_empty() && crlf) {
-                lines.push(line);
+        // Split once per entry: linear in its size, however many lines it holds.
+        if let Some(last) = st.partial.rfind(['\n', '\r']) {
+            let rest = st.partial.split_off(last + 1);
+            let done = std::mem::replace(&mut st.partial, rest);
+            let mut s = done.as_str();
+            while let Some(i) = s.find(['\n', '\r']) {
+                let crlf = s[i..].starts_with("\r\n");
+                if !(i == 0 && crlf) {
+                    lines.push(s[..i].to_string());
+                }
+                s = &s[i + if crlf { 2 } else { 1 }..];
             }
         }
         if st.partial.len() > 64 * 1024 {

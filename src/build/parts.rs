@@ -68,7 +68,7 @@ fn read_records(dir: &Path) -> Result<Read> {
     let (mut records, mut skipped) = (Vec::new(), Vec::new());
     for f in files {
         let name = f.display().to_string();
-        let bytes = std::fs::read(&f)
+        let bytes = RunRecord::read_file(&f)
             .map_err(|e| Error::input(format!("cannot read the part {name}: {e}"), FIX))?;
         match RunRecord::from_json(&bytes) {
             Ok(r) => records.push((name, r)),

@@ -19,8 +19,10 @@ const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
 /// Log lines kept per vertex (for the failure report).
 const LOG_TAIL_LINES: usize = 40;
 const LOG_LINE_MAX: usize = 1024;
-/// Plain-text lines kept from outside the JSON objects.
+/// Plain-text lines kept from outside the JSON objects, each at most this long
+/// (the rest of a longer line is dropped: the stream is not trusted to end lines).
 const TEXT_TAIL_LINES: usize = 40;
+const TEXT_LINE_MAX: usize = 4096;
 
 #[derive(Debug, Deserialize, Default)]
 struct SolveStatus {
@@ -211,10 +213,15 @@ impl Progress {
             let name = state.step.as_ref().map(|s| s.name.as_str()).unwrap_or("");
             self.log.output(&l.vertex, name, &bytes);
             state.log_partial.push_str(&String::from_utf8_lossy(&bytes));
-            while let Some(i) = state.log_partial.find('\n') {
-                let line: String = state.log_partial[..i].trim_end_matches('\r').to_string();
-                state.log_partial.drain(..=i);
-                push_bounded(&mut state.log_tail, line);
+            // Split once per entry (linear in its size, however many lines).
+            if let Some(last) = state.log_partial.rfind('\n') {
+                let rest = state.log_partial.split_off(last + 1);
+                let done = std::mem::replace(&mut state.log_partial, rest);
+                let lines: Vec<&str> = done[..last].split('\n').collect();
+                let keep = lines.len().saturating_sub(LOG_TAIL_LINES);
+                for line in &lines[keep..] {
+                    push_bounded(&mut state.log_tail, line.trim_end_matches('\r').to_string());
+                }
             }
             if state.log_partial.len() > LOG_LINE_MAX {
                 let line = std::mem::take(&mut state.log_partial);
@@ -349,7 +356,7 @@ impl Framer {
                     self.oversized = false;
                 } else if b == b'\n' {
                     self.flush_text(out);
-                } else {
+                } else if self.text.len() < TEXT_LINE_MAX {
                     self.text.push(b);
                 }
                 continue;
@@ -390,7 +397,7 @@ impl Framer {
     }
 
     fn flush_text(&mut self, out: &mut Vec<Item>) {
-        let line = String::from_utf8_lossy(&self.text).trim().to_string();
+        let line = clip(String::from_utf8_lossy(&self.text).trim());
         self.text.clear();
         if !line.is_empty() {
             out.push(Item::Text(line));
@@ -400,12 +407,23 @@ impl Framer {
     fn finish(&mut self, out: &mut Vec<Item>) {
         self.flush_text(out);
         if self.depth > 0 && !self.buf.is_empty() {
-            let text = String::from_utf8_lossy(&self.buf).trim().to_string();
+            let cut = self.buf.len().min(TEXT_LINE_MAX);
+            let text = clip(String::from_utf8_lossy(&self.buf[..cut]).trim());
             out.push(Item::Text(text));
             self.buf.clear();
             self.depth = 0;
         }
     }
+}
+
+/// A text line of at most [`TEXT_LINE_MAX`] bytes (invalid UTF-8 grows
+/// threefold when replaced, so the cut is made on the text).
+fn clip(s: &str) -> String {
+    let mut cut = s.len().min(TEXT_LINE_MAX);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s[..cut].to_string()
 }
 
 /// RFC 3339 timestamp (as Go marshals `time.Time`) → seconds since the epoch.

@@ -16,6 +16,8 @@ use super::{index_blobs, Entry, IndexContents};
 
 /// At most this many index entries are read (each is a few KB).
 const MAX_INDEXES: usize = 500;
+/// The most read of one cache index entry (BuildKit's are a few KiB).
+const MAX_INDEX_BYTES: usize = 16 << 20;
 
 /// The cache service of this run, if the environment names one.
 #[derive(Clone)]
@@ -110,14 +112,16 @@ impl CacheService {
             return Ok(None);
         };
         // A signed storage URL (or act's artifact route): no credentials sent.
-        let body = self
-            .http
-            .get(&location)
-            .send()
-            .await?
-            .error_for_status()?
-            .bytes()
-            .await?;
+        let mut resp = self.http.get(&location).send().await?.error_for_status()?;
+        // A cache index is kilobytes; a larger body is not one (never held whole).
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            if body.len() + chunk.len() > MAX_INDEX_BYTES {
+                tracing::debug!(%key, "the cache entry is larger than any index; not read");
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk);
+        }
         Ok(index_blobs(&body))
     }
 

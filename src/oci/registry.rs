@@ -20,6 +20,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::oci::MAX_DOCUMENT_BYTES;
 
 pub const ACCEPTED: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
@@ -81,7 +82,7 @@ impl Default for Options {
 
 /// Credentials and where they came from (for messages; never the secret).
 #[derive(Clone)]
-struct Credentials {
+pub struct Credentials {
     auth: RegistryAuth,
     source: String,
 }
@@ -209,7 +210,7 @@ fn credentials(
 /// `~/.docker/config.json`, through docker_credential: `credHelpers.<host>`,
 /// `auths.<host>`, else `credsStore`. `Ok(None)`: none configured (or the
 /// helper has none for this host); `Err`: a helper failed, said why.
-fn docker_config(
+pub fn docker_config(
     host: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> std::result::Result<Option<Credentials>, String> {
@@ -554,12 +555,11 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = self
-            .within(what, resp.text())
-            .await
-            .ok()
-            .and_then(|r| r.ok())
-            .unwrap_or_default();
+        // Enough of an error body for its message; a registry may send gigabytes.
+        let body = match self.at_most(what, resp, 64 * 1024).await {
+            Ok((b, _)) => String::from_utf8_lossy(&b).into_owned(),
+            Err(_) => String::new(),
+        };
         match status {
             401 | 403 => Fault::Fatal(self.denied(
                 status,
@@ -626,11 +626,7 @@ impl Registry {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = self
-            .within(&label, resp.bytes())
-            .await?
-            .map_err(|e| Error::verify(format!("reading {label} failed: {e}"), ""))?
-            .to_vec();
+        let bytes = self.document(&label, resp).await?;
         let digest = crate::digest::sha256(&bytes);
         if what.starts_with("sha256:") && digest != what {
             return Err(Error::verify(
@@ -661,11 +657,7 @@ impl Registry {
         let resp = self
             .get(&self.url("blobs", digest), None, &label, false)
             .await?;
-        let bytes = self
-            .within(&label, resp.bytes())
-            .await?
-            .map_err(|e| Error::verify(format!("reading {label} failed: {e}"), ""))?
-            .to_vec();
+        let bytes = self.document(&label, resp).await?;
         let actual = crate::digest::sha256(&bytes);
         if actual != digest {
             return Err(Error::verify(
@@ -674,6 +666,53 @@ impl Registry {
             ));
         }
         Ok(bytes)
+    }
+
+    /// A manifest, index or config: read whole, but never more than
+    /// [`MAX_DOCUMENT_BYTES`] (whatever `Content-Length` says or the body holds).
+    async fn document(&self, label: &str, resp: reqwest::Response) -> Result<Vec<u8>> {
+        let too_big = || {
+            Error::verify(
+                format!("{label} is larger than {MAX_DOCUMENT_BYTES} bytes, more than any manifest or config"),
+                "the registry served something else than a manifest; check the image reference",
+            )
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_DOCUMENT_BYTES)
+        {
+            return Err(too_big());
+        }
+        match self.at_most(label, resp, MAX_DOCUMENT_BYTES).await? {
+            (bytes, true) => Ok(bytes),
+            (_, false) => Err(too_big()),
+        }
+    }
+
+    /// At most `cap` bytes of a body, and whether that was all of it.
+    async fn at_most(
+        &self,
+        label: &str,
+        mut resp: reqwest::Response,
+        cap: u64,
+    ) -> Result<(Vec<u8>, bool)> {
+        let mut out = Vec::new();
+        while let Some(chunk) = self
+            .within(label, resp.chunk())
+            .await?
+            .map_err(|e| Error::verify(format!("reading {label} failed: {e}"), ""))?
+        {
+            let room = (cap as usize).saturating_sub(out.len());
+            let take = chunk.len().min(room);
+            // Grow as a Vec would (doubling), but never past the cap.
+            let want = (out.len() + take).max(out.capacity() * 2).min(cap as usize);
+            out.reserve_exact(want.saturating_sub(out.len()));
+            out.extend_from_slice(&chunk[..take]);
+            if take < chunk.len() {
+                return Ok((out, false));
+            }
+        }
+        Ok((out, true))
     }
 
     /// Stream a blob (a layer) into `dest`, refusing more than `cap` bytes;

@@ -115,7 +115,7 @@ pub fn write_json(record: &RunRecord, path: &Path) -> Result<()> {
 /// read, naming the file and the version found.
 pub fn read_json(path: &Path) -> Result<RunRecord> {
     let fix = "pass --record FILE written by `mbx ci --json FILE`";
-    let bytes = std::fs::read(path)
+    let bytes = RunRecord::read_file(path)
         .map_err(|e| Error::input(format!("cannot read {}: {e}", path.display()), fix))?;
     RunRecord::from_json(&bytes).map_err(|e| {
         let fix = match &e {

@@ -162,6 +162,36 @@ impl RecordError {
 }
 
 impl RunRecord {
+    /// The largest record file read (a record is kilobytes; a part
+    /// downloaded from another job may be anything).
+    pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+    /// The bytes of a record file, refusing one over [`Self::MAX_FILE_BYTES`].
+    pub fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+        use std::io::Read;
+        let too_big = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "larger than {} MiB: not a run record",
+                    Self::MAX_FILE_BYTES >> 20
+                ),
+            )
+        };
+        let file = std::fs::File::open(path)?;
+        if file.metadata()?.len() > Self::MAX_FILE_BYTES {
+            return Err(too_big());
+        }
+        let mut bytes = Vec::new();
+        // A file that grows, or a device: never more than the cap either.
+        file.take(Self::MAX_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)?;
+        if bytes.len() as u64 > Self::MAX_FILE_BYTES {
+            return Err(too_big());
+        }
+        Ok(bytes)
+    }
+
     /// Read a record: JSON first, then its version, then its shape — so a
     /// record of another major is refused for its version, not for a field.
     pub fn from_json(bytes: &[u8]) -> Result<RunRecord, RecordError> {

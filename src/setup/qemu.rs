@@ -64,7 +64,7 @@ impl Handler {
     pub fn matches(&self, header: &[u8]) -> bool {
         self.magic.iter().enumerate().all(|(i, &m)| {
             let mask = self.mask.get(i).copied().unwrap_or(0xff);
-            match header.get(self.offset + i) {
+            match self.offset.checked_add(i).and_then(|at| header.get(at)) {
                 Some(&b) => b & mask == m & mask,
                 None => false,
             }
@@ -76,13 +76,15 @@ impl Handler {
     }
 }
 
+/// Hex digits to bytes, pairwise on bytes (not chars: the file may hold anything).
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok())
+    let nibble = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| Some(nibble(p[0])? << 4 | nibble(p[1])?))
         .collect()
 }
 

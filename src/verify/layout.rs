@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::oci::MAX_DOCUMENT_BYTES;
 
 pub struct Layout {
     pub dir: PathBuf,
@@ -23,15 +24,11 @@ impl Layout {
         })
     }
 
+    /// A manifest, index or config blob, read whole (at most
+    /// [`MAX_DOCUMENT_BYTES`]) and checked against its digest.
     pub fn blob(&self, digest: &str) -> Result<Vec<u8>> {
-        let (algo, hex) = digest
-            .split_once(':')
-            .ok_or_else(|| Error::verify(format!("`{digest}` is not a digest"), ""))?;
-        if hex.contains(['/', '.']) {
-            return Err(Error::verify(format!("`{digest}` is not a digest"), ""));
-        }
-        let path = self.dir.join("blobs").join(algo).join(hex);
-        let bytes = std::fs::read(&path).map_err(|e| {
+        let path = self.path_of(digest)?;
+        let bytes = read_capped(&path).map_err(|e| {
             Error::verify(
                 format!("blob {digest} missing from {}: {e}", self.dir.display()),
                 "",
@@ -52,11 +49,7 @@ impl Layout {
 
     /// The path of a blob in the layout (layers are read in place).
     pub fn blob_path(&self, digest: &str) -> Result<std::path::PathBuf> {
-        let (algo, hex) = digest
-            .split_once(':')
-            .filter(|(_, h)| !h.contains(['/', '.']))
-            .ok_or_else(|| Error::verify(format!("`{digest}` is not a digest"), ""))?;
-        let path = self.dir.join("blobs").join(algo).join(hex);
+        let path = self.path_of(digest)?;
         if !path.is_file() {
             return Err(Error::verify(
                 format!("blob {digest} missing from {}", self.dir.display()),
@@ -66,10 +59,21 @@ impl Layout {
         Ok(path)
     }
 
+    /// `blobs/ALGO/HEX` of a digest that follows the grammar (never a path
+    /// out of the layout).
+    fn path_of(&self, digest: &str) -> Result<PathBuf> {
+        match digest.split_once(':') {
+            Some((algo, hex)) if crate::digest::is_valid(digest) => {
+                Ok(self.dir.join("blobs").join(algo).join(hex))
+            }
+            _ => Err(Error::verify(format!("`{digest}` is not a digest"), "")),
+        }
+    }
+
     /// The image index the layout holds: `index.json` names one index blob
     /// (as buildx and mbx write it), or is itself the list of manifests.
     pub fn top(&self) -> Result<(Vec<u8>, Option<String>)> {
-        let text = std::fs::read(self.dir.join("index.json"))
+        let text = read_capped(&self.dir.join("index.json"))
             .map_err(|e| Error::verify(format!("cannot read index.json: {e}"), ""))?;
         let v: serde_json::Value = serde_json::from_slice(&text)
             .map_err(|e| Error::verify(format!("index.json is not JSON: {e}"), ""))?;
@@ -91,4 +95,25 @@ impl Layout {
         }
         Ok((text, None))
     }
+}
+
+/// A file of at most [`MAX_DOCUMENT_BYTES`] (a layout may come from anyone).
+fn read_capped(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let too_big = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {MAX_DOCUMENT_BYTES} bytes, more than any manifest or config"),
+        )
+    };
+    let file = std::fs::File::open(path)?;
+    if file.metadata()?.len() > MAX_DOCUMENT_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_DOCUMENT_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_DOCUMENT_BYTES {
+        return Err(too_big());
+    }
+    Ok(bytes)
 }

@@ -41,6 +41,7 @@ impl Source {
     }
 
     pub async fn manifest(&self, digest: &str) -> Result<(Vec<u8>, String)> {
+        valid(digest)?;
         match self {
             Source::Layout(l) => l.blob(digest).map(|b| (b, digest.to_string())),
             Source::Registry(r) => r.manifest(digest).await,
@@ -48,6 +49,7 @@ impl Source {
     }
 
     pub async fn blob(&self, digest: &str) -> Result<Vec<u8>> {
+        valid(digest)?;
         match self {
             Source::Layout(l) => l.blob(digest),
             Source::Registry(r) => r.blob(digest).await,
@@ -63,6 +65,7 @@ impl Source {
         tmp: &Path,
         cap: u64,
     ) -> Result<PathBuf> {
+        valid(digest)?;
         if size > cap {
             return Err(Error::verify(
                 format!("layer {digest} is {size} bytes, over the cap of {cap}"),
@@ -78,6 +81,18 @@ impl Source {
             }
         }
     }
+}
+
+/// Digests come from the index and manifests, i.e. from whoever wrote the
+/// image: one outside the grammar never reaches a file name or a URL.
+fn valid(digest: &str) -> Result<()> {
+    if crate::digest::is_valid(digest) {
+        return Ok(());
+    }
+    Err(Error::verify(
+        format!("`{digest}` is not a digest (algorithm:hex)"),
+        "the image's index or manifest is damaged or hostile; rebuild and push it again",
+    ))
 }
 
 /// Read `reference` and check it holds every platform in `required`.
