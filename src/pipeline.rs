@@ -111,8 +111,14 @@ pub async fn ci(
     tools: &Tools<'_>,
 ) -> Result<Run> {
     let started = now();
+    let mut clock = PhaseClock::start();
     preflight_registry(build).await?;
+    clock.mark("registry preflight");
     let setup = setup(plan, qemu, tools).await?;
+    for p in &setup.phases {
+        timing(&format!("setup: {}", p.name), p.seconds);
+    }
+    clock.mark("setup");
     let driver = setup
         .builder
         .as_ref()
@@ -121,6 +127,7 @@ pub async fn ci(
     let (built, result) = tokio::task::block_in_place(|| {
         build::run(plan, build, tools.buildx, tools.printer, &driver, true)
     });
+    clock.mark("build + merge");
     let mut notes = Vec::new();
     let verified = match (&result, verify.checks.skip) {
         (Ok(()), true) => {
@@ -146,10 +153,12 @@ pub async fn ci(
         }
         (Err(_), _) => None,
     };
+    clock.mark("read-back");
     let cache = match build.cache {
         Cache::Gha { .. } => cache_usage(&built.platforms, tools.printer).await,
         _ => None,
     };
+    clock.mark("cache usage");
     let mut record = assemble(
         Parts {
             started,
@@ -350,6 +359,13 @@ fn check_writable(path: &std::path::Path, what: &str) -> Result<()> {
 /// are written before anything is printed, so a closed stdout loses nothing;
 /// the first failure to write is returned after everything was tried.
 pub fn emit(record: &RunRecord, to: &Emit) -> Result<()> {
+    let mut clock = PhaseClock::start();
+    let emitted = emit_all(record, to);
+    clock.mark("report");
+    emitted
+}
+
+fn emit_all(record: &RunRecord, to: &Emit) -> Result<()> {
     let json = match &to.json {
         Some(p) => report::write_json(record, p),
         None => Ok(()),
@@ -366,6 +382,27 @@ pub fn emit(record: &RunRecord, to: &Emit) -> Result<()> {
         }
     }
     json.and(published)
+}
+
+/// A phase's duration as a debug event (`RUST_LOG=mbx=debug`), which
+/// scripts/bench-context reads: `phase="setup" seconds=0.41`.
+pub fn timing(phase: &str, seconds: f64) {
+    tracing::debug!(phase, seconds, "timing");
+}
+
+/// Times consecutive phases.
+pub struct PhaseClock(std::time::Instant);
+
+impl PhaseClock {
+    pub fn start() -> PhaseClock {
+        PhaseClock(std::time::Instant::now())
+    }
+
+    /// Log the phase that just ended; the next starts now.
+    pub fn mark(&mut self, phase: &str) {
+        timing(phase, self.0.elapsed().as_secs_f64());
+        self.0 = std::time::Instant::now();
+    }
 }
 
 fn join(ps: &[Platform]) -> String {

@@ -167,15 +167,18 @@ pub fn registry(
         "the per-platform images were pushed by digest but no tag points at them; check registry access and run again",
     )
     };
-    let printed = buildx
-        .imagetools_create(builder, &tags, &sources, annotations, true)
-        .map_err(fail)?;
+    // The dry run and the push at the same time: the same sources give the
+    // same bytes (the read-back checks the tag resolves to this digest).
+    let (printed, pushed) = std::thread::scope(|s| {
+        let dry = s.spawn(|| buildx.imagetools_create(builder, &tags, &sources, annotations, true));
+        let pushed = buildx.imagetools_create(builder, &tags, &sources, annotations, false);
+        (dry.join().expect("imagetools dry run"), pushed)
+    });
+    pushed.map_err(fail)?;
+    let printed = printed.map_err(fail)?;
     let bytes = printed.strip_suffix('\n').unwrap_or(&printed).as_bytes();
     let index: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::build(format!("imagetools printed no index: {e}"), ""))?;
-    buildx
-        .imagetools_create(builder, &tags, &sources, annotations, false)
-        .map_err(fail)?;
     Ok(Merged {
         index_digest: sha256(bytes),
         platform_digests: platform_digests(

@@ -5,6 +5,7 @@ pub mod cache_issue;
 pub mod merge;
 pub mod parts;
 pub mod progress;
+mod schedule;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -124,6 +125,7 @@ fn run_into(
         return Ok(());
     }
     printer.status("merging platforms into one index");
+    let merging = Instant::now();
     let merged = merge_all(
         plan,
         build,
@@ -131,6 +133,8 @@ fn run_into(
         &record.platforms,
         parts_root.as_deref(),
     )?;
+    let seconds = merging.elapsed().as_secs_f64();
+    tracing::debug!(phase = "merge", seconds, "timing");
     apply_merge(&mut record.platforms, &merged);
     record.index_digest = Some(merged.index_digest);
     Ok(())
@@ -190,8 +194,12 @@ fn build_all(
     printer: &Printer,
     targets: &Targets,
 ) -> Vec<PlatformRecord> {
-    let queue: Mutex<Vec<Platform>> = Mutex::new(plan.platforms.iter().rev().cloned().collect());
-    let results: Mutex<Vec<PlatformRecord>> = Mutex::new(Vec::new());
+    // Every platform at once in one bake when it can (the context is sent
+    // once); what it leaves (a platform cancelled by another's failure, or
+    // everything when bake cannot be used) is built on its own below.
+    let (baked, rest) = schedule::bake_all(plan, build, buildx, printer, targets);
+    let queue: Mutex<Vec<Platform>> = Mutex::new(rest.into_iter().rev().collect());
+    let results: Mutex<Vec<PlatformRecord>> = Mutex::new(baked);
     let workers = build.max_parallel.min(plan.platforms.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -493,9 +501,9 @@ fn build_one(
 ) -> PlatformRecord {
     let Target {
         platform,
-        emulated,
         part,
         staging,
+        ..
     } = *target;
     let metadata = work.join(format!("{}.metadata.json", platform.slug()));
     let cache = cache::args(&build.cache, platform);
@@ -508,6 +516,22 @@ fn build_one(
     });
     progress.finish();
     let wall = started.elapsed().as_secs_f64();
+    finish_record(build, target, &cache, outcome, &progress, wall)
+}
+
+/// One platform's record from its build's outcome and progress (shared by
+/// the per-platform builds and the one bake of every platform).
+fn finish_record(
+    build: &BuildPlan,
+    target: &Target,
+    cache: &cache::CacheArgs,
+    outcome: Result<BuildOutcome>,
+    progress: &Progress,
+    wall: f64,
+) -> PlatformRecord {
+    let Target {
+        platform, emulated, ..
+    } = *target;
     let mut rec = PlatformRecord {
         platform: platform.clone(),
         emulated,
@@ -529,7 +553,7 @@ fn build_one(
             return rec;
         }
     };
-    fill_from_outcome(&mut rec, &outcome, &progress);
+    fill_from_outcome(&mut rec, &outcome, progress);
     sanitise(&mut rec, &build.redactions);
     rec.cache_error = cache_issue::find(&build.cache, &rec.steps);
     if rec.error.is_none() {
