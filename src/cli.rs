@@ -49,7 +49,9 @@ requested platform."
         long_about = "Multi-runner mode: each matrix job builds its platform on a native runner \
 with `mbx build --platform P --push --image REPO --json part.json` and uploads the part as an artifact; \
 a final job downloads them all and runs `mbx merge --parts DIR`, which checks the parts fit together, \
-pushes one index with the tags, reads it back and reports.\n\nExample:\n  \
+pushes one index with the tags, reads it back and reports. From the GitHub Action, `mode: part` and \
+`mode: merge` (`mbx ci --mode part|merge`) hand the parts on as job outputs instead \
+(.github/workflows/build.yml).\n\nExample:\n  \
 mbx build --platform linux/arm64 --image ghcr.io/acme/app --push --json part-arm64.json\n  \
 mbx merge --parts parts/ --tag v1.2.0"
     )]
@@ -159,6 +161,17 @@ pub struct CachePruneArgs {
     pub json: bool,
 }
 
+/// What one `mbx ci` run does (the action's `mode` input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Setup, build every platform, merge, verify, report: one step.
+    All,
+    /// One runner's share of a multi-runner build: pushed by digest, handed on as a job output.
+    Part,
+    /// Join the parts of every runner into one index, verify, write one report.
+    Merge,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CacheKind {
     /// GitHub Actions cache (needs ACTIONS_RUNTIME_TOKEN and ACTIONS_CACHE_URL or ACTIONS_RESULTS_URL).
@@ -188,12 +201,31 @@ pub struct BuilderArgs {
     /// Name of the buildx builder to create or reuse.
     #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder")]
     pub builder: String,
-    /// buildx driver for a new builder (docker-container, docker, kubernetes, remote).
-    #[arg(long, default_value = "docker-container")]
-    pub driver: String,
-    /// Driver options for a new builder, repeatable (default network=host).
+    /// buildx driver for a new builder (docker-container, docker, kubernetes, remote)
+    /// [default: docker-container; an existing builder keeps its own].
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// Driver options for a new builder, repeatable (default network=host); remote TLS:
+    /// cacert=FILE,cert=FILE,key=FILE,servername=NAME.
     #[arg(long = "driver-opt", value_name = "KEY=VALUE")]
     pub driver_opts: Vec<String>,
+    /// A node of a multi-node builder (remote, kubernetes), repeatable:
+    /// ENDPOINT=PLATFORM[;PLATFORM…][,KEY=VALUE…] (the first creates it, the others are
+    /// appended; KEY=VALUE are this node's driver options), e.g.
+    /// --node tcp://arm.example:1234=linux/arm64.
+    #[arg(long = "node", value_name = "ENDPOINT=PLATFORMS")]
+    pub nodes: Vec<String>,
+    /// Endpoint of a new one-node builder (setup-buildx-action's `endpoint`): a docker
+    /// context or host for docker-container, tcp://… or unix://… for remote.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// buildkitd flags of a new builder (setup-buildx-action's `buildkitd-flags`).
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub buildkitd_flags: Option<String>,
+    /// buildkitd.toml of a new builder given inline (setup-buildx-action's
+    /// `buildkitd-config-inline`; --buildkitd-config wins when both are given).
+    #[arg(long, value_name = "TOML")]
+    pub buildkitd_config_inline: Option<String>,
     /// BuildKit image for the docker-container driver [env: MBX_BUILDKIT_IMAGE, or
     /// `[builder] buildkit-image` in the config file].
     #[arg(long, env = "MBX_BUILDKIT_IMAGE", value_name = "IMAGE")]
@@ -264,9 +296,16 @@ pub struct BuildArgs {
     /// Push each platform by digest and the merged index with its tags.
     #[arg(long)]
     pub push: bool,
-    /// Where the OCI image layout goes when nothing is pushed [default: mbx-out].
+    /// Where the result goes, repeatable: DIR (an OCI image layout, when nothing is pushed)
+    /// [default: mbx-out], or a buildx exporter spec, each made for every platform:
+    /// type=registry, type=image,name=REF,push=true, type=oci,dest=PATH[,tar=false],
+    /// type=docker[,dest=FILE], type=local,dest=DIR, type=tar,dest=FILE.
+    #[arg(long, short = 'o', value_name = "DIR|SPEC")]
+    pub output: Vec<String>,
+    /// Load the image into Docker (every platform when its image store holds
+    /// multi-platform images, else the runner's); same as --output type=docker.
     #[arg(long)]
-    pub output: Option<PathBuf>,
+    pub load: bool,
     /// Cache backend, one scope per image × platform (default: local with --local, gha otherwise).
     #[arg(long, value_enum)]
     pub cache: Option<CacheKind>,
@@ -320,12 +359,26 @@ pub struct CiArgs {
     /// lists split as docker/build-push-action splits them, secrets into mbx's environment only.
     #[arg(long)]
     pub inputs_from_env: bool,
+    /// Multi-runner mode (the action's `mode`): `all` builds every platform here; `part`
+    /// builds this runner's platform(s), pushes them by digest and hands the part on as the
+    /// step output `part`; `merge` joins the parts (--parts-json) into one index, verifies
+    /// and reports.
+    #[arg(long, value_enum, default_value = "all")]
+    pub mode: Mode,
+    /// `--mode merge`: the parts as JSON, e.g. `${{ toJSON(needs.build.outputs) }}`
+    /// (an object of job outputs, a list of parts, or one part).
+    #[arg(long, env = "MBX_PARTS", hide_env_values = true, value_name = "JSON")]
+    pub parts_json: Option<String>,
     /// Run on a laptop or a plain machine: local cache directory, report in the terminal.
     #[arg(long)]
     pub local: bool,
     /// Skip the verify stage (the result is not read back; the report says so).
     #[arg(long)]
     pub no_verify: bool,
+    /// Remove the builder when the run ends if this run created it
+    /// (setup-buildx-action's `cleanup`); a builder it reused stays.
+    #[arg(long)]
+    pub remove_builder: bool,
     #[command(flatten)]
     pub platforms: PlatformArgs,
     #[command(flatten)]

@@ -51,6 +51,14 @@ pub const LINES: ListOpts = ListOpts {
     comment: None,
 };
 
+/// One exporter spec per line, commas and quotes kept (toolkit
+/// `ignoreComma: true, quote: false`: build-push-action's `outputs`).
+pub const SPECS: ListOpts = ListOpts {
+    commas: false,
+    quote: false,
+    comment: None,
+};
+
 /// What an input is, and how it becomes arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -78,6 +86,9 @@ pub enum Kind {
     Summary,
     /// Read by the action's other steps (fetch), not by mbx.
     Action,
+    /// A long value (JSON) into mbx's environment under FLAG: not argv, not
+    /// echoed with the arguments, not masked (the parts of `mode: merge`).
+    Data,
 }
 
 /// One action input: its name in action.yml, the flag it becomes, its kind.
@@ -107,6 +118,8 @@ pub const INPUTS: &[Input] = &[
     input("provenance", "--provenance", Kind::Value),
     input("sbom", "--sbom", Kind::Value),
     input("secrets", "--secret-env", Kind::Secrets),
+    input("load", "--load", Kind::Switch),
+    input("outputs", "--output", Kind::List(SPECS)),
     // --- mbx's own ---
     input(
         "cache",
@@ -117,6 +130,17 @@ pub const INPUTS: &[Input] = &[
     input("builder", "--builder", Kind::Value),
     input("driver", "--driver", Kind::Value),
     input("driver-opts", "--driver-opt", Kind::List(ITEMS)),
+    // --- builder nodes, and setup-buildx-action's inputs for a builder mbx creates ---
+    input("nodes", "--node", Kind::List(LINES)),
+    input("endpoint", "--endpoint", Kind::Value),
+    input("buildkitd-flags", "--buildkitd-flags", Kind::Value),
+    input("buildkitd-config", "--buildkitd-config", Kind::Value),
+    input(
+        "buildkitd-config-inline",
+        "--buildkitd-config-inline",
+        Kind::Value,
+    ),
+    input("cleanup", "--remove-builder", Kind::Switch),
     input("buildkit-image", "--buildkit-image", Kind::Value),
     input("qemu-image", "--qemu-image", Kind::Value),
     input("verify", "--no-verify", Kind::SwitchOff),
@@ -128,6 +152,9 @@ pub const INPUTS: &[Input] = &[
         "--emulation-warn-percent",
         Kind::Value,
     ),
+    // --- multi-runner mode (build::parts; .github/workflows/build.yml) ---
+    input("mode", "--mode", Kind::OneOf(&["all", "part", "merge"])),
+    input("parts", "MBX_PARTS", Kind::Data),
     input("mbx-version", "", Kind::Action),
     input("mbx-binary", "", Kind::Action),
 ];
@@ -209,6 +236,7 @@ pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
             Kind::Summary if !boolean(i.name, v)? => {
                 x.remove_env.push("GITHUB_STEP_SUMMARY".into());
             }
+            Kind::Data => x.set_env.push((i.flag.to_string(), v.clone())),
             Kind::Summary | Kind::Action => {}
         }
     }
@@ -218,7 +246,10 @@ pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
             "add e.g. `tags: ghcr.io/acme/app:latest`",
         ));
     }
-    if !pushed {
+    let outputs = env
+        .get(&var_name("outputs"))
+        .is_some_and(|v| !v.trim().is_empty());
+    if !pushed && !outputs {
         // The OCI layout goes to the runner's temp directory, not the workspace.
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -742,16 +773,31 @@ mod tests {
             ("provenance", "false"),
             ("sbom", "true"),
             ("secrets", "K=v"),
+            ("load", "true"),
+            ("outputs", "type=local,dest=out"),
             ("cache", "gha"),
             ("cache-scope-prefix", "p"),
             ("builder", "b"),
             ("driver", "docker-container"),
             ("driver-opts", "network=host"),
+            (
+                "nodes",
+                "tcp://10.0.0.1:1234=linux/amd64\ntcp://10.0.0.2:1234=linux/arm64",
+            ),
+            ("endpoint", "tcp://10.0.0.1:1234"),
+            (
+                "buildkitd-flags",
+                "--debug --allow-insecure-entitlement security.insecure",
+            ),
+            ("buildkitd-config", "/etc/buildkitd.toml"),
+            ("buildkitd-config-inline", "[registry.\"r\"]\nhttp = true"),
+            ("cleanup", "true"),
             ("buildkit-image", "moby/buildkit"),
             ("qemu-image", "binfmt"),
             ("verify", "false"),
             ("check-binaries", "true"),
             ("emulation-warn-percent", "30"),
+            ("mode", "Part"),
         ]);
         for i in INPUTS.iter().filter(|i| i.flag.starts_with("--")) {
             assert!(
@@ -763,6 +809,20 @@ mod tests {
         let mut argv = vec!["mbx".to_string(), "ci".into(), "--inputs-from-env".into()];
         argv.extend(x.args);
         Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    }
+
+    /// `mode` is a flag; `parts` (the JSON of every part, up to ~110 KiB)
+    /// reaches mbx through its environment: not argv, not echoed, not masked.
+    #[test]
+    fn mode_and_parts_reach_mbx() {
+        let parts = r#"{"part-0": "{\"mbx_version\": \"0.1.0\"}", "part-1": ""}"#;
+        let x = expand_ok(&[("mode", "merge"), ("parts", parts)]);
+        assert_eq!(x.args[..2], ["--mode", "merge"]);
+        assert!(!x.args.iter().any(|a| a.contains("part-0")), "{:?}", x.args);
+        assert_eq!(x.set_env, [("MBX_PARTS".to_string(), parts.to_string())]);
+        assert!(x.masks.is_empty());
+        let e = expand(&env(&[("mode", "parts")]), "/rt").unwrap_err();
+        assert!(e.to_string().contains("must be all, part, merge"), "{e}");
     }
 
     #[test]
@@ -792,7 +852,10 @@ mod tests {
             (&[("secrets", "no-equals-sign")], "item 1 is not KEY=VALUE"),
             (&[("secrets", "bad id=x")], "secret id 'bad id'"),
             (&[("labels", "\"open")], "is not closed"),
-            (&[("load", "true")], "input 'load': is set, but mbx"),
+            (
+                &[("no-cache-filters", "x")],
+                "input 'no-cache-filters': is set, but mbx",
+            ),
         ];
         for (inputs, want) in cases {
             let e = expand(&env(inputs), "/rt").unwrap_err();
@@ -815,7 +878,31 @@ mod tests {
         );
         assert!(x.remove_env.contains(&"INPUT_DRIVER-OPTS".into()));
         // Unknown inputs left empty or false are fine (a newer action.yml's defaults).
-        assert!(expand(&env(&[("load", "false"), ("no-cache-filters", "")]), "/rt").is_ok());
+        assert!(expand(
+            &env(&[("network", "false"), ("no-cache-filters", "")]),
+            "/rt"
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn load_and_outputs_as_build_push_action_reads_them() {
+        let x = expand_ok(&[
+            ("load", "true"),
+            ("outputs", "type=local,dest=out\n\"type=tar\",dest=a,b.tar"),
+        ]);
+        assert!(x.args.contains(&"--load".into()));
+        assert_eq!(
+            pairs(&x.args, "--output"),
+            ["type=local,dest=out", "\"type=tar\",dest=a,b.tar"],
+            "one spec per line, no layout directory of mbx's own"
+        );
+        let x = expand_ok(&[("load", "true")]);
+        assert_eq!(
+            pairs(&x.args, "--output").len(),
+            1,
+            "the layout in RUNNER_TEMP"
+        );
     }
 
     #[test]

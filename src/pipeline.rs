@@ -119,15 +119,37 @@ pub async fn ci(
         timing(&format!("setup: {}", p.name), p.seconds);
     }
     clock.mark("setup");
+    // A multi-node builder: each node's first platform is native there.
+    let mut plan = plan.clone();
+    if let Some(b) = &setup.builder {
+        plan.builder.node_natives = b
+            .nodes
+            .iter()
+            .filter_map(|n| n.platforms.first()?.parse().ok())
+            .collect();
+    }
+    let plan = &plan;
     let driver = setup
         .builder
         .as_ref()
         .map(|b| b.driver.clone())
         .unwrap_or_default();
-    let (built, result) = tokio::task::block_in_place(|| {
+    let (mut built, result) = tokio::task::block_in_place(|| {
         build::run(plan, build, tools.buildx, tools.printer, &driver, true)
     });
     clock.mark("build + merge");
+    // Emulated or not is the building node's business (multi-node builders).
+    if let Some(b) = &setup.builder {
+        for p in &mut built.platforms {
+            if let Some(e) = p
+                .node
+                .as_deref()
+                .and_then(|n| b.emulated_on(n, &p.platform))
+            {
+                p.emulated = e;
+            }
+        }
+    }
     let mut notes = Vec::new();
     let verified = match (&result, verify.checks.skip) {
         (Ok(()), true) => {

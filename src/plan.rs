@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod cache;
+pub mod output;
 
 use crate::cli::{BuildArgs, BuilderArgs, CacheKind, PlatformArgs};
 use crate::config::Config;
@@ -32,6 +33,66 @@ pub struct BuilderPlan {
     pub platforms: Vec<String>,
     /// Recreate an existing builder whose settings differ.
     pub recreate: bool,
+    /// Nodes of a multi-node builder (`--node`), in creation order.
+    pub nodes: Vec<NodeSpec>,
+    /// Endpoint of a one-node builder (`--endpoint`).
+    pub endpoint: Option<String>,
+    /// `--buildkitd-flags` of a new builder.
+    pub buildkitd_flags: Option<String>,
+    /// The settings the user asked for: only these make an existing builder
+    /// "different" (else it is used as it is).
+    pub asked: Asked,
+    /// The native platform of each node of a multi-node builder, filled once
+    /// setup has asked them (empty: the runner's platform is the native one).
+    pub node_natives: Vec<Platform>,
+}
+
+impl Plan {
+    /// Whether `p` builds under emulation: not native on the runner, or on a
+    /// multi-node builder on none of its nodes.
+    pub fn emulated(&self, p: &Platform) -> bool {
+        if self.builder.node_natives.is_empty() {
+            !p.is_native_on(&self.host)
+        } else {
+            !self.builder.node_natives.iter().any(|n| p.is_native_on(n))
+        }
+    }
+}
+
+/// One `--node ENDPOINT=PLATFORMS[,KEY=VALUE…]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeSpec {
+    /// `tcp://…`/`unix://…` (remote) or the node's name (kubernetes).
+    pub endpoint: String,
+    /// Normalised platforms, the first its native one.
+    pub platforms: Vec<String>,
+    /// This node's own driver options.
+    pub opts: Vec<String>,
+}
+
+/// Which builder settings the user gave (flag, environment or config file);
+/// mbx's own defaults (`network=host`) are not asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Asked {
+    pub driver: bool,
+    /// Keys of the driver options given (`image` for --buildkit-image).
+    pub driver_opts: Vec<String>,
+    pub config: bool,
+    pub platforms: bool,
+    pub nodes: bool,
+}
+
+impl Asked {
+    /// Every setting (tests; a builder mbx must match exactly).
+    pub fn everything(want_opts: &[String]) -> Asked {
+        Asked {
+            driver: true,
+            driver_opts: want_opts.to_vec(),
+            config: true,
+            platforms: true,
+            nodes: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +119,11 @@ pub struct BuildPlan {
     pub pull: bool,
     pub max_parallel: usize,
     pub json: Option<PathBuf>,
+    /// What else is made of the result (`--load`, `--output type=…`).
+    pub exports: output::Exports,
+    /// A scratch directory holding the OCI layout when only exports were
+    /// asked for; removed when the plan is dropped.
+    pub scratch: Option<std::sync::Arc<tempfile::TempDir>>,
     /// Values never to be printed or recorded (secret build args, secrets
     /// read from the environment, the runner's tokens).
     pub redactions: Redactions,
@@ -305,16 +371,100 @@ pub fn builder_name(name: &str) -> Result<()> {
 pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
     builder_name(&args.builder)?;
     let drivers = ["docker-container", "docker", "kubernetes", "remote"];
-    if !drivers.contains(&args.driver.as_str()) {
+    let driver = args
+        .driver
+        .clone()
+        .unwrap_or_else(|| "docker-container".into());
+    if !drivers.contains(&driver.as_str()) {
         return Err(Error::input(
-            format!("unknown buildx driver `{}`", args.driver),
+            format!("unknown buildx driver `{driver}`"),
             format!("pass --driver as one of {}", drivers.join(", ")),
         ));
     }
-    let mut driver_opts = if args.driver_opts.is_empty() {
-        config.builder.driver_opts.clone()
+    let (mut driver_opts, asked_opts) = driver_opts(args, config)?;
+    // Asked for: what the command line (or the action's inputs) gives. The
+    // config file's values shape a builder mbx creates, nothing more.
+    let mut asked = Asked {
+        driver: args.driver.is_some(),
+        driver_opts: asked_opts,
+        ..Asked::default()
+    };
+    if driver == "docker-container" && !driver_opts.iter().any(|o| o.starts_with("network=")) {
+        driver_opts.push("network=host".into());
+    }
+    // As setup-buildx-action: the file first, then the inline text.
+    let buildkitd_config = match (&args.buildkitd_config, &args.buildkitd_config_inline) {
+        (Some(f), _) => Some(f.clone()),
+        (None, Some(text)) => Some(inline_config(text)?),
+        (None, None) => config.builder.buildkitd_config.clone(),
+    };
+    if let Some(p) = &buildkitd_config {
+        if !p.is_file() {
+            return Err(Error::input(
+                format!("buildkitd config `{}` does not exist", p.display()),
+                "pass --buildkitd-config FILE (or MBX_BUILDKITD_CONFIG) naming an existing buildkitd.toml",
+            ));
+        }
+    }
+    let mut buildkit_image = args
+        .buildkit_image
+        .clone()
+        .or_else(|| config.builder.buildkit_image.clone());
+    let mut buildkitd_config = buildkitd_config;
+    if driver == "remote" {
+        // The daemons are the user's own: their image and config too.
+        if args.buildkit_image.is_some()
+            || args.buildkitd_config.is_some()
+            || args.buildkitd_config_inline.is_some()
+            || args.buildkitd_flags.is_some()
+        {
+            return Err(Error::input(
+                "--buildkit-image, --buildkitd-config and --buildkitd-flags shape a BuildKit that buildx starts, not a remote one",
+                "configure the remote buildkitd itself, and drop these flags with --driver remote",
+            ));
+        }
+        buildkit_image = None;
+        buildkitd_config = None;
+    }
+    if args.buildkit_image.is_some() {
+        asked.driver_opts.push("image".into());
+    }
+    asked.config = args.buildkitd_config.is_some() || args.buildkitd_config_inline.is_some();
+    let nodes = nodes(&args.nodes, &driver)?;
+    asked.nodes = !nodes.is_empty();
+    asked.driver |= asked.nodes;
+    let platforms = builder_platforms(args)?;
+    asked.platforms = !platforms.is_empty();
+    Ok(BuilderPlan {
+        name: args.builder.clone(),
+        driver,
+        driver_opts,
+        buildkit_image,
+        buildkitd_config,
+        platforms,
+        recreate: args.recreate,
+        nodes,
+        endpoint: args.endpoint.clone(),
+        buildkitd_flags: args.buildkitd_flags.clone(),
+        asked,
+        node_natives: Vec::new(),
+    })
+}
+
+/// The driver options (`--driver-opt a=1,b=2` is two options, as buildx reads
+/// it), and the keys the user asked for on the command line.
+fn driver_opts(args: &BuilderArgs, config: &Config) -> Result<(Vec<String>, Vec<String>)> {
+    let split = |opts: &[String]| -> Vec<String> {
+        opts.iter()
+            .flat_map(|o| o.split(','))
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect()
+    };
+    let driver_opts = if args.driver_opts.is_empty() {
+        split(&config.builder.driver_opts)
     } else {
-        args.driver_opts.clone()
+        split(&args.driver_opts)
     };
     for o in &driver_opts {
         if !o.contains('=') {
@@ -324,33 +474,87 @@ pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
             ));
         }
     }
-    if args.driver == "docker-container" && !driver_opts.iter().any(|o| o.starts_with("network=")) {
-        driver_opts.push("network=host".into());
+    let asked = split(&args.driver_opts)
+        .iter()
+        .filter_map(|o| o.split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    Ok((driver_opts, asked))
+}
+
+/// `--buildkitd-config-inline`: written once per content under the temp
+/// directory (buildx reads a file).
+fn inline_config(text: &str) -> Result<PathBuf> {
+    use sha2::Digest as _;
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(Error::input(
+            format!("--buildkitd-config-inline is not valid TOML: {e}"),
+            "give the contents of a buildkitd.toml, e.g. `[registry.\"127.0.0.1:5000\"]` then `http = true`",
+        ));
     }
-    let buildkitd_config = args
-        .buildkitd_config
-        .clone()
-        .or_else(|| config.builder.buildkitd_config.clone());
-    if let Some(p) = &buildkitd_config {
-        if !p.is_file() {
-            return Err(Error::input(
-                format!("buildkitd config `{}` does not exist", p.display()),
-                "pass --buildkitd-config FILE (or MBX_BUILDKITD_CONFIG) naming an existing buildkitd.toml",
-            ));
+    let hash = sha2::Sha256::digest(text.as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("mbx-buildkitd-{hex}.toml"));
+    std::fs::write(&path, text).map_err(|e| {
+        Error::env(
+            format!("cannot write {}: {e}", path.display()),
+            "check TMPDIR is writable",
+        )
+    })?;
+    Ok(path)
+}
+
+/// `--node ENDPOINT=PLATFORM[;PLATFORM…][,KEY=VALUE…]`, each checked.
+pub fn nodes(specs: &[String], driver: &str) -> Result<Vec<NodeSpec>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let help = "pass --node ENDPOINT=PLATFORM[;PLATFORM…][,KEY=VALUE…], e.g. --node tcp://10.0.0.2:1234=linux/arm64 (remote) or --node arm=linux/arm64,namespace=ci (kubernetes)";
+    if driver != "remote" && driver != "kubernetes" {
+        return Err(Error::input(
+            format!("--node needs --driver remote or kubernetes, not `{driver}`"),
+            "pass --driver remote (BuildKit daemons you run) or --driver kubernetes",
+        ));
+    }
+    let mut out: Vec<NodeSpec> = Vec::new();
+    for spec in specs {
+        let bad = |why: String| Error::input(format!("--node `{spec}`: {why}"), help);
+        // The platforms follow the last `=` before the first `,`.
+        let head = spec.split(',').next().unwrap_or("");
+        let Some((endpoint, plats)) = head.rsplit_once('=') else {
+            return Err(bad("no `=PLATFORMS`".into()));
+        };
+        let endpoint = endpoint.trim().to_string();
+        if endpoint.is_empty() {
+            return Err(bad("no endpoint before `=`".into()));
         }
+        if driver == "remote" && !endpoint.contains("://") {
+            return Err(bad(format!(
+                "`{endpoint}` is not an address (tcp://HOST:PORT or unix:///PATH)"
+            )));
+        }
+        let platforms = Platform::parse_list(&plats.replace(';', ","))
+            .map_err(|e| bad(e.to_string()))?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let opts: Vec<String> = spec
+            .split(',')
+            .skip(1)
+            .map(|o| o.trim().to_string())
+            .collect();
+        if let Some(o) = opts.iter().find(|o| !o.contains('=')) {
+            return Err(bad(format!("node option `{o}` is not KEY=VALUE")));
+        }
+        if out.iter().any(|n| n.endpoint == endpoint) {
+            return Err(bad(format!("`{endpoint}` is given twice")));
+        }
+        out.push(NodeSpec {
+            endpoint,
+            platforms,
+            opts,
+        });
     }
-    Ok(BuilderPlan {
-        name: args.builder.clone(),
-        driver: args.driver.clone(),
-        driver_opts,
-        buildkit_image: args
-            .buildkit_image
-            .clone()
-            .or_else(|| config.builder.buildkit_image.clone()),
-        buildkitd_config,
-        platforms: builder_platforms(args)?,
-        recreate: args.recreate,
-    })
+    Ok(out)
 }
 
 fn builder_platforms(args: &BuilderArgs) -> Result<Vec<String>> {
@@ -393,7 +597,19 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
 
     let mut tags = tags(&args.tags)?;
 
-    let image = image(args, &context_name)?;
+    let mut outputs = output::parse(&args.output, args.load)?;
+    outputs.settle(args.push || args.registry.is_some() || outputs.push);
+    let image = match image(args, &context_name)? {
+        None => output_image(&outputs)?,
+        some => some,
+    };
+    for n in outputs.push_names.iter().skip(1) {
+        if let Some(t) = ImageRef::parse(n).ok().and_then(|r| r.tag) {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+    }
     if let Some(t) = image.as_ref().and_then(|i| i.tag.clone()) {
         if !tags.contains(&t) {
             tags.insert(0, t);
@@ -405,7 +621,13 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
 
     check_attestation("--provenance", args.provenance.as_deref())?;
     check_attestation("--sbom", args.sbom.as_deref())?;
-    let output = output(args, image.as_ref(), &tags, &context_name)?;
+    let (output, scratch) = output(args, &outputs, image.as_ref(), &tags, &context_name)?;
+    let mut exports = outputs.exports;
+    let repository = image
+        .as_ref()
+        .map_or(context_name.as_str(), |i| &i.repository);
+    exports.names = tags.iter().map(|t| format!("{repository}:{t}")).collect();
+    output::check_destinations(&exports)?;
     let cache = cache(args, image.as_ref(), context_name, &output, local)?;
     let (annotations, index_annotations) = check_kv_args(args)?;
     let secrets = secrets(args)?;
@@ -430,6 +652,8 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         max_parallel: args.max_parallel.unwrap_or(usize::MAX),
         json: args.json.clone(),
         redactions,
+        exports,
+        scratch,
     })
 }
 
@@ -537,12 +761,74 @@ fn check_attestation(flag: &str, value: Option<&str>) -> Result<()> {
 /// directory (new, empty, or an earlier mbx output).
 fn output(
     args: &BuildArgs,
+    outputs: &output::Outputs,
+    image: Option<&ImageRef>,
+    tags: &[String],
+    context_name: &str,
+) -> Result<(Output, Scratch)> {
+    let push = args.push || args.registry.is_some() || outputs.push;
+    let mut scratch = None;
+    let dir = match (&outputs.layout_dir, push) {
+        (Some(d), _) => Some(d.clone()),
+        // Only exports asked for: the layout they are made from is scratch.
+        (None, false) if !outputs.exports.is_empty() || !outputs.exports.notes.is_empty() => {
+            let t = tempfile::Builder::new()
+                .prefix(&format!("mbx-build-{}-out-", std::process::id()))
+                .tempdir()
+                .map_err(|e| {
+                    Error::env(
+                        format!("cannot create a temporary directory: {e}"),
+                        "check TMPDIR",
+                    )
+                })?;
+            let d = t.path().join("layout");
+            scratch = Some(std::sync::Arc::new(t));
+            Some(d)
+        }
+        (None, _) => None,
+    };
+    let out = output_at(push, dir.as_ref(), image, tags, context_name)?;
+    Ok((out, scratch))
+}
+
+type Scratch = Option<std::sync::Arc<tempfile::TempDir>>;
+
+/// The image named by an `--output type=registry,name=…` (when neither
+/// --image nor --registry names one).
+fn output_image(outputs: &output::Outputs) -> Result<Option<ImageRef>> {
+    let Some(first) = outputs.push_names.first() else {
+        return Ok(None);
+    };
+    let bad = |e: String| {
+        Error::input(
+            format!("--output name=`{first}`: {e}"),
+            "pass name=registry.example/team/app[:tag]",
+        )
+    };
+    let img = ImageRef::parse(first).map_err(bad)?;
+    for n in &outputs.push_names[1..] {
+        let other = ImageRef::parse(n).map_err(bad)?;
+        if other.repository != img.repository {
+            return Err(Error::input(
+                format!(
+                    "--output name= names two repositories ({} and {})",
+                    img.repository, other.repository
+                ),
+                "name one repository in name= and give the other tags with --tag",
+            ));
+        }
+    }
+    Ok(Some(img))
+}
+
+fn output_at(
+    push: bool,
+    layout_dir: Option<&PathBuf>,
     image: Option<&ImageRef>,
     tags: &[String],
     context_name: &str,
 ) -> Result<Output> {
-    let push = args.push || args.registry.is_some();
-    if let (true, Some(dir)) = (push, &args.output) {
+    if let (true, Some(dir)) = (push, layout_dir) {
         return Err(Error::input(
             format!(
                 "--output {} writes an OCI layout, but this build pushes to a registry",
@@ -563,9 +849,8 @@ fn output(
             ))
         }
         (img, false) => {
-            let dir = args
-                .output
-                .clone()
+            let dir = layout_dir
+                .cloned()
                 .unwrap_or_else(|| PathBuf::from("mbx-out"));
             if dir.exists() && !dir.is_dir() {
                 return Err(Error::input(

@@ -847,7 +847,7 @@ fn run_refuses_what_it_cannot_do_with_exit_2() {
             "a quote is not closed",
         ),
         (
-            &[("load", "true"), ("cache", "none")],
+            &[("a-future-input", "true"), ("cache", "none")],
             "does not know this input",
         ),
         (
@@ -1294,4 +1294,67 @@ fn across_the_runner_split_the_per_platform_scopes_land_in_the_v2_service() {
         );
     }
     assert!(!Path::new(&file).exists(), "the handoff file is deleted");
+}
+
+/// build-push-action's `load: true` under act: a later step runs the image
+/// it left, for the runner's platform and (containerd image store) arm64;
+/// then load and push together. Each platform's build log is in its group.
+#[test]
+fn action_load_then_docker_run_then_push() {
+    require_builder();
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("repo");
+    std::fs::create_dir_all(r.join("app")).unwrap();
+    std::fs::create_dir_all(r.join(".github/workflows")).unwrap();
+    std::fs::write(
+        r.join("app/Dockerfile"),
+        "FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN uname -m > /arch.txt\nCMD [\"cat\", \"/arch.txt\"]\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        repo_root().join("tests/fixtures/action/load.yml"),
+        r.join(".github/workflows/load.yml"),
+    )
+    .unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@test.invalid",
+            "commit",
+            "-qm",
+            "f",
+        ],
+    ] {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&r)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+    }
+    let image = format!("{}:v1", unique_repo("action-load"));
+    let builder = BuilderGuard(format!("mbx-action-load-{}", std::process::id()));
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let env = [
+        ("MBX_TEST_OUT", out.display().to_string()),
+        ("MBX_TEST_IMAGE", image.clone()),
+        ("MBX_TEST_BUILDER", builder.0.clone()),
+        ("MBX_TEST_BINARY", env!("CARGO_BIN_EXE_mbx").to_string()),
+    ];
+    let action = action_tree(d.path(), None);
+    let (o, log) = act(&r, &action, &d.path().join("act-cache"), &env);
+    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+    assert!(o.status.success(), "act failed:\n{log}");
+    assert_eq!(read(&out.join("amd64")).trim(), "x86_64");
+    assert_eq!(read(&out.join("arm64")).trim(), "aarch64");
+    assert!(tag_exists(&image), "the second step pushed");
+    assert!(
+        log.contains("RUN uname -m > /arch.txt"),
+        "the build log is shown:\n{log}"
+    );
 }

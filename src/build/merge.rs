@@ -19,6 +19,8 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub struct Merged {
     pub index_digest: String,
     pub platform_digests: BTreeMap<String, String>,
+    /// The index's exact bytes.
+    pub index: Vec<u8>,
 }
 
 fn platform_digests(children: &[Value]) -> BTreeMap<String, String> {
@@ -121,6 +123,7 @@ pub fn layouts(
     Ok(Merged {
         index_digest: digest,
         platform_digests: platform_digests(&children),
+        index: bytes,
     })
 }
 
@@ -180,6 +183,7 @@ pub fn registry(
     let index: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::build(format!("imagetools printed no index: {e}"), ""))?;
     Ok(Merged {
+        index: bytes.to_vec(),
         index_digest: sha256(bytes),
         platform_digests: platform_digests(
             index["manifests"]

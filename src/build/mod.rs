@@ -2,7 +2,9 @@
 //! each with its own cache scope; then one multi-platform index.
 
 pub mod cache_issue;
+pub mod log;
 pub mod merge;
+pub mod output;
 pub mod parts;
 pub mod progress;
 mod schedule;
@@ -48,6 +50,10 @@ pub fn run(
 ) -> (BuildRecord, Result<()>) {
     let mut record = BuildRecord::default();
     (record.output, record.tags) = destination(&build.output);
+    if build.scratch.is_some() {
+        // The layout is scratch: what the user asked for is the exports.
+        record.output = output::describe(&build.exports);
+    }
     let result = run_into(plan, build, buildx, printer, driver, merge, &mut record);
     (record, result)
 }
@@ -122,6 +128,7 @@ fn run_into(
         record
             .notes
             .push("pushed by digest only: the tags are moved by `mbx merge`".into());
+        record.notes.extend(output::unmerged_note(build));
         return Ok(());
     }
     printer.status("merging platforms into one index");
@@ -137,6 +144,8 @@ fn run_into(
     tracing::debug!(phase = "merge", seconds, "timing");
     apply_merge(&mut record.platforms, &merged);
     record.index_digest = Some(merged.index_digest);
+    let notes = output::finish(plan, build, buildx, printer, work.path(), &merged.index)?;
+    record.notes.extend(notes);
     Ok(())
 }
 
@@ -207,7 +216,7 @@ fn build_all(
                 let Some(platform) = queue.lock().expect("queue").pop() else {
                     break;
                 };
-                let emulated = !platform.is_native_on(&plan.host);
+                let emulated = plan.emulated(&platform);
                 printer.status(&format!(
                     "building {platform} ({})",
                     if emulated { "emulated" } else { "native" }
@@ -507,7 +516,8 @@ fn build_one(
     } = *target;
     let metadata = work.join(format!("{}.metadata.json", platform.slug()));
     let cache = cache::args(&build.cache, platform);
-    let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
+    let mut args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
+    output::extend_args(&mut args, plan, build, platform, work);
     let started = Instant::now();
     let mut progress = Progress::new();
     let outcome = buildx.build(args, &metadata, build.redactions.values(), &mut |chunk| {
@@ -515,6 +525,7 @@ fn build_one(
         printer.progress(platform, &progress.snapshot())
     });
     progress.finish();
+    log::print(printer, platform, &progress, &build.redactions, &outcome);
     let wall = started.elapsed().as_secs_f64();
     finish_record(build, target, &cache, outcome, &progress, wall)
 }
@@ -535,6 +546,7 @@ fn finish_record(
     let mut rec = PlatformRecord {
         platform: platform.clone(),
         emulated,
+        node: None,
         digest: None,
         build_digest: None,
         wall_seconds: wall,
@@ -545,6 +557,7 @@ fn finish_record(
         error: None,
         steps: Vec::new(),
         cache_error: None,
+        runner: None,
     };
     let outcome = match outcome {
         Ok(o) => o,
@@ -617,6 +630,12 @@ pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome, progr
         .and_then(|m| m.get("containerimage.digest"))
         .and_then(|d| d.as_str())
         .map(str::to_string);
+    rec.node = outcome
+        .metadata
+        .as_ref()
+        .and_then(|m| m.get("buildx.build.ref"))
+        .and_then(|r| r.as_str())
+        .and_then(crate::run::node_of_build_ref);
     if !outcome.success {
         let failing = steps
             .iter()

@@ -69,7 +69,7 @@ pub(super) fn bake_all(
         let part = targets.parts_root.map(|r| r.join(platform.slug()));
         let cache = cache::args(&build.cache, platform);
         let metadata = targets.work.join("unused.json");
-        let args = build_args(
+        let mut args = build_args(
             plan,
             build,
             platform,
@@ -78,6 +78,7 @@ pub(super) fn bake_all(
             &cache.args,
             targets.staging,
         );
+        super::output::extend_args(&mut args, plan, build, platform, targets.work);
         let Some(target) = bake_target(&args, &cwd) else {
             tracing::debug!("a build argument has no bake equivalent here: one build per platform");
             return (Vec::new(), all);
@@ -86,7 +87,7 @@ pub(super) fn bake_all(
         definition.insert(name.clone(), target);
         jobs.push(Job {
             platform: platform.clone(),
-            emulated: !platform.is_native_on(&plan.host),
+            emulated: plan.emulated(platform),
             part,
             cache,
             name,
@@ -197,14 +198,9 @@ fn run(
                 part: j.part.as_deref(),
                 staging: targets.staging,
             };
-            let rec = finish_record(
-                build,
-                &target,
-                &j.cache,
-                Ok(mine),
-                &d.progress,
-                d.wall(started),
-            );
+            let mine = Ok(mine);
+            super::log::print(printer, &j.platform, &d.progress, &build.redactions, &mine);
+            let rec = finish_record(build, &target, &j.cache, mine, &d.progress, d.wall(started));
             match &rec.error {
                 Some(e) => printer.status(&format!(
                     "{} failed after {:.1}s: {}",

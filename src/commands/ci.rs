@@ -1,6 +1,6 @@
 //! `mbx ci`: setup, build, verify and report in one run.
 
-use crate::cli::CiArgs;
+use crate::cli::{CiArgs, Mode};
 use crate::config::Config;
 use crate::docker::Buildx;
 use crate::error::Result;
@@ -12,6 +12,11 @@ use crate::report::{GithubTargets, ReportOptions};
 use crate::setup::QemuPlan;
 
 pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
+    match args.mode {
+        Mode::Part => return super::build::part(args).await,
+        Mode::Merge => return super::merge::from_outputs(args).await,
+        Mode::All => {}
+    }
     let config = Config::load()?;
     let build = plan::build(&args.build, args.local)?;
     let plan = Plan {
@@ -42,6 +47,25 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
     emit.check()?;
     let run = pipeline::ci(&plan, &build, &qemu, &verify, &tools).await?;
     let emitted = pipeline::emit(&run.record, &emit);
+    if args.remove_builder {
+        remove_builder(&run.record, &buildx, &printer);
+    }
     let verification = !checks.skip;
     run.finish(emitted, verification)
+}
+
+/// `--remove-builder`: the builder goes when this run created it.
+fn remove_builder(record: &crate::run::RunRecord, buildx: &Buildx, printer: &Printer) {
+    use crate::run::BuilderAction;
+    let Some(b) = record.setup.as_ref().and_then(|s| s.builder.as_ref()) else {
+        return;
+    };
+    if b.action == BuilderAction::Reused {
+        return;
+    }
+    crate::setup::lock::release_all();
+    match tokio::task::block_in_place(|| crate::setup::builder::cleanup(buildx, &b.name)) {
+        Ok(done) => printer.status(&format!("builder `{}`: {done:?}", b.name).to_lowercase()),
+        Err(e) => printer.status(&format!("builder `{}` not removed: {e}", b.name)),
+    }
 }

@@ -275,6 +275,7 @@ mod tests {
         PlatformRecord {
             platform: p.parse().unwrap(),
             emulated,
+            node: None,
             digest: Some(format!("sha256:{p}")),
             build_digest: None,
             wall_seconds: secs,
@@ -285,6 +286,7 @@ mod tests {
             error: None,
             steps: vec![s],
             cache_error: None,
+            runner: None,
         }
     }
 

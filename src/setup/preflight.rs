@@ -176,6 +176,8 @@ mod tests {
                 max_parallel: 2,
                 json: None,
                 redactions: Default::default(),
+                exports: Default::default(),
+                scratch: None,
             }),
             local: true,
         }
