@@ -159,6 +159,20 @@ fn run(
         },
     );
     demux.finish();
+    records(build, printer, targets, jobs, &demux, outcome, started)
+}
+
+/// Each platform's record from the bake's outcome, or the platform handed
+/// back to be built on its own.
+fn records(
+    build: &BuildPlan,
+    printer: &Printer,
+    targets: &Targets,
+    jobs: &[Job],
+    demux: &Demux,
+    outcome: crate::error::Result<BuildOutcome>,
+    started: Instant,
+) -> (Vec<PlatformRecord>, Vec<Platform>) {
     let mut records = Vec::new();
     let mut rest = Vec::new();
     let outcome = match outcome {
