@@ -290,7 +290,9 @@ pub struct BuildArgs {
     /// Registry to push to (e.g. 127.0.0.1:5000); implies --push.
     #[arg(long)]
     pub registry: Option<String>,
-    /// Tags, repeatable or comma/newline-separated (default: latest).
+    /// Tags, repeatable or comma/newline-separated: a tag of --image (`v1`) or, as with
+    /// buildx, a full reference (`app:v1`, `127.0.0.1:5000/team/app:v1`, `ghcr.io/acme/app`);
+    /// references in several repositories each get every platform and the index (default: latest).
     #[arg(long = "tag", short = 't')]
     pub tags: Vec<String>,
     /// Push each platform by digest and the merged index with its tags.
@@ -333,12 +335,48 @@ pub struct BuildArgs {
     /// A build secret from an environment variable, KEY=VAR, repeatable.
     #[arg(long = "secret-env", value_name = "KEY=VAR")]
     pub secret_envs: Vec<String>,
-    /// Extra cache source passed to buildx unchanged, repeatable.
+    /// Cache source in buildx syntax, repeatable; replaces mbx's own cache. A gha `scope`,
+    /// registry `ref` (or `NAME:TAG` shorthand), local `src` or s3/azblob `name` gets the
+    /// platform appended (`scope=app` → `app-linux-arm64`), so platforms never share one.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
-    /// Extra cache destination passed to buildx unchanged, repeatable.
+    /// Cache destination in buildx syntax, repeatable; per platform as --cache-from.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
+    /// Extra build context NAME=PATH|URL|docker-image://…, repeatable (buildx --build-context).
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+    /// SSH agent socket or keys for RUN --mount=type=ssh (default|ID[=SOCKET|KEY]), repeatable.
+    #[arg(long = "ssh", value_name = "SPEC")]
+    pub ssh: Vec<String>,
+    /// Networking mode of RUN instructions (default, none, host).
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Custom host-to-IP mapping HOST:IP (or HOST=IP), repeatable.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+    /// Extra privileged entitlement (network.host, security.insecure), repeatable.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Size of /dev/shm in RUN instructions (e.g. 2g).
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Ulimit of RUN instructions (e.g. nofile=1024:1024), repeatable.
+    #[arg(long = "ulimit", value_name = "TYPE=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Parent cgroup of RUN instructions.
+    #[arg(long, value_name = "CGROUP")]
+    pub cgroup_parent: Option<String>,
+    /// Do not cache these stages, repeatable or comma-separated.
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filters: Vec<String>,
+    /// Method the build evaluates; mbx builds images, so only `build` (buildx's default).
+    #[arg(long, value_name = "METHOD")]
+    pub call: Option<String>,
+    /// Attestation in buildx syntax (type=sbom,generator=IMAGE; type=provenance,mode=max),
+    /// repeatable; --provenance and --sbom take precedence over an --attest of their type.
+    #[arg(long = "attest", value_name = "SPEC")]
+    pub attests: Vec<String>,
     /// Do not use cache when building.
     #[arg(long)]
     pub no_cache: bool,
@@ -457,8 +495,9 @@ pub struct VerifyFlags {
     /// Use plain http for this registry host (loopback hosts always use http).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
-    /// Registry user (with --password-stdin); else ~/.docker/config.json, else on
-    /// ghcr.io GITHUB_ACTOR and GITHUB_TOKEN.
+    /// Registry user (with --password-stdin), for the push, the merge and the read-back;
+    /// else the docker config's credentials (`docker login REGISTRY`), else on ghcr.io
+    /// GITHUB_ACTOR and GITHUB_TOKEN. Checked before anything is built.
     #[arg(long, env = "MBX_REGISTRY_USERNAME")]
     pub username: Option<String>,
     /// Read the registry password or token from standard input.

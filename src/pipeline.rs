@@ -114,6 +114,13 @@ pub async fn ci(
     let mut clock = PhaseClock::start();
     preflight_registry(build).await?;
     clock.mark("registry preflight");
+    // Held to the end of the run: the push and the merge use these credentials.
+    let _login = match &build.output {
+        Output::Registry { repository, .. } => {
+            setup::preflight::push_credentials(repository, verify.options).await?
+        }
+        Output::Layout { .. } => None,
+    };
     let setup = setup(plan, qemu, tools).await?;
     for p in &setup.phases {
         timing(&format!("setup: {}", p.name), p.seconds);
@@ -150,34 +157,14 @@ pub async fn ci(
             }
         }
     }
-    let mut notes = Vec::new();
-    let verified = match (&result, verify.checks.skip) {
-        (Ok(()), true) => {
-            notes.push("verification skipped (--no-verify): the result was not read back".into());
-            None
-        }
-        (Ok(()), false) => {
-            tools.printer.status("verify: reading the result back");
-            let reference = match &build.output {
-                Output::Layout { dir, .. } => dir.display().to_string(),
-                Output::Registry { repository, tags } => format!("{repository}:{}", tags[0]),
-            };
-            Some(
-                verify::read_back(
-                    &reference,
-                    &plan.platforms,
-                    verify.checks,
-                    verify.options,
-                    built.index_digest.as_deref(),
-                )
-                .await,
-            )
-        }
-        (Err(_), _) => None,
-    };
+    let (verified, notes) = read_back_run(plan, build, verify, tools, &built, result.is_ok()).await;
     clock.mark("read-back");
-    let cache = match build.cache {
+    let user_gha = |specs: &[String]| specs.iter().any(|c| c.contains("type=gha"));
+    let cache = match &build.cache {
         Cache::Gha { .. } => cache_usage(&built.platforms, tools.printer).await,
+        Cache::User { from, to } if user_gha(from) || user_gha(to) => {
+            cache_usage(&built.platforms, tools.printer).await
+        }
         _ => None,
     };
     clock.mark("cache usage");
@@ -197,6 +184,84 @@ pub async fn ci(
         record,
         built: result,
     })
+}
+
+/// The verify stage after a build: the result read back (every tag of every
+/// repository), or why it was not.
+async fn read_back_run(
+    plan: &Plan,
+    build: &BuildPlan,
+    verify: &VerifyPlan<'_>,
+    tools: &Tools<'_>,
+    built: &BuildRecord,
+    built_ok: bool,
+) -> (Option<VerifyRecord>, Vec<String>) {
+    let mut notes = Vec::new();
+    let verified = match (built_ok, verify.checks.skip) {
+        (true, true) => {
+            notes.push("verification skipped (--no-verify): the result was not read back".into());
+            None
+        }
+        (true, false) => {
+            tools.printer.status("verify: reading the result back");
+            let reference = match &build.output {
+                Output::Layout { dir, .. } => dir.display().to_string(),
+                Output::Registry { repository, tags } => format!("{repository}:{}", tags[0]),
+            };
+            let mut v = verify::read_back(
+                &reference,
+                &plan.platforms,
+                verify.checks,
+                verify.options,
+                built.index_digest.as_deref(),
+            )
+            .await;
+            if !build.more_repositories.is_empty() {
+                let others: Vec<&String> = built.tags.iter().filter(|t| **t != reference).collect();
+                read_back_tags(
+                    &others,
+                    &plan.platforms,
+                    verify,
+                    built.index_digest.as_deref(),
+                    &mut v,
+                )
+                .await;
+            }
+            Some(v)
+        }
+        (false, _) => None,
+    };
+    (verified, notes)
+}
+
+/// Every other tag (several repositories): read back too, one check each,
+/// passed when it resolves to the merged index and holds every platform.
+async fn read_back_tags(
+    refs: &[&String],
+    platforms: &[Platform],
+    verify: &VerifyPlan<'_>,
+    merged: Option<&str>,
+    into: &mut VerifyRecord,
+) {
+    for r in refs {
+        let v = verify::read_back(r, platforms, verify.checks, verify.options, merged).await;
+        let failed: Vec<String> = v
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        into.verified &= v.verified;
+        into.checks.push(crate::run::Check {
+            name: format!("tag {r}"),
+            passed: v.verified,
+            detail: if v.verified {
+                "resolves to the merged index, every platform present".to_string()
+            } else {
+                failed.join("; ")
+            },
+        });
+    }
 }
 
 /// `mbx build`: every platform built on an existing builder (driver
@@ -312,6 +377,7 @@ pub fn assemble(parts: Parts, built: BuildRecord, verified: Option<VerifyRecord>
     record.tags = built.tags;
     record.platforms = built.platforms;
     record.index_digest = built.index_digest;
+    record.index_descriptor = built.index_descriptor;
     record.notes = built.notes;
     record.checks = verified.checks;
     record.verified = verified.verified;
@@ -439,9 +505,22 @@ pub async fn preflight_registry(build: &BuildPlan) -> Result<()> {
     let Output::Registry { repository, .. } = &build.output else {
         return Ok(());
     };
-    let host = crate::plan::ImageRef::parse(repository)
-        .map(|r| r.registry().to_string())
-        .unwrap_or_default();
+    let mut hosts: Vec<String> = Vec::new();
+    for r in std::iter::once(repository).chain(build.more_repositories.iter().map(|(r, _)| r)) {
+        let host = crate::plan::ImageRef::parse(r)
+            .map(|r| r.registry().to_string())
+            .unwrap_or_default();
+        if !hosts.contains(&host) {
+            preflight_host(&host).await?;
+            hosts.push(host);
+        }
+    }
+    Ok(())
+}
+
+/// One registry host answers on `/v2/` (any status: it is there).
+async fn preflight_host(host: &str) -> Result<()> {
+    let host = host.to_string();
     let api = if host == "docker.io" {
         "registry-1.docker.io".to_string()
     } else {
@@ -452,19 +531,25 @@ pub async fn preflight_registry(build: &BuildPlan) -> Result<()> {
     } else {
         "https"
     };
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| Error::env(format!("cannot make an HTTP client: {e}"), ""))?;
-    match client.get(format!("{scheme}://{api}/v2/")).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let why = crate::error::chain(&e);
-            Err(Error::env(
-                format!("cannot reach the registry {host}: {why}"),
-                "start the registry or fix --registry/--image; nothing was built or pushed",
-            ))
+    let client = crate::oci::registry::http_client(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+    })?;
+    // Three tries a second apart: one reset connection is not a registry that is down.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.get(format!("{scheme}://{api}/v2/")).send().await {
+            Ok(_) => return Ok(()),
+            Err(_) if tries < 3 => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => {
+                let why = crate::error::chain(&e);
+                return Err(Error::env(
+                    format!("cannot reach the registry {host}: {why}"),
+                    "start the registry or fix --registry/--image; nothing was built or pushed",
+                ));
+            }
         }
     }
 }

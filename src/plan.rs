@@ -112,11 +112,16 @@ pub struct BuildPlan {
     pub index_annotations: Vec<String>,
     /// Secrets in buildx syntax; they name files or variables, never values.
     pub secrets: Vec<String>,
-    /// User-given cache sources and destinations, passed through unchanged.
-    pub extra_cache_from: Vec<String>,
-    pub extra_cache_to: Vec<String>,
     pub no_cache: bool,
     pub pull: bool,
+    /// buildx flags passed as given to every platform's build (`--ssh=…`,
+    /// `--add-host=…`, `--attest=…`, …), each `--flag=value`.
+    pub buildx_flags: Vec<String>,
+    /// Repositories beyond the output's, each with its tags: every platform
+    /// is pushed by digest to each, and the index made under every tag.
+    pub more_repositories: Vec<(String, Vec<String>)>,
+    /// What the plan changed of what was asked, for the record's notes.
+    pub notes: Vec<String>,
     pub max_parallel: usize,
     pub json: Option<PathBuf>,
     /// What else is made of the result (`--load`, `--output type=…`).
@@ -214,9 +219,22 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cache {
     None,
-    Local { dir: PathBuf, prefix: String },
-    Gha { prefix: String },
-    Registry { repository: String },
+    Local {
+        dir: PathBuf,
+        prefix: String,
+    },
+    Gha {
+        prefix: String,
+    },
+    Registry {
+        repository: String,
+    },
+    /// The user's own `--cache-from`/`--cache-to` (buildx syntax), made
+    /// per platform by [`cache::per_platform`].
+    User {
+        from: Vec<String>,
+        to: Vec<String>,
+    },
 }
 
 impl Cache {
@@ -311,6 +329,93 @@ fn validate_tag(t: &str) -> std::result::Result<(), String> {
     } else {
         Err(format!("`{t}` is not a valid tag (letters, digits, . _ -, at most 128, not starting with . or -)"))
     }
+}
+
+/// A `--tag`: a tag of the image (`v1`), or a full reference as buildx
+/// takes it (`app:v1`, `127.0.0.1:5000/team/app:v1`; no tag = `latest`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TagArg {
+    Tag(String),
+    Ref { repository: String, tag: String },
+}
+
+/// `--tag` values: a value with `/` or `:` is a full reference.
+pub fn tag_args(given: &[String]) -> Result<Vec<TagArg>> {
+    let mut out: Vec<TagArg> = Vec::new();
+    for t in given
+        .iter()
+        .flat_map(|t| t.split([',', '\n']))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let arg = if t.contains(['/', ':']) {
+            let r = ImageRef::parse(t).map_err(|e| {
+                Error::input(
+                    format!("--tag `{t}` is not an image reference: {e}"),
+                    "pass --tag TAG, or a full reference such as --tag ghcr.io/acme/app:v1",
+                )
+            })?;
+            if r.digest.is_some() {
+                return Err(Error::input(
+                    format!("--tag `{t}` names a digest; a build makes a new one"),
+                    "pass references with a tag, e.g. --tag ghcr.io/acme/app:1.0",
+                ));
+            }
+            TagArg::Ref {
+                tag: r.tag.clone().unwrap_or_else(|| "latest".into()),
+                repository: r.repository,
+            }
+        } else {
+            validate_tag(t).map_err(|e| Error::input(e, "pass --tag NAME, e.g. --tag v1.2.0"))?;
+            TagArg::Tag(t.to_string())
+        };
+        if !out.contains(&arg) {
+            out.push(arg);
+        }
+    }
+    Ok(out)
+}
+
+/// The same repository however written (`acme/app` = `docker.io/acme/app`).
+fn same_repository(a: &str, b: &str) -> bool {
+    let norm = |r: &str| {
+        crate::oci::parse_reference(r)
+            .map(|p| format!("{}/{}", p.registry(), p.repository()))
+            .unwrap_or_else(|_| r.to_string())
+    };
+    a == b || norm(a) == norm(b)
+}
+
+/// Bare tags and the references of `primary` as its tags; every other
+/// repository (in the order given) with its own tags.
+/// Repositories beyond the image's, each with its tags.
+type MoreRepositories = Vec<(String, Vec<String>)>;
+type Repositories = (Vec<String>, MoreRepositories);
+fn group_tags(args: &[TagArg], primary: Option<&str>) -> Repositories {
+    let mut own: Vec<String> = Vec::new();
+    let mut more: Vec<(String, Vec<String>)> = Vec::new();
+    for a in args {
+        let (repo, tag) = match a {
+            TagArg::Tag(t) => (None, t),
+            TagArg::Ref { repository, tag } => (Some(repository.as_str()), tag),
+        };
+        let list = match repo {
+            Some(r) if !primary.is_some_and(|p| same_repository(p, r)) => {
+                match more.iter().position(|(m, _)| same_repository(m, r)) {
+                    Some(i) => &mut more[i].1,
+                    None => {
+                        more.push((r.to_string(), Vec::new()));
+                        &mut more.last_mut().expect("pushed").1
+                    }
+                }
+            }
+            _ => &mut own,
+        };
+        if !list.contains(tag) {
+            list.push(tag.clone());
+        }
+    }
+    (own, more)
 }
 
 /// A name safe for image paths and cache scopes, from a directory name.
@@ -572,6 +677,7 @@ fn builder_platforms(args: &BuilderArgs) -> Result<Vec<String>> {
 }
 
 pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
+    let buildx_flags = buildx_flags(args)?;
     let context = &args.context;
     if !context.is_dir() {
         return Err(Error::input(
@@ -595,14 +701,93 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         .map(|n| sanitize_name(&n))
         .unwrap_or_else(|| "image".into());
 
-    let mut tags = tags(&args.tags)?;
-
     let mut outputs = output::parse(&args.output, args.load)?;
     outputs.settle(args.push || args.registry.is_some() || outputs.push);
-    let image = match image(args, &context_name)? {
-        None => output_image(&outputs)?,
+    let (image, tags, more_repositories) = image_and_tags(args, &outputs, &context_name)?;
+
+    check_attestation("--provenance", args.provenance.as_deref())?;
+    check_attestation("--sbom", args.sbom.as_deref())?;
+    let (output, scratch) = output(args, &outputs, image.as_ref(), &tags, &context_name)?;
+    let mut exports = outputs.exports;
+    let repository = image
+        .as_ref()
+        .map_or(context_name.as_str(), |i| &i.repository);
+    exports.names = tags.iter().map(|t| format!("{repository}:{t}")).collect();
+    output::check_destinations(&exports)?;
+    let mut notes = Vec::new();
+    let cache = if args.cache_from.is_empty() && args.cache_to.is_empty() {
+        cache(args, image.as_ref(), context_name, &output, local)?
+    } else {
+        notes.extend(cache::user_note(&args.cache_from, &args.cache_to));
+        Cache::User {
+            from: args.cache_from.clone(),
+            to: args.cache_to.clone(),
+        }
+    };
+    let (annotations, index_annotations) = check_kv_args(args)?;
+    let secrets = secrets(args)?;
+    let redactions = Redactions::for_build(&args.build_args, &secrets);
+    if !more_repositories.is_empty() && matches!(output, Output::Layout { .. }) {
+        notes.push(format!(
+            "tags in {} other repositories: nothing is pushed, so the OCI layout holds only {}",
+            more_repositories.len(),
+            match &output {
+                Output::Layout { ref_name, .. } => ref_name.as_str(),
+                Output::Registry { .. } => "",
+            }
+        ));
+    }
+    Ok(BuildPlan {
+        context: context.clone(),
+        dockerfile,
+        target: args.target.clone(),
+        build_args: args.build_args.clone(),
+        labels: args.labels.clone(),
+        output,
+        cache,
+        provenance: args.provenance.clone(),
+        sbom: args.sbom.clone(),
+        annotations,
+        index_annotations,
+        secrets,
+        no_cache: args.no_cache,
+        pull: args.pull,
+        buildx_flags,
+        more_repositories,
+        notes,
+        max_parallel: args.max_parallel.unwrap_or(usize::MAX),
+        json: args.json.clone(),
+        redactions,
+        exports,
+        scratch,
+    })
+}
+
+/// The image (from --image, an `--output type=registry,name=…`, or the first
+/// full reference in the tags), its tags, and the other repositories named.
+fn image_and_tags(
+    args: &BuildArgs,
+    outputs: &output::Outputs,
+    context_name: &str,
+) -> Result<(Option<ImageRef>, Vec<String>, MoreRepositories)> {
+    let tag_args = tag_args(&args.tags)?;
+    let mut image = match image(args, context_name)? {
+        None => output_image(outputs)?,
         some => some,
     };
+    if image.is_none() {
+        // No --image: the first full reference names the image (buildx's -t).
+        image = tag_args.iter().find_map(|t| match t {
+            TagArg::Ref { repository, .. } => Some(ImageRef {
+                repository: repository.clone(),
+                tag: None,
+                digest: None,
+            }),
+            TagArg::Tag(_) => None,
+        });
+    }
+    let (mut tags, more_repositories) =
+        group_tags(&tag_args, image.as_ref().map(|i| i.repository.as_str()));
     for n in outputs.push_names.iter().skip(1) {
         if let Some(t) = ImageRef::parse(n).ok().and_then(|r| r.tag) {
             if !tags.contains(&t) {
@@ -618,43 +803,67 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
     if tags.is_empty() {
         tags.push("latest".into());
     }
+    Ok((image, tags, more_repositories))
+}
 
-    check_attestation("--provenance", args.provenance.as_deref())?;
-    check_attestation("--sbom", args.sbom.as_deref())?;
-    let (output, scratch) = output(args, &outputs, image.as_ref(), &tags, &context_name)?;
-    let mut exports = outputs.exports;
-    let repository = image
-        .as_ref()
-        .map_or(context_name.as_str(), |i| &i.repository);
-    exports.names = tags.iter().map(|t| format!("{repository}:{t}")).collect();
-    output::check_destinations(&exports)?;
-    let cache = cache(args, image.as_ref(), context_name, &output, local)?;
-    let (annotations, index_annotations) = check_kv_args(args)?;
-    let secrets = secrets(args)?;
-    let redactions = Redactions::for_build(&args.build_args, &secrets);
-    Ok(BuildPlan {
-        context: context.clone(),
-        dockerfile,
-        target: args.target.clone(),
-        build_args: args.build_args.clone(),
-        labels: args.labels.clone(),
-        output,
-        cache,
-        provenance: args.provenance.clone(),
-        sbom: args.sbom.clone(),
-        annotations,
-        index_annotations,
-        secrets,
-        extra_cache_from: args.cache_from.clone(),
-        extra_cache_to: args.cache_to.clone(),
-        no_cache: args.no_cache,
-        pull: args.pull,
-        max_parallel: args.max_parallel.unwrap_or(usize::MAX),
-        json: args.json.clone(),
-        redactions,
-        exports,
-        scratch,
-    })
+/// The buildx flags mbx passes as given to every platform's build.
+fn buildx_flags(args: &BuildArgs) -> Result<Vec<String>> {
+    if let Some(c) = args.call.as_deref().filter(|c| *c != "build") {
+        return Err(Error::input(
+            format!("--call {c} (input `call`) evaluates the build instead of building an image, which mbx cannot join and verify"),
+            "drop `call` (mbx always builds), or run `docker buildx build --call check` in a step of its own",
+        ));
+    }
+    let mut out = Vec::new();
+    let mut each = |flag: &str, values: &[String]| {
+        for v in values {
+            out.push(format!("--{flag}={v}"));
+        }
+    };
+    each("build-context", &args.build_contexts);
+    each("ssh", &args.ssh);
+    each("add-host", &args.add_hosts);
+    each("allow", &args.allow);
+    each("ulimit", &args.ulimits);
+    let stages: Vec<String> = args
+        .no_cache_filters
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    each("no-cache-filter", &stages);
+    // As build-push-action: --provenance / --sbom outrank an --attest of their type.
+    let attests: Vec<String> = args
+        .attests
+        .iter()
+        .filter(|a| {
+            let kind = |t: &str| a.split(',').any(|f| f.trim() == format!("type={t}"));
+            !(kind("provenance") && args.provenance.is_some()
+                || kind("sbom") && args.sbom.is_some())
+        })
+        .cloned()
+        .collect();
+    each("attest", &attests);
+    for (flag, v) in [
+        ("network", &args.network),
+        ("shm-size", &args.shm_size),
+        ("cgroup-parent", &args.cgroup_parent),
+    ] {
+        if let Some(v) = v {
+            out.push(format!("--{flag}={v}"));
+        }
+    }
+    for f in &out {
+        if f.ends_with('=') {
+            return Err(Error::input(
+                format!("`{}` has no value", f.trim_end_matches('=')),
+                "give each option a value, or leave it out",
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// What an OCI layout written by mbx holds; a later run replaces exactly these.
@@ -958,9 +1167,14 @@ fn check_kv_args(args: &BuildArgs) -> Result<(Vec<String>, Vec<String>)> {
     let mut annotations = Vec::new();
     let mut index_annotations = Vec::new();
     for a in &args.annotations {
+        // The merged index's own and its descriptors' (imagetools create's
+        // two types); the rest go on each platform's build.
         let (kv, index) = match a.strip_prefix("index:") {
             Some(kv) => (kv, true),
-            None => (a.as_str(), false),
+            None => match a.strip_prefix("manifest-descriptor:") {
+                Some(kv) => (kv, true),
+                None => (a.as_str(), false),
+            },
         };
         if !kv.contains('=') || kv.starts_with('=') {
             return Err(Error::input(
@@ -969,7 +1183,7 @@ fn check_kv_args(args: &BuildArgs) -> Result<(Vec<String>, Vec<String>)> {
             ));
         }
         if index {
-            index_annotations.push(format!("index:{kv}"));
+            index_annotations.push(a.clone());
         } else {
             annotations.push(a.clone());
         }
@@ -1265,6 +1479,104 @@ mod tests {
             e.contains("registry address"),
             "never Docker Hub's `127.0.0.1`: {e}"
         );
+    }
+
+    #[test]
+    fn tags_are_tags_or_full_references_grouped_by_repository() {
+        let given = vec![
+            "v1".to_string(),
+            "127.0.0.1:5000/a/app:1.2.3,127.0.0.1:5001/a/app:1.2.3".into(),
+            "127.0.0.1:5000/a/app\n127.0.0.1:5001/a/app:latest".into(),
+            "acme/app:x".into(),
+            "docker.io/acme/app:y".into(),
+        ];
+        let t = tag_args(&given).unwrap();
+        assert_eq!(t[0], TagArg::Tag("v1".into()));
+        assert_eq!(
+            t[3],
+            TagArg::Ref {
+                repository: "127.0.0.1:5000/a/app".into(),
+                tag: "latest".into()
+            }
+        );
+        let (own, more) = group_tags(&t, Some("127.0.0.1:5000/a/app"));
+        assert_eq!(own, ["v1", "1.2.3", "latest"]);
+        assert_eq!(
+            more,
+            [
+                (
+                    "127.0.0.1:5001/a/app".to_string(),
+                    vec!["1.2.3".to_string(), "latest".into()]
+                ),
+                ("acme/app".to_string(), vec!["x".to_string(), "y".into()]),
+            ]
+        );
+        assert!(tag_args(&[format!("a/b@sha256:{}", "ab".repeat(32))]).is_err());
+        assert!(tag_args(&["ghcr.io/A/b:1".into()]).is_err());
+    }
+
+    fn build_args_of(argv: &[&str]) -> BuildArgs {
+        use clap::Parser;
+        let mut all = vec!["mbx", "ci"];
+        all.extend(argv);
+        match crate::cli::Cli::try_parse_from(all).unwrap().command {
+            crate::cli::Command::Ci(a) => a.build,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn buildx_flags_pass_through_with_build_push_action_precedence() {
+        let a = build_args_of(&[
+            "--ssh",
+            "default",
+            "--add-host",
+            "h:10.0.0.1",
+            "--allow",
+            "network.host",
+            "--build-context",
+            "x=./x",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--no-cache-filter",
+            "a,b",
+            "--network",
+            "none",
+            "--shm-size",
+            "2g",
+            "--cgroup-parent",
+            "p",
+            "--attest",
+            "type=sbom",
+            "--attest",
+            "type=provenance,mode=max",
+            "--provenance",
+            "false",
+            "--call",
+            "build",
+        ]);
+        let f = buildx_flags(&a).unwrap();
+        assert_eq!(
+            f,
+            [
+                "--build-context=x=./x",
+                "--ssh=default",
+                "--add-host=h:10.0.0.1",
+                "--allow=network.host",
+                "--ulimit=nofile=1024:1024",
+                "--no-cache-filter=a",
+                "--no-cache-filter=b",
+                "--attest=type=sbom",
+                "--network=none",
+                "--shm-size=2g",
+                "--cgroup-parent=p",
+            ],
+            "--provenance outranks the provenance --attest"
+        );
+        let e = buildx_flags(&build_args_of(&["--call", "check"])).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--call check"), "{e}");
+        assert!(buildx_flags(&build_args_of(&["--network="])).is_err());
     }
 
     #[test]

@@ -37,6 +37,10 @@ pub struct RunRecord {
     pub platforms: Vec<PlatformRecord>,
     /// Digest of the merged multi-platform index.
     pub index_digest: Option<String>,
+    /// The merged index's media type and size (with `index_digest`, the
+    /// `containerimage.descriptor` of the step's `metadata` output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_descriptor: Option<IndexDescriptor>,
     /// True when every verification check passed.
     pub verified: bool,
     #[serde(default)]
@@ -294,9 +298,31 @@ pub struct PlatformRecord {
     /// The remote cache's import or export failed; the build went on without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_error: Option<CacheIssue>,
+    /// What buildx's metadata file said of this platform's build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buildx: Option<BuildxResult>,
     /// Multi-runner mode: the runner whose part built this platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerRecord>,
+}
+
+/// The merged index as a descriptor's other fields.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq, Default)]
+pub struct IndexDescriptor {
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// A platform build's `--metadata-file` entries mbx keeps.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq, Default)]
+pub struct BuildxResult {
+    /// `buildx.build.ref`: BUILDER/NODE/REF, for `docker buildx history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_ref: Option<String>,
+    /// `containerimage.config.digest` (absent when the build made an index:
+    /// attestations attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_digest: Option<String>,
 }
 
 /// The runner of one multi-runner part (`mbx ci --mode part`, the action's

@@ -378,7 +378,7 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
     }
     let metadata = read_json(&out1.join("metadata.json"));
     assert_eq!(metadata["containerimage.digest"], digest.as_str());
-    let platforms = metadata["platforms"].as_array().unwrap();
+    let platforms = metadata["mbx"]["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 2, "{metadata}");
     for p in platforms {
         assert_eq!(p["steps_total"], 3, "{p}");
@@ -458,7 +458,7 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
         "the tool cache holds the verified bytes"
     );
     let metadata = read_json(&out2.join("metadata.json"));
-    let platforms = metadata["platforms"].as_array().unwrap();
+    let platforms = metadata["mbx"]["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 2, "{metadata}");
     for p in platforms {
         assert_eq!(p["steps_total"], 3, "{p}");
@@ -747,8 +747,14 @@ fn run_maps_every_input_to_argv_and_secrets_only_to_the_environment() {
     assert_eq!(pairs(&argv, "--context"), ["ctx dir"]);
     assert_eq!(pairs(&argv, "--file"), ["ctx dir/Dockerfile.prod"]);
     assert_eq!(pairs(&argv, "--platforms"), ["linux/amd64,linux/arm64"]);
-    assert_eq!(pairs(&argv, "--image"), ["ghcr.io/acme/app"]);
-    assert_eq!(pairs(&argv, "--tag"), ["1.0", "latest", "sha-abc"]);
+    assert_eq!(
+        pairs(&argv, "--tag"),
+        [
+            "ghcr.io/acme/app:1.0",
+            "ghcr.io/acme/app:latest",
+            "ghcr.io/acme/app:sha-abc"
+        ]
+    );
     assert_eq!(pairs(&argv, "--label"), ["a=1", "b=two words"]);
     assert_eq!(pairs(&argv, "--build-arg"), ["X=1", "Y=has,comma"]);
     assert_eq!(pairs(&argv, "--target"), ["prod"]);
@@ -822,8 +828,8 @@ fn run_passes_inputs_as_data_never_as_shell_text() {
 fn run_refuses_what_it_cannot_do_with_exit_2() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
-            &[("tags", "a.io/x/one:1,a.io/x/two:1"), ("cache", "none")],
-            "two repositories",
+            &[("call", "check"), ("cache", "none")],
+            "input 'call': must be build, not 'check'",
         ),
         (
             &[("push", "true"), ("cache", "none")],
@@ -1136,6 +1142,7 @@ fn inputs_mode_builds_with_a_multi_line_secret_and_writes_the_outputs() {
     let digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
     assert!(outputs.contains(&format!("\n{digest}\n")), "{outputs}");
     for name in [
+        "imageid",
         "digest",
         "tags",
         "metadata",

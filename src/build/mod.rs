@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::docker::process::StallWatch;
 use crate::docker::{BuildOutcome, Buildx};
 use crate::error::{Error, Result};
 use crate::plan::cache;
@@ -31,6 +32,7 @@ pub struct BuildRecord {
     pub tags: Vec<String>,
     pub platforms: Vec<PlatformRecord>,
     pub index_digest: Option<String>,
+    pub index_descriptor: Option<crate::run::IndexDescriptor>,
     /// Things the user should know about how the build went.
     pub notes: Vec<String>,
 }
@@ -54,6 +56,10 @@ pub fn run(
         // The layout is scratch: what the user asked for is the exports.
         record.output = output::describe(&build.exports);
     }
+    record
+        .tags
+        .extend(merge::more_refs(&build.more_repositories));
+    record.notes.extend(build.notes.iter().cloned());
     let result = run_into(plan, build, buildx, printer, driver, merge, &mut record);
     (record, result)
 }
@@ -129,6 +135,13 @@ fn run_into(
             .notes
             .push("pushed by digest only: the tags are moved by `mbx merge`".into());
         record.notes.extend(output::unmerged_note(build));
+        if !build.more_repositories.is_empty() {
+            record.notes.push(format!(
+                "the platforms were pushed by digest to {} other repositories too, but `mbx merge` makes the index in {} only",
+                build.more_repositories.len(),
+                record.output
+            ));
+        }
         return Ok(());
     }
     printer.status("merging platforms into one index");
@@ -143,6 +156,7 @@ fn run_into(
     let seconds = merging.elapsed().as_secs_f64();
     tracing::debug!(phase = "merge", seconds, "timing");
     apply_merge(&mut record.platforms, &merged);
+    record.index_descriptor = Some(merged.descriptor.clone());
     record.index_digest = Some(merged.index_digest);
     let notes = output::finish(plan, build, buildx, printer, work.path(), &merged.index)?;
     record.notes.extend(notes);
@@ -228,7 +242,7 @@ fn build_all(
                     part: part.as_deref(),
                     staging: targets.staging,
                 };
-                let rec = build_one(plan, build, buildx, printer, &target, targets.work);
+                let rec = build_pushing(plan, build, buildx, printer, &target, targets.work);
                 match &rec.error {
                     None => {
                         printer.status(&format!("built {platform} in {:.1}s", rec.wall_seconds))
@@ -247,6 +261,73 @@ fn build_all(
     let mut results = results.into_inner().expect("results");
     results.sort_by_key(|r| plan.platforms.iter().position(|p| *p == r.platform));
     results
+}
+
+/// Attempts at a platform whose push fails on a registry fault.
+const PUSH_ATTEMPTS: usize = 4;
+
+/// [`build_one`], again when its push failed on a registry fault that may
+/// pass and BuildKit's own retries (5xx and resets, three times in 7 s;
+/// never 429) did not see it through: the build is cached, so only the
+/// export and the push run again. Backoff from 2 s with jitter,
+/// [`PUSH_ATTEMPTS`] in all: a lasting fault ends the platform in about a
+/// minute.
+fn build_pushing(
+    plan: &Plan,
+    build: &BuildPlan,
+    buildx: &Buildx,
+    printer: &Printer,
+    target: &Target,
+    work: &Path,
+) -> PlatformRecord {
+    use backon::BackoffBuilder;
+    let mut delays = backon::ExponentialBuilder::new()
+        .with_min_delay(std::time::Duration::from_secs(2))
+        .with_max_delay(std::time::Duration::from_secs(10))
+        .with_jitter()
+        .with_max_times(PUSH_ATTEMPTS - 1)
+        .build();
+    let mut attempt = 1;
+    loop {
+        let rec = build_one(plan, build, buildx, printer, target, work);
+        let fault = match (&rec.error, &build.output) {
+            (Some(e), Output::Registry { .. }) if push_fault(e) => e,
+            _ => return rec,
+        };
+        let Some(delay) = delays.next().filter(|_| !crate::interrupt::interrupted()) else {
+            return rec;
+        };
+        attempt += 1;
+        printer.status(&format!(
+            "{}: the push failed on a registry fault; pushing again in {:.0}s (attempt {attempt} of {PUSH_ATTEMPTS}): {}",
+            target.platform,
+            delay.as_secs_f64(),
+            first_line(fault).chars().take(240).collect::<String>()
+        ));
+        std::thread::sleep(delay);
+    }
+}
+
+/// How long a push may stand still before it is stopped (and tried
+/// again): `MBX_PUSH_STALL` seconds, default 120 (compressing a very large
+/// layer reports nothing until it is done).
+fn push_stall() -> std::time::Duration {
+    let secs = std::env::var("MBX_PUSH_STALL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(120);
+    std::time::Duration::from_secs(secs)
+}
+
+/// A platform's error that is its push meeting a registry fault.
+fn push_fault(error: &str) -> bool {
+    let line = first_line(error);
+    if line.starts_with("the push stalled") {
+        return true;
+    }
+    (line.contains("exporting to image") || line.contains("failed to push"))
+        && crate::oci::registry::transient_fault(line)
 }
 
 /// The error of an interrupted run or of failed platforms, saying what was
@@ -295,6 +376,9 @@ fn failure(output: &Output, platforms: &[PlatformRecord]) -> Option<Error> {
             "no index was pushed and no tag moved; {} were pushed by digest only. Fix the failing step and run again",
             ok.join(", ")
         ),
+        (Output::Registry { .. }, true) => {
+            "nothing was pushed by digest, no index was pushed and no tag moved; fix the failing step and run again".to_string()
+        }
         _ => "no index was written; fix the failing step and run again".to_string(),
     };
     Some(Error::build(msg, help))
@@ -329,11 +413,11 @@ fn merge_all(
                 .iter()
                 .filter_map(|r| r.build_digest.clone())
                 .collect();
-            merge::registry(
+            merge::registries(
                 buildx,
                 &plan.builder.name,
-                repository,
-                tags,
+                (repository, tags),
+                &build.more_repositories,
                 &digests,
                 &build.index_annotations,
             )
@@ -375,6 +459,7 @@ pub fn merge_parts(
     let result =
         merge::registry(buildx, builder, repository, tags, &digests, annotations).map(|merged| {
             apply_merge(&mut record.platforms, &merged);
+            record.index_descriptor = Some(merged.descriptor.clone());
             record.index_digest = Some(merged.index_digest);
         });
     (record, result)
@@ -469,22 +554,17 @@ pub fn build_args(
     match (&build.output, part) {
         (Output::Layout { .. }, Some(dir)) => push(format!("--output=type=oci,dest={},tar=false", dir.display())),
         (Output::Registry { repository, .. }, _) if staging => push(format!(
-            "--output=type=image,name={repository}:{STAGING_PREFIX}-{},push=true,oci-mediatypes=true",
-            platform.slug()
+            "--output=type=image,{},push=true,oci-mediatypes=true",
+            merge::names(&format!("{repository}:{STAGING_PREFIX}-{}", platform.slug()), &merge::staging(&build.more_repositories, &platform.slug()))
         )),
         (Output::Registry { repository, .. }, _) => push(format!(
-            "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true"
+            "--output=type=image,{},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true",
+            merge::names(repository, &build.more_repositories)
         )),
         (Output::Layout { .. }, None) => unreachable!("layout output needs a part directory"),
     }
-    for c in cache {
+    for c in cache.iter().chain(&build.buildx_flags) {
         push(c.clone());
-    }
-    for c in &build.extra_cache_from {
-        push(format!("--cache-from={c}"));
-    }
-    for c in &build.extra_cache_to {
-        push(format!("--cache-to={c}"));
     }
     a.push(build.context.clone().into_os_string());
     a
@@ -520,14 +600,20 @@ fn build_one(
     output::extend_args(&mut args, plan, build, platform, work);
     let started = Instant::now();
     let mut progress = Progress::new();
+    let watch = matches!(build.output, Output::Registry { .. })
+        .then(|| StallWatch::start(metadata.display().to_string(), push_stall()));
     let outcome = buildx.build(args, &metadata, build.redactions.values(), &mut |chunk| {
+        if let Some(w) = &watch {
+            w.saw(chunk);
+        }
         progress.feed(chunk);
         printer.progress(platform, &progress.snapshot())
     });
+    let stalled = watch.and_then(StallWatch::stop);
     progress.finish();
     log::print(printer, platform, &progress, &build.redactions, &outcome);
     let wall = started.elapsed().as_secs_f64();
-    finish_record(build, target, &cache, outcome, &progress, wall)
+    finish_record(build, target, &cache, outcome, &progress, (wall, stalled))
 }
 
 /// One platform's record from its build's outcome and progress (shared by
@@ -538,7 +624,7 @@ fn finish_record(
     cache: &cache::CacheArgs,
     outcome: Result<BuildOutcome>,
     progress: &Progress,
-    wall: f64,
+    (wall, stalled): (f64, Option<std::time::Duration>),
 ) -> PlatformRecord {
     let Target {
         platform, emulated, ..
@@ -557,6 +643,7 @@ fn finish_record(
         error: None,
         steps: Vec::new(),
         cache_error: None,
+        buildx: None,
         runner: None,
     };
     let outcome = match outcome {
@@ -567,6 +654,12 @@ fn finish_record(
         }
     };
     fill_from_outcome(&mut rec, &outcome, progress);
+    if let Some(limit) = stalled {
+        rec.error = Some(format!(
+            "the push stalled: nothing moved for {}s while exporting to the registry (it stopped answering mid-upload); the build was stopped",
+            limit.as_secs()
+        ));
+    }
     sanitise(&mut rec, &build.redactions);
     rec.cache_error = cache_issue::find(&build.cache, &rec.steps);
     if rec.error.is_none() {
@@ -624,18 +717,23 @@ pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome, progr
         .filter(|s| s.instruction && !s.cached)
         .map(|s| s.busy_seconds)
         .sum();
-    rec.build_digest = outcome
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("containerimage.digest"))
-        .and_then(|d| d.as_str())
-        .map(str::to_string);
-    rec.node = outcome
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("buildx.build.ref"))
-        .and_then(|r| r.as_str())
+    let field = |k: &str| {
+        outcome
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+    };
+    rec.build_digest = field("containerimage.digest");
+    rec.node = field("buildx.build.ref")
+        .as_deref()
         .and_then(crate::run::node_of_build_ref);
+    rec.buildx = Some(crate::run::BuildxResult {
+        build_ref: field("buildx.build.ref"),
+        config_digest: field("containerimage.config.digest"),
+    })
+    .filter(|b| b.build_ref.is_some() || b.config_digest.is_some());
     if !outcome.success {
         let failing = steps
             .iter()

@@ -572,6 +572,7 @@ mod tests {
                 })
                 .collect(),
             cache_error: None,
+            buildx: None,
             runner: None,
         }];
         r

@@ -20,6 +20,7 @@ use serde_json::{json, Map, Value};
 
 use super::progress::{Framer, Item, Progress};
 use super::{build_args, finish_record, Target, Targets};
+use crate::docker::process::StallWatch;
 use crate::docker::{BuildOutcome, Buildx};
 use crate::plan::cache::{self, CacheArgs};
 use crate::plan::{BuildPlan, Plan};
@@ -141,13 +142,27 @@ fn run(
     let names: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     let mut demux = Demux::new(names);
     let started = Instant::now();
+    // A push that stands still stops the bake; its platforms are then built
+    // one by one, each under its own watch (see `build_one`).
+    let watch = matches!(build.output, crate::plan::Output::Registry { .. })
+        .then(|| StallWatch::start(metadata.display().to_string(), super::push_stall()));
     let outcome = buildx.bake(
         args,
         definition,
         &metadata,
         build.redactions.values(),
         &mut |chunk| {
-            for i in demux.feed(chunk) {
+            let touched = demux.feed(chunk);
+            // The push counts as begun once every target exports: before
+            // that, one platform's long quiet step is no stall.
+            if let Some(w) = &watch {
+                w.saw(if demux.all_exporting() {
+                    b"exporting to image"
+                } else {
+                    b""
+                });
+            }
+            for i in touched {
                 let j = &jobs[i];
                 let d = &demux.targets[i];
                 if d.exported && !d.announced {
@@ -158,6 +173,13 @@ fn run(
             demux.mark_announced();
         },
     );
+    if watch.and_then(StallWatch::stop).is_some() && !crate::interrupt::interrupted() {
+        printer.status("the push stalled: building each platform on its own");
+        return (
+            Vec::new(),
+            jobs.iter().map(|j| j.platform.clone()).collect(),
+        );
+    }
     demux.finish();
     records(build, printer, targets, jobs, &demux, outcome, started)
 }
@@ -214,7 +236,14 @@ fn records(
             };
             let mine = Ok(mine);
             super::log::print(printer, &j.platform, &d.progress, &build.redactions, &mine);
-            let rec = finish_record(build, &target, &j.cache, mine, &d.progress, d.wall(started));
+            let rec = finish_record(
+                build,
+                &target,
+                &j.cache,
+                mine,
+                &d.progress,
+                (d.wall(started), None),
+            );
             match &rec.error {
                 Some(e) => printer.status(&format!(
                     "{} failed after {:.1}s: {}",
@@ -427,6 +456,11 @@ impl Demux {
         for t in &mut self.targets {
             t.progress.finish();
         }
+    }
+
+    /// Every target's export to its output has begun.
+    fn all_exporting(&self) -> bool {
+        (0..self.targets.len()).all(|i| self.exports.values().any(|&t| t == i))
     }
 
     fn mark_announced(&mut self) {

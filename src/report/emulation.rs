@@ -532,6 +532,7 @@ mod tests {
             error: None,
             steps,
             cache_error: None,
+            buildx: None,
             runner: None,
         }
     }

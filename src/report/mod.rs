@@ -159,6 +159,7 @@ pub fn inputs(plan: &crate::plan::Plan, build: &crate::plan::BuildPlan) -> crate
             Cache::Local { dir, .. } => format!("local {}", dir.display()),
             Cache::Gha { .. } => "gha".into(),
             Cache::Registry { repository } => format!("registry {repository}"),
+            Cache::User { from, to } => format!("from {} to {}", from.join(" "), to.join(" ")),
         },
         no_cache: build.no_cache,
         builder: plan.builder.name.clone(),

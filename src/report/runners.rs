@@ -97,6 +97,7 @@ mod tests {
             error: None,
             steps: vec![],
             cache_error: None,
+            buildx: None,
             runner: runner.map(|(label, cut)| RunnerRecord {
                 label: label.into(),
                 wall_seconds: 90.0,

@@ -323,6 +323,7 @@ mod tests {
                 })
                 .collect(),
             cache_error: None,
+            buildx: None,
             runner: None,
         }
     }
