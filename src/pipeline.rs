@@ -111,7 +111,9 @@ pub async fn ci(
     tools: &Tools<'_>,
 ) -> Result<Run> {
     let started = now();
+    let mut clock = PhaseClock::start();
     preflight_registry(build).await?;
+    clock.mark("registry preflight");
     // Held to the end of the run: the push and the merge use these credentials.
     let _login = match &build.output {
         Output::Registry { repository, .. } => {
@@ -120,6 +122,10 @@ pub async fn ci(
         Output::Layout { .. } => None,
     };
     let setup = setup(plan, qemu, tools).await?;
+    for p in &setup.phases {
+        timing(&format!("setup: {}", p.name), p.seconds);
+    }
+    clock.mark("setup");
     // A multi-node builder: each node's first platform is native there.
     let mut plan = plan.clone();
     if let Some(b) = &setup.builder {
@@ -138,6 +144,7 @@ pub async fn ci(
     let (mut built, result) = tokio::task::block_in_place(|| {
         build::run(plan, build, tools.buildx, tools.printer, &driver, true)
     });
+    clock.mark("build + merge");
     // Emulated or not is the building node's business (multi-node builders).
     if let Some(b) = &setup.builder {
         for p in &mut built.platforms {
@@ -151,6 +158,7 @@ pub async fn ci(
         }
     }
     let (verified, notes) = read_back_run(plan, build, verify, tools, &built, result.is_ok()).await;
+    clock.mark("read-back");
     let user_gha = |specs: &[String]| specs.iter().any(|c| c.contains("type=gha"));
     let cache = match &build.cache {
         Cache::Gha { .. } => cache_usage(&built.platforms, tools.printer).await,
@@ -159,6 +167,7 @@ pub async fn ci(
         }
         _ => None,
     };
+    clock.mark("cache usage");
     let mut record = assemble(
         Parts {
             started,
@@ -438,6 +447,13 @@ fn check_writable(path: &std::path::Path, what: &str) -> Result<()> {
 /// are written before anything is printed, so a closed stdout loses nothing;
 /// the first failure to write is returned after everything was tried.
 pub fn emit(record: &RunRecord, to: &Emit) -> Result<()> {
+    let mut clock = PhaseClock::start();
+    let emitted = emit_all(record, to);
+    clock.mark("report");
+    emitted
+}
+
+fn emit_all(record: &RunRecord, to: &Emit) -> Result<()> {
     let json = match &to.json {
         Some(p) => report::write_json(record, p),
         None => Ok(()),
@@ -454,6 +470,27 @@ pub fn emit(record: &RunRecord, to: &Emit) -> Result<()> {
         }
     }
     json.and(published)
+}
+
+/// A phase's duration as a debug event (`RUST_LOG=mbx=debug`), which
+/// scripts/bench-context reads: `phase="setup" seconds=0.41`.
+pub fn timing(phase: &str, seconds: f64) {
+    tracing::debug!(phase, seconds, "timing");
+}
+
+/// Times consecutive phases.
+pub struct PhaseClock(std::time::Instant);
+
+impl PhaseClock {
+    pub fn start() -> PhaseClock {
+        PhaseClock(std::time::Instant::now())
+    }
+
+    /// Log the phase that just ended; the next starts now.
+    pub fn mark(&mut self, phase: &str) {
+        timing(phase, self.0.elapsed().as_secs_f64());
+        self.0 = std::time::Instant::now();
+    }
 }
 
 fn join(ps: &[Platform]) -> String {

@@ -7,6 +7,7 @@ pub mod merge;
 pub mod output;
 pub mod parts;
 pub mod progress;
+mod schedule;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -144,6 +145,7 @@ fn run_into(
         return Ok(());
     }
     printer.status("merging platforms into one index");
+    let merging = Instant::now();
     let merged = merge_all(
         plan,
         build,
@@ -151,6 +153,8 @@ fn run_into(
         &record.platforms,
         parts_root.as_deref(),
     )?;
+    let seconds = merging.elapsed().as_secs_f64();
+    tracing::debug!(phase = "merge", seconds, "timing");
     apply_merge(&mut record.platforms, &merged);
     record.index_descriptor = Some(merged.descriptor.clone());
     record.index_digest = Some(merged.index_digest);
@@ -213,8 +217,12 @@ fn build_all(
     printer: &Printer,
     targets: &Targets,
 ) -> Vec<PlatformRecord> {
-    let queue: Mutex<Vec<Platform>> = Mutex::new(plan.platforms.iter().rev().cloned().collect());
-    let results: Mutex<Vec<PlatformRecord>> = Mutex::new(Vec::new());
+    // Every platform at once in one bake when it can (the context is sent
+    // once); what it leaves (a platform cancelled by another's failure, or
+    // everything when bake cannot be used) is built on its own below.
+    let (baked, rest) = schedule::bake_all(plan, build, buildx, printer, targets);
+    let queue: Mutex<Vec<Platform>> = Mutex::new(rest.into_iter().rev().collect());
+    let results: Mutex<Vec<PlatformRecord>> = Mutex::new(baked);
     let workers = build.max_parallel.min(plan.platforms.len()).max(1);
     std::thread::scope(|s| {
         for _ in 0..workers {
@@ -582,9 +590,9 @@ fn build_one(
 ) -> PlatformRecord {
     let Target {
         platform,
-        emulated,
         part,
         staging,
+        ..
     } = *target;
     let metadata = work.join(format!("{}.metadata.json", platform.slug()));
     let cache = cache::args(&build.cache, platform);
@@ -605,6 +613,22 @@ fn build_one(
     progress.finish();
     log::print(printer, platform, &progress, &build.redactions, &outcome);
     let wall = started.elapsed().as_secs_f64();
+    finish_record(build, target, &cache, outcome, &progress, (wall, stalled))
+}
+
+/// One platform's record from its build's outcome and progress (shared by
+/// the per-platform builds and the one bake of every platform).
+fn finish_record(
+    build: &BuildPlan,
+    target: &Target,
+    cache: &cache::CacheArgs,
+    outcome: Result<BuildOutcome>,
+    progress: &Progress,
+    (wall, stalled): (f64, Option<std::time::Duration>),
+) -> PlatformRecord {
+    let Target {
+        platform, emulated, ..
+    } = *target;
     let mut rec = PlatformRecord {
         platform: platform.clone(),
         emulated,
@@ -629,7 +653,7 @@ fn build_one(
             return rec;
         }
     };
-    fill_from_outcome(&mut rec, &outcome, &progress);
+    fill_from_outcome(&mut rec, &outcome, progress);
     if let Some(limit) = stalled {
         rec.error = Some(format!(
             "the push stalled: nothing moved for {}s while exporting to the registry (it stopped answering mid-upload); the build was stopped",

@@ -327,7 +327,7 @@ fn is_instruction(name: &str) -> bool {
     }
 }
 
-enum Item {
+pub(crate) enum Item {
     Object(Vec<u8>),
     Text(String),
     Oversized,
@@ -335,7 +335,7 @@ enum Item {
 
 /// Splits a byte stream into top-level JSON objects and the text lines between them.
 #[derive(Debug, Default)]
-struct Framer {
+pub(crate) struct Framer {
     buf: Vec<u8>,
     depth: usize,
     in_string: bool,
@@ -345,7 +345,7 @@ struct Framer {
 }
 
 impl Framer {
-    fn push(&mut self, bytes: &[u8], out: &mut Vec<Item>) {
+    pub(crate) fn push(&mut self, bytes: &[u8], out: &mut Vec<Item>) {
         for &b in bytes {
             if self.depth == 0 {
                 if b == b'{' {
@@ -404,7 +404,7 @@ impl Framer {
         }
     }
 
-    fn finish(&mut self, out: &mut Vec<Item>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Item>) {
         self.flush_text(out);
         if self.depth > 0 && !self.buf.is_empty() {
             let cut = self.buf.len().min(TEXT_LINE_MAX);

@@ -64,8 +64,23 @@ impl Buildx {
         ))
     }
 
-    /// `docker buildx version` → e.g. `v0.13.1`.
+    /// `docker buildx version` → e.g. `v0.13.1`. Remembered per docker CLI
+    /// and buildx plugin binary (path, size, mtime) in the state directory,
+    /// so a warm run starts no plugin (~0.3 s) to ask again.
     pub fn version(&self) -> Result<String> {
+        let key = version_cache::key(&self.docker);
+        if let Some(v) = key.as_deref().and_then(version_cache::get) {
+            tracing::debug!(version = %v, "buildx version remembered");
+            return Ok(v);
+        }
+        let v = self.ask_version()?;
+        if let Some(k) = &key {
+            version_cache::put(k, &v);
+        }
+        Ok(v)
+    }
+
+    fn ask_version(&self) -> Result<String> {
         let out = self.run(os_args(["buildx", "version"])).map_err(|e| {
             if let Some(missing) = self.missing(&e) {
                 return missing;
@@ -134,11 +149,48 @@ impl Buildx {
     ) -> Result<BuildOutcome> {
         let mut a = os_args(["buildx", "build"]);
         a.extend(args);
+        self.stream(a, None, metadata_file, secrets, on_stderr)
+    }
+
+    /// Run `docker buildx bake ARGS -f -` with `definition` (JSON) on its
+    /// stdin, so nothing of it (cache tokens included) lands on disk; the
+    /// progress goes to `on_stderr` as with [`Buildx::build`]. The paths in
+    /// the definition are the user's own inputs, so bake's filesystem
+    /// entitlement prompt (buildx ≥ 0.19) is turned off for this child.
+    pub fn bake(
+        &self,
+        args: Vec<OsString>,
+        definition: Vec<u8>,
+        metadata_file: &std::path::Path,
+        secrets: &[String],
+        on_stderr: &mut dyn FnMut(&[u8]),
+    ) -> Result<BuildOutcome> {
+        let mut a = os_args(["buildx", "bake"]);
+        a.extend(args);
+        self.stream(a, Some(definition), metadata_file, secrets, on_stderr)
+    }
+
+    fn stream(
+        &self,
+        a: Vec<OsString>,
+        stdin: Option<Vec<u8>>,
+        metadata_file: &std::path::Path,
+        secrets: &[String],
+        on_stderr: &mut dyn FnMut(&[u8]),
+    ) -> Result<BuildOutcome> {
         let command = display_command(&self.docker, &a, secrets);
         tracing::debug!(%command, "build");
-        let mut child = crate::docker::process::die_with_parent(&mut Command::new(&self.docker))
+        let mut cmd = Command::new(&self.docker);
+        if stdin.is_some() {
+            cmd.env("BUILDX_BAKE_ENTITLEMENTS_FS", "0");
+        }
+        let mut child = crate::docker::process::die_with_parent(&mut cmd)
             .args(&a)
-            .stdin(Stdio::null())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -149,6 +201,12 @@ impl Buildx {
                 )
             })?;
         crate::interrupt::register(child.id());
+        if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = pipe.write_all(&bytes);
+            });
+        }
         let mut stdout = child.stdout.take().expect("piped");
         let out_thread = std::thread::spawn(move || {
             let mut s = Vec::new();
@@ -224,6 +282,93 @@ impl Buildx {
             a.push(s.into());
         }
         self.run(a).map_err(Error::from)
+    }
+}
+
+/// The buildx version remembered between runs. The key names the docker CLI
+/// and the buildx plugin it runs (the first `docker-buildx` in the CLI's
+/// plugin directories) with their size and mtime: an upgrade changes it.
+/// No key (no cache) when the plugin cannot be located the way the CLI
+/// would find it (extra plugin directories configured).
+mod version_cache {
+    use std::path::{Path, PathBuf};
+
+    fn state_dir() -> Option<PathBuf> {
+        // The same directory as setup's state files.
+        let var = |k: &str| std::env::var_os(k).filter(|s| !s.is_empty());
+        var("MBX_STATE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| var("XDG_STATE_HOME").map(|d| PathBuf::from(d).join("mbx")))
+            .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".local/state/mbx")))
+    }
+
+    fn stamp(p: &Path) -> Option<String> {
+        let m = std::fs::metadata(p).ok()?;
+        let mtime = m
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!("{}:{}:{}", p.display(), m.len(), mtime.as_nanos()))
+    }
+
+    fn on_path(program: &str) -> Option<PathBuf> {
+        if program.contains('/') {
+            return Some(PathBuf::from(program));
+        }
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    }
+
+    pub fn key(docker: &str) -> Option<String> {
+        let config = std::env::var_os("DOCKER_CONFIG")
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
+        let conf = std::fs::read_to_string(config.join("config.json")).unwrap_or_default();
+        if conf.contains("cliPluginsExtraDirs")
+            || std::env::var_os("DOCKER_CLI_PLUGIN_EXTRA_DIRS").is_some()
+        {
+            return None;
+        }
+        let dirs = [
+            config.join("cli-plugins"),
+            "/usr/local/lib/docker/cli-plugins".into(),
+            "/usr/local/libexec/docker/cli-plugins".into(),
+            "/usr/lib/docker/cli-plugins".into(),
+            "/usr/libexec/docker/cli-plugins".into(),
+        ];
+        let plugin = dirs
+            .iter()
+            .map(|d| d.join("docker-buildx"))
+            .find(|p| p.is_file())?;
+        Some(format!(
+            "{}|{}",
+            stamp(&on_path(docker)?)?,
+            stamp(&std::fs::canonicalize(&plugin).ok()?)?
+        ))
+    }
+
+    fn file() -> Option<PathBuf> {
+        state_dir().map(|d| d.join("buildx-version.json"))
+    }
+
+    pub fn get(key: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file()?).ok()?).ok()?;
+        (v["key"] == key).then(|| v["version"].as_str().map(str::to_string))?
+    }
+
+    pub fn put(key: &str, version: &str) {
+        let Some(f) = file() else { return };
+        let body = serde_json::json!({"key": key, "version": version}).to_string();
+        let tmp = f.with_extension(format!("{}.tmp", std::process::id()));
+        let written = f.parent().map(std::fs::create_dir_all).transpose().is_ok()
+            && std::fs::write(&tmp, body).is_ok()
+            && std::fs::rename(&tmp, &f).is_ok();
+        if !written {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 }
 
