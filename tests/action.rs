@@ -1502,6 +1502,27 @@ fn fetch_at_a_ref_with_no_release_runs_the_source_build_or_says_what_it_needs() 
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains("has no sources to build"), "{text}");
 
+    // mbx-binary: that file, with no tool and no source needed.
+    let bare = only_tools(
+        &d.path().join("tools-for-binary"),
+        &["bash", "env", "dirname"],
+    );
+    let o = fetch_with_path(&action, &tc, &bare, &[("MBX_BINARY", "/bin/true")]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(text.lines().last().unwrap(), "/bin/true");
+    let plain = d.path().join("not-executable");
+    std::fs::write(&plain, "x").unwrap();
+    let o = fetch_with_path(
+        &action,
+        &tc,
+        &bare,
+        &[("MBX_BINARY", plain.to_str().unwrap())],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("is not an executable file"), "{text}");
+
     // Neither jq nor sha256sum (a bare job container): both named at once.
     let bare = only_tools(&d.path().join("bare"), &["bash", "env", "dirname"]);
     let o = fetch_with_path(&action, &tc, &bare, &[]);
