@@ -1705,6 +1705,10 @@ fn node_step(script: &str, dir: &Path, env: &[(&str, &str)]) -> Output {
         .env("RUNNER_TEMP", dir)
         .env("GITHUB_OUTPUT", dir.join("output"))
         .env("GITHUB_STATE", dir.join("state"));
+    // The job's environment reaches a post step too: the lane's buildx.
+    if let Ok(v) = std::env::var("DOCKER_CONFIG") {
+        c.env("DOCKER_CONFIG", v);
+    }
     for (k, v) in env {
         c.env(k, v);
     }
@@ -2002,6 +2006,10 @@ fn a_cancel_as_the_runner_sends_it_stops_mbx_and_the_post_step_removes_the_build
         ("PROVENANCE", "false"),
     ] {
         c.env(format!("INPUT_{k}"), v);
+    }
+    // The lane's buildx (the compat lane has its own DOCKER_CONFIG).
+    if let Ok(v) = std::env::var("DOCKER_CONFIG") {
+        c.env("DOCKER_CONFIG", v);
     }
     let logs = || format!("{}{}", read(&log), read(&d.path().join("log.err")));
     let mut child = c.spawn().unwrap();
