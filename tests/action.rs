@@ -2100,3 +2100,104 @@ fn a_cancel_as_the_runner_sends_it_stops_mbx_and_the_post_step_removes_the_build
         .success();
     assert!(!exists, "the post step removed the builder");
 }
+
+/// Alive, and not a zombie waiting for its parent.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// A cancel while the fetch step builds mbx from source (minutes): the
+/// runner's SIGINT reaches the step's own process only (the fetch script,
+/// exec'd), which must stop cargo and everything cargo started. cargo is a
+/// stand-in here (it starts a child and sleeps, as cargo starts rustc): what
+/// is under test is the script's process handling, not the compiler.
+#[test]
+fn a_cancel_during_the_source_build_stops_cargo_and_what_it_started() {
+    let d = tempfile::tempdir().unwrap();
+    let action = action_tree(d.path(), Some(&unreleased_manifest("1.0.0")));
+    make_sources_unique(&action, "cancel");
+    let mut tools = FETCH_TOOLS.to_vec();
+    tools.extend(["setsid", "sleep", "sh"]);
+    let path = only_tools(d.path(), &tools);
+    let pids = d.path().join("pids");
+    std::fs::write(
+        path.join("cargo"),
+        format!(
+            "#!/bin/sh\necho $$ >>'{p}'\nsleep 300 &\necho $! >>'{p}'\nwait\n",
+            p = pids.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(path.join("cargo"))
+        .status()
+        .unwrap();
+    let mut child = Command::new(action.join("scripts/action/fetch"))
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", "/nonexistent")
+        .env("MBX_ACTION_PATH", &action)
+        .env("RUNNER_OS", "Linux")
+        .env("RUNNER_ARCH", "X64")
+        .env("RUNNER_TOOL_CACHE", d.path().join("tc"))
+        // Files, not pipes: an orphan holding a pipe would make this test
+        // wait for it instead of finding it.
+        .stdout(std::fs::File::create(d.path().join("out")).unwrap())
+        .stderr(std::fs::File::create(d.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(&pids)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "the stand-in cargo never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started: Vec<i32> = read(&pids).lines().map(|l| l.parse().unwrap()).collect();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed().as_secs_f64() < 7.5, "fetch ignored SIGINT");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let text = format!(
+        "{}{}",
+        read(&d.path().join("out")),
+        read(&d.path().join("err"))
+    );
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("interrupted: cargo build stopped"), "{text}");
+    let t = std::time::Instant::now();
+    while started.iter().any(|p| alive(*p)) && t.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for p in &started {
+        assert!(!alive(*p), "process {p} the build started is still running");
+    }
+    assert!(
+        !d.path()
+            .join("tc/mbx")
+            .read_dir()
+            .map(|mut r| r.any(|e| e.unwrap().path().join("x64/mbx").exists()))
+            .unwrap_or(false),
+        "nothing half-built in the tool cache"
+    );
+}
