@@ -1729,6 +1729,10 @@ fn file_command(dir: &Path, file: &str, name: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
 }
 
+/// Node 24 (GitHub's default for JavaScript actions; runner 2.327+). act
+/// 0.2.89 accepts `using: node24` and, in self-hosted mode, runs it with
+/// this machine's `node` (Debian's 20): the act tests run runtime/ under
+/// Node 20, so it keeps to APIs both have (fs, crypto, child_process).
 #[test]
 fn runtime_declares_node24_and_a_post_step_that_always_runs() {
     let yml = read(&repo_root().join("runtime/action.yml"));
