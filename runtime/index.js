@@ -33,15 +33,18 @@ function fileCommand(variable, name, value) {
 // (`ci-builder`) would be reused by another runner's job on the same machine
 // (another HOME: mbx's ownership and user count are per HOME) and removed
 // under it by the first job to finish. Like setup-buildx-action, which names
-// one builder per run. The name keeps to what buildx accepts.
+// one builder per run. Run id, attempt and job id say whose it is; matrix
+// legs share all three, so a random suffix tells them apart (the post step
+// reads the name from the state, never recomputes it). The name keeps to
+// what buildx accepts.
 function runBuilder(env) {
   const given = (env.INPUT_BUILDER || '').trim();
   if (given) return given;
   const parts = [env.GITHUB_RUN_ID, env.GITHUB_RUN_ATTEMPT, env.GITHUB_JOB]
     .map((p) => String(p || '').toLowerCase().replace(/[^a-z0-9_-]+/g, '-').replace(/^-+|-+$/g, ''))
     .filter(Boolean);
-  if (!parts.length) parts.push(crypto.randomBytes(6).toString('hex'));
-  return `mbx-${parts.join('-')}`.slice(0, 63).replace(/-+$/, '');
+  const head = `mbx-${parts.join('-')}`.slice(0, 55).replace(/-+$/, '');
+  return `${head}-${crypto.randomBytes(3).toString('hex')}`;
 }
 
 const env = process.env;
