@@ -1252,6 +1252,7 @@ fn the_v2_cache_variables_reach_mbx_across_the_runner_split() {
         .env("PATH", std::env::var("PATH").unwrap())
         .env("RUNNER_TEMP", temp.path())
         .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STATE", temp.path().join("state"))
         .env("ACTIONS_RUNTIME_TOKEN", "tok.v2")
         .env("ACTIONS_RESULTS_URL", "http://127.0.0.1:1/results/")
         .env("ACTIONS_CACHE_SERVICE_V2", "true")
@@ -1329,6 +1330,7 @@ fn across_the_runner_split_the_per_platform_scopes_land_in_the_v2_service() {
         .env("PATH", std::env::var("PATH").unwrap())
         .env("RUNNER_TEMP", temp.path())
         .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STATE", temp.path().join("state"))
         .env("ACTIONS_RUNTIME_TOKEN", &token)
         .env("ACTIONS_RESULTS_URL", &service.url)
         .env(
