@@ -49,7 +49,9 @@ requested platform."
         long_about = "Multi-runner mode: each matrix job builds its platform on a native runner \
 with `mbx build --platform P --push --image REPO --json part.json` and uploads the part as an artifact; \
 a final job downloads them all and runs `mbx merge --parts DIR`, which checks the parts fit together, \
-pushes one index with the tags, reads it back and reports.\n\nExample:\n  \
+pushes one index with the tags, reads it back and reports. From the GitHub Action, `mode: part` and \
+`mode: merge` (`mbx ci --mode part|merge`) hand the parts on as job outputs instead \
+(.github/workflows/build.yml).\n\nExample:\n  \
 mbx build --platform linux/arm64 --image ghcr.io/acme/app --push --json part-arm64.json\n  \
 mbx merge --parts parts/ --tag v1.2.0"
     )]
@@ -157,6 +159,17 @@ pub struct CachePruneArgs {
     /// Print the plan (and what was deleted) as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What one `mbx ci` run does (the action's `mode` input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Setup, build every platform, merge, verify, report: one step.
+    All,
+    /// One runner's share of a multi-runner build: pushed by digest, handed on as a job output.
+    Part,
+    /// Join the parts of every runner into one index, verify, write one report.
+    Merge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -320,6 +333,16 @@ pub struct CiArgs {
     /// lists split as docker/build-push-action splits them, secrets into mbx's environment only.
     #[arg(long)]
     pub inputs_from_env: bool,
+    /// Multi-runner mode (the action's `mode`): `all` builds every platform here; `part`
+    /// builds this runner's platform(s), pushes them by digest and hands the part on as the
+    /// step output `part`; `merge` joins the parts (--parts-json) into one index, verifies
+    /// and reports.
+    #[arg(long, value_enum, default_value = "all")]
+    pub mode: Mode,
+    /// `--mode merge`: the parts as JSON, e.g. `${{ toJSON(needs.build.outputs) }}`
+    /// (an object of job outputs, a list of parts, or one part).
+    #[arg(long, env = "MBX_PARTS", hide_env_values = true, value_name = "JSON")]
+    pub parts_json: Option<String>,
     /// Run on a laptop or a plain machine: local cache directory, report in the terminal.
     #[arg(long)]
     pub local: bool,

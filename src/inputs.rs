@@ -78,6 +78,9 @@ pub enum Kind {
     Summary,
     /// Read by the action's other steps (fetch), not by mbx.
     Action,
+    /// A long value (JSON) into mbx's environment under FLAG: not argv, not
+    /// echoed with the arguments, not masked (the parts of `mode: merge`).
+    Data,
 }
 
 /// One action input: its name in action.yml, the flag it becomes, its kind.
@@ -128,6 +131,9 @@ pub const INPUTS: &[Input] = &[
         "--emulation-warn-percent",
         Kind::Value,
     ),
+    // --- multi-runner mode (build::parts; .github/workflows/build.yml) ---
+    input("mode", "--mode", Kind::OneOf(&["all", "part", "merge"])),
+    input("parts", "MBX_PARTS", Kind::Data),
     input("mbx-version", "", Kind::Action),
     input("mbx-binary", "", Kind::Action),
 ];
@@ -209,6 +215,7 @@ pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
             Kind::Summary if !boolean(i.name, v)? => {
                 x.remove_env.push("GITHUB_STEP_SUMMARY".into());
             }
+            Kind::Data => x.set_env.push((i.flag.to_string(), v.clone())),
             Kind::Summary | Kind::Action => {}
         }
     }
@@ -752,6 +759,7 @@ mod tests {
             ("verify", "false"),
             ("check-binaries", "true"),
             ("emulation-warn-percent", "30"),
+            ("mode", "Part"),
         ]);
         for i in INPUTS.iter().filter(|i| i.flag.starts_with("--")) {
             assert!(
@@ -763,6 +771,20 @@ mod tests {
         let mut argv = vec!["mbx".to_string(), "ci".into(), "--inputs-from-env".into()];
         argv.extend(x.args);
         Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    }
+
+    /// `mode` is a flag; `parts` (the JSON of every part, up to ~110 KiB)
+    /// reaches mbx through its environment: not argv, not echoed, not masked.
+    #[test]
+    fn mode_and_parts_reach_mbx() {
+        let parts = r#"{"part-0": "{\"mbx_version\": \"0.1.0\"}", "part-1": ""}"#;
+        let x = expand_ok(&[("mode", "merge"), ("parts", parts)]);
+        assert_eq!(x.args[..2], ["--mode", "merge"]);
+        assert!(!x.args.iter().any(|a| a.contains("part-0")), "{:?}", x.args);
+        assert_eq!(x.set_env, [("MBX_PARTS".to_string(), parts.to_string())]);
+        assert!(x.masks.is_empty());
+        let e = expand(&env(&[("mode", "parts")]), "/rt").unwrap_err();
+        assert!(e.to_string().contains("must be all, part, merge"), "{e}");
     }
 
     #[test]

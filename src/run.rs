@@ -246,6 +246,24 @@ pub struct PlatformRecord {
     /// The remote cache's import or export failed; the build went on without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_error: Option<CacheIssue>,
+    /// Multi-runner mode: the runner whose part built this platform.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner: Option<RunnerRecord>,
+}
+
+/// The runner of one multi-runner part (`mbx ci --mode part`, the action's
+/// `mode: part`), as the merge reports it.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq, Default)]
+pub struct RunnerRecord {
+    /// The job's `runs-on` label (`MBX_RUNNER_LABEL`, which the reusable
+    /// workflow sets), else `RUNNER_NAME`, else `RUNNER_OS`/`RUNNER_ARCH`.
+    pub label: String,
+    /// The part job's whole mbx run on that runner: setup, build, push (seconds).
+    pub wall_seconds: f64,
+    /// What the part left out to fit in a job output (e.g. the faster steps'
+    /// timings, build logs); absent when nothing was cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cut: Option<String>,
 }
 
 /// A cache import or export that failed (BuildKit ignores it: the build

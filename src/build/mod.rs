@@ -521,6 +521,7 @@ fn build_one(
         error: None,
         steps: Vec::new(),
         cache_error: None,
+        runner: None,
     };
     let outcome = match outcome {
         Ok(o) => o,

@@ -1,6 +1,6 @@
 //! `mbx ci`: setup, build, verify and report in one run.
 
-use crate::cli::CiArgs;
+use crate::cli::{CiArgs, Mode};
 use crate::config::Config;
 use crate::docker::Buildx;
 use crate::error::Result;
@@ -12,6 +12,11 @@ use crate::report::{GithubTargets, ReportOptions};
 use crate::setup::QemuPlan;
 
 pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
+    match args.mode {
+        Mode::Part => return super::build::part(args).await,
+        Mode::Merge => return super::merge::from_outputs(args).await,
+        Mode::All => {}
+    }
     let config = Config::load()?;
     let build = plan::build(&args.build, args.local)?;
     let plan = Plan {

@@ -421,6 +421,7 @@ mod tests {
             error: None,
             steps,
             cache_error: None,
+            runner: None,
         }
     }
 

@@ -285,6 +285,7 @@ mod tests {
             error: None,
             steps: vec![s],
             cache_error: None,
+            runner: None,
         }
     }
 

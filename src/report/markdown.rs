@@ -41,6 +41,7 @@ pub fn render(record: &RunRecord, opts: &ReportOptions) -> String {
     let m = emulation::model(record, opts.native.as_ref());
     let mut out = String::new();
     headline(&mut out, record);
+    out.push_str(&crate::report::runners::section(record));
     platform_table(&mut out, record, &m);
     if let Some(n) = crate::plan::cache::failure_note(&record.platforms) {
         let _ = write!(out, "\n> [!WARNING]\n> {n}\n");

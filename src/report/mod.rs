@@ -5,6 +5,7 @@ pub mod emulation;
 pub mod fmt;
 pub mod github;
 pub mod markdown;
+pub mod runners;
 pub mod setup;
 pub mod terminal;
 pub mod verification;

@@ -317,6 +317,7 @@ mod tests {
                 })
                 .collect(),
             cache_error: None,
+            runner: None,
         }
     }
 
