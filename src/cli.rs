@@ -201,12 +201,31 @@ pub struct BuilderArgs {
     /// Name of the buildx builder to create or reuse.
     #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder")]
     pub builder: String,
-    /// buildx driver for a new builder (docker-container, docker, kubernetes, remote).
-    #[arg(long, default_value = "docker-container")]
-    pub driver: String,
-    /// Driver options for a new builder, repeatable (default network=host).
+    /// buildx driver for a new builder (docker-container, docker, kubernetes, remote)
+    /// [default: docker-container; an existing builder keeps its own].
+    #[arg(long)]
+    pub driver: Option<String>,
+    /// Driver options for a new builder, repeatable (default network=host); remote TLS:
+    /// cacert=FILE,cert=FILE,key=FILE,servername=NAME.
     #[arg(long = "driver-opt", value_name = "KEY=VALUE")]
     pub driver_opts: Vec<String>,
+    /// A node of a multi-node builder (remote, kubernetes), repeatable:
+    /// ENDPOINT=PLATFORM[;PLATFORM…][,KEY=VALUE…] (the first creates it, the others are
+    /// appended; KEY=VALUE are this node's driver options), e.g.
+    /// --node tcp://arm.example:1234=linux/arm64.
+    #[arg(long = "node", value_name = "ENDPOINT=PLATFORMS")]
+    pub nodes: Vec<String>,
+    /// Endpoint of a new one-node builder (setup-buildx-action's `endpoint`): a docker
+    /// context or host for docker-container, tcp://… or unix://… for remote.
+    #[arg(long, value_name = "ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// buildkitd flags of a new builder (setup-buildx-action's `buildkitd-flags`).
+    #[arg(long, value_name = "FLAGS", allow_hyphen_values = true)]
+    pub buildkitd_flags: Option<String>,
+    /// buildkitd.toml of a new builder given inline (setup-buildx-action's
+    /// `buildkitd-config-inline`; --buildkitd-config wins when both are given).
+    #[arg(long, value_name = "TOML")]
+    pub buildkitd_config_inline: Option<String>,
     /// BuildKit image for the docker-container driver [env: MBX_BUILDKIT_IMAGE, or
     /// `[builder] buildkit-image` in the config file].
     #[arg(long, env = "MBX_BUILDKIT_IMAGE", value_name = "IMAGE")]
@@ -271,15 +290,24 @@ pub struct BuildArgs {
     /// Registry to push to (e.g. 127.0.0.1:5000); implies --push.
     #[arg(long)]
     pub registry: Option<String>,
-    /// Tags, repeatable or comma/newline-separated (default: latest).
+    /// Tags, repeatable or comma/newline-separated: a tag of --image (`v1`) or, as with
+    /// buildx, a full reference (`app:v1`, `127.0.0.1:5000/team/app:v1`, `ghcr.io/acme/app`);
+    /// references in several repositories each get every platform and the index (default: latest).
     #[arg(long = "tag", short = 't')]
     pub tags: Vec<String>,
     /// Push each platform by digest and the merged index with its tags.
     #[arg(long)]
     pub push: bool,
-    /// Where the OCI image layout goes when nothing is pushed [default: mbx-out].
+    /// Where the result goes, repeatable: DIR (an OCI image layout, when nothing is pushed)
+    /// [default: mbx-out], or a buildx exporter spec, each made for every platform:
+    /// type=registry, type=image,name=REF,push=true, type=oci,dest=PATH[,tar=false],
+    /// type=docker[,dest=FILE], type=local,dest=DIR, type=tar,dest=FILE.
+    #[arg(long, short = 'o', value_name = "DIR|SPEC")]
+    pub output: Vec<String>,
+    /// Load the image into Docker (every platform when its image store holds
+    /// multi-platform images, else the runner's); same as --output type=docker.
     #[arg(long)]
-    pub output: Option<PathBuf>,
+    pub load: bool,
     /// Cache backend, one scope per image × platform (default: local with --local, gha otherwise).
     #[arg(long, value_enum)]
     pub cache: Option<CacheKind>,
@@ -307,12 +335,48 @@ pub struct BuildArgs {
     /// A build secret from an environment variable, KEY=VAR, repeatable.
     #[arg(long = "secret-env", value_name = "KEY=VAR")]
     pub secret_envs: Vec<String>,
-    /// Extra cache source passed to buildx unchanged, repeatable.
+    /// Cache source in buildx syntax, repeatable; replaces mbx's own cache. A gha `scope`,
+    /// registry `ref` (or `NAME:TAG` shorthand), local `src` or s3/azblob `name` gets the
+    /// platform appended (`scope=app` → `app-linux-arm64`), so platforms never share one.
     #[arg(long = "cache-from", value_name = "SPEC")]
     pub cache_from: Vec<String>,
-    /// Extra cache destination passed to buildx unchanged, repeatable.
+    /// Cache destination in buildx syntax, repeatable; per platform as --cache-from.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
+    /// Extra build context NAME=PATH|URL|docker-image://…, repeatable (buildx --build-context).
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
+    /// SSH agent socket or keys for RUN --mount=type=ssh (default|ID[=SOCKET|KEY]), repeatable.
+    #[arg(long = "ssh", value_name = "SPEC")]
+    pub ssh: Vec<String>,
+    /// Networking mode of RUN instructions (default, none, host).
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Custom host-to-IP mapping HOST:IP (or HOST=IP), repeatable.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+    /// Extra privileged entitlement (network.host, security.insecure), repeatable.
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    pub allow: Vec<String>,
+    /// Size of /dev/shm in RUN instructions (e.g. 2g).
+    #[arg(long, value_name = "SIZE")]
+    pub shm_size: Option<String>,
+    /// Ulimit of RUN instructions (e.g. nofile=1024:1024), repeatable.
+    #[arg(long = "ulimit", value_name = "TYPE=SOFT[:HARD]")]
+    pub ulimits: Vec<String>,
+    /// Parent cgroup of RUN instructions.
+    #[arg(long, value_name = "CGROUP")]
+    pub cgroup_parent: Option<String>,
+    /// Do not cache these stages, repeatable or comma-separated.
+    #[arg(long = "no-cache-filter", value_name = "STAGE")]
+    pub no_cache_filters: Vec<String>,
+    /// Method the build evaluates; mbx builds images, so only `build` (buildx's default).
+    #[arg(long, value_name = "METHOD")]
+    pub call: Option<String>,
+    /// Attestation in buildx syntax (type=sbom,generator=IMAGE; type=provenance,mode=max),
+    /// repeatable; --provenance and --sbom take precedence over an --attest of their type.
+    #[arg(long = "attest", value_name = "SPEC")]
+    pub attests: Vec<String>,
     /// Do not use cache when building.
     #[arg(long)]
     pub no_cache: bool,
@@ -349,6 +413,10 @@ pub struct CiArgs {
     /// Skip the verify stage (the result is not read back; the report says so).
     #[arg(long)]
     pub no_verify: bool,
+    /// Remove the builder when the run ends if this run created it
+    /// (setup-buildx-action's `cleanup`); a builder it reused stays.
+    #[arg(long)]
+    pub remove_builder: bool,
     #[command(flatten)]
     pub platforms: PlatformArgs,
     #[command(flatten)]

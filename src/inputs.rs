@@ -35,6 +35,9 @@ pub struct ListOpts {
     pub quote: bool,
     /// A comment character: from it to the end of the line is dropped.
     pub comment: Option<char>,
+    /// Trim each item (`false` is the toolkit's `trimWhitespace: false`,
+    /// build-push-action's `secrets`: a value's spaces are kept).
+    pub trim: bool,
 }
 
 /// Comma- or newline-separated items (toolkit default: tags, platforms).
@@ -42,6 +45,7 @@ pub const ITEMS: ListOpts = ListOpts {
     commas: true,
     quote: true,
     comment: None,
+    trim: true,
 };
 /// One item per line, commas kept (toolkit `ignoreComma: true`: labels,
 /// build-args, secrets).
@@ -49,6 +53,22 @@ pub const LINES: ListOpts = ListOpts {
     commas: false,
     quote: true,
     comment: None,
+    trim: true,
+};
+
+/// build-push-action's `secrets`: one item per line, nothing trimmed.
+pub const SECRET_LINES: ListOpts = ListOpts {
+    trim: false,
+    ..LINES
+};
+
+/// One exporter spec per line, commas and quotes kept (toolkit
+/// `ignoreComma: true, quote: false`: build-push-action's `outputs`).
+pub const SPECS: ListOpts = ListOpts {
+    commas: false,
+    quote: false,
+    comment: None,
+    trim: true,
 };
 
 /// What an input is, and how it becomes arguments.
@@ -66,8 +86,8 @@ pub enum Kind {
     SwitchOff,
     /// One of these words, any case (`cache: GHA`): `FLAG word`.
     OneOf(&'static [&'static str]),
-    /// Full image references (build-push-action's `tags`), all of one
-    /// repository: `--image REPO` once, then `FLAG TAG` each.
+    /// Full image references (build-push-action's `tags`), in one or more
+    /// repositories: `FLAG REF` each, `:latest` added where no tag is written.
     Tags,
     /// `KEY=VALUE` build secrets: each value into mbx's own environment
     /// (`MBX_SECRET_<n>`, masked), `FLAG KEY=MBX_SECRET_<n>`; never in argv.
@@ -110,6 +130,27 @@ pub const INPUTS: &[Input] = &[
     input("provenance", "--provenance", Kind::Value),
     input("sbom", "--sbom", Kind::Value),
     input("secrets", "--secret-env", Kind::Secrets),
+    input("load", "--load", Kind::Switch),
+    input("outputs", "--output", Kind::List(SPECS)),
+    input("secret-envs", "--secret-env", Kind::List(ITEMS)),
+    input("secret-files", "--secret-file", Kind::List(LINES)),
+    input("add-hosts", "--add-host", Kind::List(ITEMS)),
+    input("allow", "--allow", Kind::List(ITEMS)),
+    input("annotations", "--annotation", Kind::List(LINES)),
+    input("attests", "--attest", Kind::List(LINES)),
+    input("build-contexts", "--build-context", Kind::List(LINES)),
+    input("cache-from", "--cache-from", Kind::List(LINES)),
+    input("cache-to", "--cache-to", Kind::List(LINES)),
+    // mbx builds images: check/outline/targets build none to join and verify.
+    input("call", "--call", Kind::OneOf(&["build"])),
+    input("cgroup-parent", "--cgroup-parent", Kind::Value),
+    input("network", "--network", Kind::Value),
+    input("no-cache", "--no-cache", Kind::Switch),
+    input("no-cache-filters", "--no-cache-filter", Kind::List(ITEMS)),
+    input("pull", "--pull", Kind::Switch),
+    input("shm-size", "--shm-size", Kind::Value),
+    input("ssh", "--ssh", Kind::List(ITEMS)),
+    input("ulimit", "--ulimit", Kind::List(LINES)),
     // --- mbx's own ---
     input(
         "cache",
@@ -120,6 +161,17 @@ pub const INPUTS: &[Input] = &[
     input("builder", "--builder", Kind::Value),
     input("driver", "--driver", Kind::Value),
     input("driver-opts", "--driver-opt", Kind::List(ITEMS)),
+    // --- builder nodes, and setup-buildx-action's inputs for a builder mbx creates ---
+    input("nodes", "--node", Kind::List(LINES)),
+    input("endpoint", "--endpoint", Kind::Value),
+    input("buildkitd-flags", "--buildkitd-flags", Kind::Value),
+    input("buildkitd-config", "--buildkitd-config", Kind::Value),
+    input(
+        "buildkitd-config-inline",
+        "--buildkitd-config-inline",
+        Kind::Value,
+    ),
+    input("cleanup", "--remove-builder", Kind::Switch),
     input("buildkit-image", "--buildkit-image", Kind::Value),
     input("qemu-image", "--qemu-image", Kind::Value),
     input("verify", "--no-verify", Kind::SwitchOff),
@@ -177,6 +229,11 @@ fn boolean(name: &str, v: &str) -> Result<bool> {
 /// The inputs in `env` (variable name → value) as arguments and environment.
 /// `temp` is where the OCI layout goes when nothing is pushed (RUNNER_TEMP).
 pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
+    expand_for(env, temp, &RunInfo::default())
+}
+
+/// [`expand`] in a run described by `run` (provenance's defaults).
+pub fn expand_for(env: &BTreeMap<String, String>, temp: &str, run: &RunInfo) -> Result<Expanded> {
     refuse_unknown(env)?;
     let mut x = Expanded::default();
     let mut pushed = false;
@@ -219,13 +276,20 @@ pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
             Kind::Summary | Kind::Action => {}
         }
     }
+    let load = env
+        .get(&var_name("load"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    provenance(&mut x.args, load, run);
     if pushed && image.is_none() {
         return Err(Error::input(
             "push: true needs tags naming the image",
             "add e.g. `tags: ghcr.io/acme/app:latest`",
         ));
     }
-    if !pushed {
+    let outputs = env
+        .get(&var_name("outputs"))
+        .is_some_and(|v| !v.trim().is_empty());
+    if !pushed && !outputs {
         // The OCI layout goes to the runner's temp directory, not the workspace.
         let unique = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -236,6 +300,84 @@ pub fn expand(env: &BTreeMap<String, String>, temp: &str) -> Result<Expanded> {
     x.remove_env
         .extend(env.keys().filter(|k| k.starts_with("INPUT_")).cloned());
     Ok(x)
+}
+
+/// What the run says about itself that build-push-action's provenance
+/// default reads (never an input).
+#[derive(Debug, Default, Clone)]
+pub struct RunInfo {
+    /// `$GITHUB_SERVER_URL/$GITHUB_REPOSITORY/actions/runs/$GITHUB_RUN_ID/attempts/$GITHUB_RUN_ATTEMPT`.
+    pub run_url: Option<String>,
+    /// The event payload's `repository.private`.
+    pub private: Option<bool>,
+    /// `BUILDX_NO_DEFAULT_ATTESTATIONS` is true.
+    pub no_default_attestations: bool,
+}
+
+impl RunInfo {
+    /// From the process's environment and the event payload file.
+    pub fn from_env() -> RunInfo {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let run_url = match (
+            var("GITHUB_SERVER_URL"),
+            var("GITHUB_REPOSITORY"),
+            var("GITHUB_RUN_ID"),
+        ) {
+            (Some(s), Some(r), Some(id)) => Some(format!(
+                "{}/{r}/actions/runs/{id}/attempts/{}",
+                s.trim_end_matches('/'),
+                var("GITHUB_RUN_ATTEMPT").unwrap_or_else(|| "1".into())
+            )),
+            _ => None,
+        };
+        let private = var("GITHUB_EVENT_PATH")
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|e| e["repository"]["private"].as_bool());
+        let no_default_attestations = var("BUILDX_NO_DEFAULT_ATTESTATIONS")
+            .is_some_and(|v| matches!(v.as_str(), "1" | "t" | "T" | "true" | "TRUE" | "True"));
+        RunInfo {
+            run_url,
+            private,
+            no_default_attestations,
+        }
+    }
+}
+
+/// build-push-action's provenance (docker/actions-toolkit): `true` becomes
+/// `builder-id=<run URL>`, other settings get the builder-id added; left
+/// empty, `mode=max` for a public repository and `mode=min,inline-only=true`
+/// for a private one — unless `attests` asks for provenance itself, `load`
+/// is true, or BUILDX_NO_DEFAULT_ATTESTATIONS is set.
+fn provenance(args: &mut Vec<String>, load: bool, run: &RunInfo) {
+    let builder_id = run.run_url.as_ref().map(|u| format!("builder-id={u}"));
+    let with_id = |v: &str| match &builder_id {
+        Some(id) if !v.split(',').any(|f| f.trim().starts_with("builder-id=")) => {
+            format!("{v},{id}")
+        }
+        _ => v.to_string(),
+    };
+    if let Some(i) = args.iter().position(|a| a == "--provenance") {
+        let v = args[i + 1].clone();
+        args[i + 1] = match v.to_ascii_lowercase().as_str() {
+            "true" => builder_id.unwrap_or(v),
+            "false" => "false".into(),
+            _ => with_id(&v),
+        };
+        return;
+    }
+    let attested = args
+        .windows(2)
+        .any(|w| w[0] == "--attest" && w[1].split(',').any(|f| f.trim() == "type=provenance"));
+    if attested || load || run.no_default_attestations {
+        return;
+    }
+    let mode = if run.private == Some(true) {
+        "mode=min,inline-only=true"
+    } else {
+        "mode=max"
+    };
+    args.extend(["--provenance".to_string(), with_id(mode)]);
 }
 
 const QUOTE_HELP: &str =
@@ -282,11 +424,12 @@ fn refuse_unknown(env: &BTreeMap<String, String>) -> Result<()> {
     Ok(())
 }
 
-/// `tags`: full references (ghcr.io/acme/app:1.0), all naming one repository
-/// (mbx pushes one per run). Adds `--tag` per reference; returns the repository.
+/// `tags`: full references (ghcr.io/acme/app:1.0), in any number of
+/// repositories (docker/metadata-action with two `images:`). Adds `--tag REF`
+/// each (`:latest` where none is written, so a bare name is never read as a
+/// tag); returns the first repository.
 fn tags(i: &Input, v: &str, args: &mut Vec<String>) -> Result<Option<String>> {
-    let mut repo: Option<(String, String)> = None; // (as written, normalised)
-    let mut tags = Vec::new();
+    let mut first = None;
     for r in list(v, ITEMS).map_err(|e| bad(i.name, e, QUOTE_HELP))? {
         if r.contains('@') {
             return Err(bad(
@@ -295,46 +438,30 @@ fn tags(i: &Input, v: &str, args: &mut Vec<String>) -> Result<Option<String>> {
                 "give references with a tag, e.g. ghcr.io/acme/app:1.0",
             ));
         }
-        let parsed = oci_client::Reference::try_from(r.as_str()).map_err(|e| {
+        oci_client::Reference::try_from(r.as_str()).map_err(|e| {
             bad(
                 i.name,
                 format!("'{r}' is not an image reference: {e}"),
                 "give full references, e.g. ghcr.io/acme/app:1.0",
             )
         })?;
-        let tag = parsed.tag().unwrap_or("latest").to_string();
         let last = r.rsplit('/').next().unwrap_or(&r);
-        let written = match last.rfind(':') {
-            Some(j) => r[..r.len() - last.len() + j].to_string(),
-            None => r.clone(),
+        let full = if last.contains(':') {
+            r.clone()
+        } else {
+            format!("{r}:latest")
         };
-        let normal = format!("{}/{}", parsed.registry(), parsed.repository());
-        match &repo {
-            None => repo = Some((written, normal)),
-            Some((first, n)) if *n != normal => {
-                return Err(bad(
-                    i.name,
-                    format!("tags name two repositories ({first}, {written}): mbx pushes one repository per run"),
-                    "run the action once per repository",
-                ))
-            }
-            Some(_) => {}
-        }
-        tags.push(tag);
+        first.get_or_insert_with(|| {
+            full[..full.len() - full.rsplit(':').next().map_or(0, |t| t.len() + 1)].to_string()
+        });
+        args.extend([i.flag.to_string(), full]);
     }
-    let Some((repo, _)) = repo else {
-        return Ok(None);
-    };
-    args.extend(["--image".to_string(), repo.clone()]);
-    for t in tags {
-        args.extend([i.flag.to_string(), t]);
-    }
-    Ok(Some(repo))
+    Ok(first)
 }
 
 /// `secrets`: KEY=VALUE items (a quoted item may span lines: a PEM key).
 fn secrets(i: &Input, v: &str, x: &mut Expanded) -> Result<()> {
-    let items = list(v, LINES).map_err(|_| {
+    let items = list(v, SECRET_LINES).map_err(|_| {
         // The parse error may quote the value: say only where it failed.
         bad(
             i.name,
@@ -395,8 +522,8 @@ pub fn list(input: &str, opts: ListOpts) -> std::result::Result<Vec<String>, Str
     }
     Ok(out
         .into_iter()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+        .map(|s| if opts.trim { s.trim().to_string() } else { s })
+        .filter(|s| !s.trim().is_empty())
         .collect())
 }
 
@@ -491,7 +618,7 @@ pub fn parse() -> Cli {
     let temp = std::env::var("RUNNER_TEMP")
         .or_else(|_| std::env::var("TMPDIR"))
         .unwrap_or_else(|_| "/tmp".into());
-    let x = match expand(&env, temp.trim_end_matches('/')) {
+    let x = match expand_for(&env, temp.trim_end_matches('/'), &RunInfo::from_env()) {
         Ok(x) => x,
         Err(e) => fail(&e.to_string(), e.help().unwrap_or(""), e.exit_code()),
     };
@@ -579,6 +706,7 @@ mod tests {
             commas: false,
             quote: false,
             comment: None,
+            trim: true,
         };
         let q = r#""env.no_proxy=localhost,127.0.0.1,.mydomain""#;
         assert_eq!(l(q, raw), [q]);
@@ -612,6 +740,11 @@ mod tests {
         assert_eq!(
             l("\"MYSECRET=aaaa\nbbbb\"\"bbb\nccc\"\nFOO=bar", LINES),
             ["MYSECRET=aaaa\nbbbb\"bbb\nccc", "FOO=bar"]
+        );
+        // Secrets keep their spaces (trimWhitespace: false).
+        assert_eq!(
+            l("A=one \n\"B=two\nlines \"\n", SECRET_LINES),
+            ["A=one ", "B=two\nlines "]
         );
         // Several fields with ignoreComma: joined again, quotes gone.
         assert_eq!(l("a=1,\"b,c\"", LINES), ["a=1,b,c"]);
@@ -692,8 +825,15 @@ mod tests {
         assert_eq!(pairs(a, "--context"), ["ctx dir"]);
         assert_eq!(pairs(a, "--file"), ["ctx dir/Dockerfile.prod"]);
         assert_eq!(pairs(a, "--platforms"), ["linux/amd64,linux/arm64"]);
-        assert_eq!(pairs(a, "--image"), ["ghcr.io/acme/app"]);
-        assert_eq!(pairs(a, "--tag"), ["1.0", "latest", "sha-abc"]);
+        assert!(pairs(a, "--image").is_empty());
+        assert_eq!(
+            pairs(a, "--tag"),
+            [
+                "ghcr.io/acme/app:1.0",
+                "ghcr.io/acme/app:latest",
+                "ghcr.io/acme/app:sha-abc"
+            ]
+        );
         assert_eq!(pairs(a, "--label"), ["a=1", "b=two words"]);
         assert_eq!(pairs(a, "--build-arg"), ["X=1", "Y=has,comma"]);
         assert!(a.contains(&"--push".into()) && pairs(a, "--output").is_empty());
@@ -749,11 +889,43 @@ mod tests {
             ("provenance", "false"),
             ("sbom", "true"),
             ("secrets", "K=v"),
+            ("load", "true"),
+            ("outputs", "type=local,dest=out"),
+            ("secret-envs", "a=HOME"),
+            ("secret-files", "b=/etc/hostname"),
+            ("add-hosts", "h:127.0.0.1"),
+            ("allow", "network.host"),
+            ("annotations", "index:a=1"),
+            ("attests", "type=sbom"),
+            ("build-contexts", "x=."),
+            ("cache-from", "type=gha,scope=a"),
+            ("cache-to", "type=gha,scope=a"),
+            ("call", "build"),
+            ("cgroup-parent", "p"),
+            ("network", "host"),
+            ("no-cache", "true"),
+            ("no-cache-filters", "a,b"),
+            ("pull", "true"),
+            ("shm-size", "2g"),
+            ("ssh", "default"),
+            ("ulimit", "nofile=1024:1024"),
             ("cache", "gha"),
             ("cache-scope-prefix", "p"),
             ("builder", "b"),
             ("driver", "docker-container"),
             ("driver-opts", "network=host"),
+            (
+                "nodes",
+                "tcp://10.0.0.1:1234=linux/amd64\ntcp://10.0.0.2:1234=linux/arm64",
+            ),
+            ("endpoint", "tcp://10.0.0.1:1234"),
+            (
+                "buildkitd-flags",
+                "--debug --allow-insecure-entitlement security.insecure",
+            ),
+            ("buildkitd-config", "/etc/buildkitd.toml"),
+            ("buildkitd-config-inline", "[registry.\"r\"]\nhttp = true"),
+            ("cleanup", "true"),
             ("buildkit-image", "moby/buildkit"),
             ("qemu-image", "binfmt"),
             ("verify", "false"),
@@ -788,16 +960,21 @@ mod tests {
     }
 
     #[test]
-    fn defaults_and_empty_values_pass_nothing_but_the_output() {
+    fn defaults_and_empty_values_pass_nothing_but_the_output_and_provenance() {
         let x = expand_ok(&[
             ("context", ""),
             ("push", "false"),
             ("verify", "true"),
             ("summary", "TRUE"),
         ]);
-        assert_eq!(x.args.len(), 2, "{:?}", x.args);
-        assert_eq!(x.args[0], "--output");
-        assert!(x.args[1].starts_with("/rt/mbx-out."), "{:?}", x.args);
+        assert_eq!(x.args.len(), 4, "{:?}", x.args);
+        assert_eq!(
+            x.args[..2],
+            ["--provenance", "mode=max"],
+            "build-push-action's default"
+        );
+        assert_eq!(x.args[2], "--output");
+        assert!(x.args[3].starts_with("/rt/mbx-out."), "{:?}", x.args);
         assert!(x.set_env.is_empty() && x.masks.is_empty());
         assert!(!x.remove_env.contains(&"GITHUB_STEP_SUMMARY".into()));
     }
@@ -805,7 +982,6 @@ mod tests {
     #[test]
     fn bad_inputs_are_errors_naming_the_input() {
         let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("tags", "a.io/x/one:1,a.io/x/two:1")], "two repositories"),
             (&[("push", "true")], "push: true needs tags"),
             (&[("push", "yes")], "must be true or false"),
             (&[("cache", "s3")], "must be gha, local, registry, none"),
@@ -814,7 +990,10 @@ mod tests {
             (&[("secrets", "no-equals-sign")], "item 1 is not KEY=VALUE"),
             (&[("secrets", "bad id=x")], "secret id 'bad id'"),
             (&[("labels", "\"open")], "is not closed"),
-            (&[("load", "true")], "input 'load': is set, but mbx"),
+            (
+                &[("from-a-newer-action", "x")],
+                "input 'from-a-newer-action': is set, but mbx",
+            ),
         ];
         for (inputs, want) in cases {
             let e = expand(&env(inputs), "/rt").unwrap_err();
@@ -837,16 +1016,88 @@ mod tests {
         );
         assert!(x.remove_env.contains(&"INPUT_DRIVER-OPTS".into()));
         // Unknown inputs left empty or false are fine (a newer action.yml's defaults).
-        assert!(expand(&env(&[("load", "false"), ("no-cache-filters", "")]), "/rt").is_ok());
+        assert!(expand(
+            &env(&[("network", "false"), ("no-cache-filters", "")]),
+            "/rt"
+        )
+        .is_ok());
     }
 
     #[test]
-    fn tags_in_docker_hub_short_form_name_one_repository() {
+    fn load_and_outputs_as_build_push_action_reads_them() {
+        let x = expand_ok(&[
+            ("load", "true"),
+            ("outputs", "type=local,dest=out\n\"type=tar\",dest=a,b.tar"),
+        ]);
+        assert!(x.args.contains(&"--load".into()));
+        assert_eq!(
+            pairs(&x.args, "--output"),
+            ["type=local,dest=out", "\"type=tar\",dest=a,b.tar"],
+            "one spec per line, no layout directory of mbx's own"
+        );
+        let x = expand_ok(&[("load", "true")]);
+        assert_eq!(
+            pairs(&x.args, "--output").len(),
+            1,
+            "the layout in RUNNER_TEMP"
+        );
+    }
+
+    #[test]
+    fn provenance_as_build_push_action_sets_it() {
+        let run = |private: Option<bool>| RunInfo {
+            run_url: Some("https://github.com/o/r/actions/runs/7/attempts/1".into()),
+            private,
+            no_default_attestations: false,
+        };
+        let id = "builder-id=https://github.com/o/r/actions/runs/7/attempts/1";
+        let prov = |pairs: &[(&str, &str)], r: &RunInfo| {
+            pairs_of(
+                &expand_for(&env(pairs), "/rt", r).unwrap().args,
+                "--provenance",
+            )
+        };
+        assert_eq!(prov(&[], &run(None)), [format!("mode=max,{id}")]);
+        assert_eq!(prov(&[], &run(Some(false))), [format!("mode=max,{id}")]);
+        assert_eq!(
+            prov(&[], &run(Some(true))),
+            [format!("mode=min,inline-only=true,{id}")]
+        );
+        assert_eq!(prov(&[("provenance", "true")], &run(None)), [id]);
+        assert_eq!(prov(&[("provenance", "False")], &run(None)), ["false"]);
+        assert_eq!(
+            prov(&[("provenance", "mode=max")], &run(None)),
+            [format!("mode=max,{id}")]
+        );
+        assert!(prov(&[("attests", "type=provenance,mode=min")], &run(None)).is_empty());
+        // (`load: true` turns the default off too, once action.yml declares `load`.)
+        let off = RunInfo {
+            no_default_attestations: true,
+            ..run(None)
+        };
+        assert!(prov(&[], &off).is_empty());
+        assert_eq!(prov(&[], &RunInfo::default()), ["mode=max"]);
+    }
+
+    fn pairs_of(args: &[String], flag: &str) -> Vec<String> {
+        pairs(args, flag)
+    }
+
+    #[test]
+    fn tags_are_full_references_in_any_number_of_repositories() {
         let x = expand_ok(&[("tags", "acme/app:1,docker.io/acme/app:2")]);
-        assert_eq!(pairs(&x.args, "--image"), ["acme/app"]);
-        assert_eq!(pairs(&x.args, "--tag"), ["1", "2"]);
+        assert_eq!(
+            pairs(&x.args, "--tag"),
+            ["acme/app:1", "docker.io/acme/app:2"]
+        );
         let x = expand_ok(&[("tags", "127.0.0.1:5000/app")]);
-        assert_eq!(pairs(&x.args, "--image"), ["127.0.0.1:5000/app"]);
-        assert_eq!(pairs(&x.args, "--tag"), ["latest"]);
+        assert_eq!(pairs(&x.args, "--tag"), ["127.0.0.1:5000/app:latest"]);
+        // docker/metadata-action's output with two `images:`.
+        let x = expand_ok(&[(
+            "tags",
+            "127.0.0.1:5000/a/app:1.2.3\n127.0.0.1:5000/a/app:latest\n127.0.0.1:5001/a/app:1.2.3\n127.0.0.1:5001/a/app:latest",
+        ), ("push", "true")]);
+        assert_eq!(pairs(&x.args, "--tag").len(), 4);
+        assert!(x.args.contains(&"--push".into()));
     }
 }

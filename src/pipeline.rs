@@ -113,14 +113,36 @@ pub async fn ci(
     let started = now();
     preflight_registry(build).await?;
     let setup = setup(plan, qemu, tools).await?;
+    // A multi-node builder: each node's first platform is native there.
+    let mut plan = plan.clone();
+    if let Some(b) = &setup.builder {
+        plan.builder.node_natives = b
+            .nodes
+            .iter()
+            .filter_map(|n| n.platforms.first()?.parse().ok())
+            .collect();
+    }
+    let plan = &plan;
     let driver = setup
         .builder
         .as_ref()
         .map(|b| b.driver.clone())
         .unwrap_or_default();
-    let (built, result) = tokio::task::block_in_place(|| {
+    let (mut built, result) = tokio::task::block_in_place(|| {
         build::run(plan, build, tools.buildx, tools.printer, &driver, true)
     });
+    // Emulated or not is the building node's business (multi-node builders).
+    if let Some(b) = &setup.builder {
+        for p in &mut built.platforms {
+            if let Some(e) = p
+                .node
+                .as_deref()
+                .and_then(|n| b.emulated_on(n, &p.platform))
+            {
+                p.emulated = e;
+            }
+        }
+    }
     let mut notes = Vec::new();
     let verified = match (&result, verify.checks.skip) {
         (Ok(()), true) => {
@@ -133,21 +155,35 @@ pub async fn ci(
                 Output::Layout { dir, .. } => dir.display().to_string(),
                 Output::Registry { repository, tags } => format!("{repository}:{}", tags[0]),
             };
-            Some(
-                verify::read_back(
-                    &reference,
-                    &plan.platforms,
-                    verify.checks,
-                    verify.options,
-                    built.index_digest.as_deref(),
-                )
-                .await,
+            let mut v = verify::read_back(
+                &reference,
+                &plan.platforms,
+                verify.checks,
+                verify.options,
+                built.index_digest.as_deref(),
             )
+            .await;
+            if !build.more_repositories.is_empty() {
+                let others: Vec<&String> = built.tags.iter().filter(|t| **t != reference).collect();
+                read_back_tags(
+                    &others,
+                    &plan.platforms,
+                    verify,
+                    built.index_digest.as_deref(),
+                    &mut v,
+                )
+                .await;
+            }
+            Some(v)
         }
         (Err(_), _) => None,
     };
-    let cache = match build.cache {
+    let user_gha = |specs: &[String]| specs.iter().any(|c| c.contains("type=gha"));
+    let cache = match &build.cache {
         Cache::Gha { .. } => cache_usage(&built.platforms, tools.printer).await,
+        Cache::User { from, to } if user_gha(from) || user_gha(to) => {
+            cache_usage(&built.platforms, tools.printer).await
+        }
         _ => None,
     };
     let mut record = assemble(
@@ -166,6 +202,36 @@ pub async fn ci(
         record,
         built: result,
     })
+}
+
+/// Every other tag (several repositories): read back too, one check each,
+/// passed when it resolves to the merged index and holds every platform.
+async fn read_back_tags(
+    refs: &[&String],
+    platforms: &[Platform],
+    verify: &VerifyPlan<'_>,
+    merged: Option<&str>,
+    into: &mut VerifyRecord,
+) {
+    for r in refs {
+        let v = verify::read_back(r, platforms, verify.checks, verify.options, merged).await;
+        let failed: Vec<String> = v
+            .checks
+            .iter()
+            .filter(|c| !c.passed)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        into.verified &= v.verified;
+        into.checks.push(crate::run::Check {
+            name: format!("tag {r}"),
+            passed: v.verified,
+            detail: if v.verified {
+                "resolves to the merged index, every platform present".to_string()
+            } else {
+                failed.join("; ")
+            },
+        });
+    }
 }
 
 /// `mbx build`: every platform built on an existing builder (driver
@@ -281,6 +347,7 @@ pub fn assemble(parts: Parts, built: BuildRecord, verified: Option<VerifyRecord>
     record.tags = built.tags;
     record.platforms = built.platforms;
     record.index_digest = built.index_digest;
+    record.index_descriptor = built.index_descriptor;
     record.notes = built.notes;
     record.checks = verified.checks;
     record.verified = verified.verified;
@@ -380,9 +447,22 @@ pub async fn preflight_registry(build: &BuildPlan) -> Result<()> {
     let Output::Registry { repository, .. } = &build.output else {
         return Ok(());
     };
-    let host = crate::plan::ImageRef::parse(repository)
-        .map(|r| r.registry().to_string())
-        .unwrap_or_default();
+    let mut hosts: Vec<String> = Vec::new();
+    for r in std::iter::once(repository).chain(build.more_repositories.iter().map(|(r, _)| r)) {
+        let host = crate::plan::ImageRef::parse(r)
+            .map(|r| r.registry().to_string())
+            .unwrap_or_default();
+        if !hosts.contains(&host) {
+            preflight_host(&host).await?;
+            hosts.push(host);
+        }
+    }
+    Ok(())
+}
+
+/// One registry host answers on `/v2/` (any status: it is there).
+async fn preflight_host(host: &str) -> Result<()> {
+    let host = host.to_string();
     let api = if host == "docker.io" {
         "registry-1.docker.io".to_string()
     } else {

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 pub mod cache;
+pub mod output;
 
 use crate::cli::{BuildArgs, BuilderArgs, CacheKind, PlatformArgs};
 use crate::config::Config;
@@ -32,6 +33,66 @@ pub struct BuilderPlan {
     pub platforms: Vec<String>,
     /// Recreate an existing builder whose settings differ.
     pub recreate: bool,
+    /// Nodes of a multi-node builder (`--node`), in creation order.
+    pub nodes: Vec<NodeSpec>,
+    /// Endpoint of a one-node builder (`--endpoint`).
+    pub endpoint: Option<String>,
+    /// `--buildkitd-flags` of a new builder.
+    pub buildkitd_flags: Option<String>,
+    /// The settings the user asked for: only these make an existing builder
+    /// "different" (else it is used as it is).
+    pub asked: Asked,
+    /// The native platform of each node of a multi-node builder, filled once
+    /// setup has asked them (empty: the runner's platform is the native one).
+    pub node_natives: Vec<Platform>,
+}
+
+impl Plan {
+    /// Whether `p` builds under emulation: not native on the runner, or on a
+    /// multi-node builder on none of its nodes.
+    pub fn emulated(&self, p: &Platform) -> bool {
+        if self.builder.node_natives.is_empty() {
+            !p.is_native_on(&self.host)
+        } else {
+            !self.builder.node_natives.iter().any(|n| p.is_native_on(n))
+        }
+    }
+}
+
+/// One `--node ENDPOINT=PLATFORMS[,KEY=VALUE…]`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeSpec {
+    /// `tcp://…`/`unix://…` (remote) or the node's name (kubernetes).
+    pub endpoint: String,
+    /// Normalised platforms, the first its native one.
+    pub platforms: Vec<String>,
+    /// This node's own driver options.
+    pub opts: Vec<String>,
+}
+
+/// Which builder settings the user gave (flag, environment or config file);
+/// mbx's own defaults (`network=host`) are not asked for.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Asked {
+    pub driver: bool,
+    /// Keys of the driver options given (`image` for --buildkit-image).
+    pub driver_opts: Vec<String>,
+    pub config: bool,
+    pub platforms: bool,
+    pub nodes: bool,
+}
+
+impl Asked {
+    /// Every setting (tests; a builder mbx must match exactly).
+    pub fn everything(want_opts: &[String]) -> Asked {
+        Asked {
+            driver: true,
+            driver_opts: want_opts.to_vec(),
+            config: true,
+            platforms: true,
+            nodes: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -51,13 +112,23 @@ pub struct BuildPlan {
     pub index_annotations: Vec<String>,
     /// Secrets in buildx syntax; they name files or variables, never values.
     pub secrets: Vec<String>,
-    /// User-given cache sources and destinations, passed through unchanged.
-    pub extra_cache_from: Vec<String>,
-    pub extra_cache_to: Vec<String>,
     pub no_cache: bool,
     pub pull: bool,
+    /// buildx flags passed as given to every platform's build (`--ssh=…`,
+    /// `--add-host=…`, `--attest=…`, …), each `--flag=value`.
+    pub buildx_flags: Vec<String>,
+    /// Repositories beyond the output's, each with its tags: every platform
+    /// is pushed by digest to each, and the index made under every tag.
+    pub more_repositories: Vec<(String, Vec<String>)>,
+    /// What the plan changed of what was asked, for the record's notes.
+    pub notes: Vec<String>,
     pub max_parallel: usize,
     pub json: Option<PathBuf>,
+    /// What else is made of the result (`--load`, `--output type=…`).
+    pub exports: output::Exports,
+    /// A scratch directory holding the OCI layout when only exports were
+    /// asked for; removed when the plan is dropped.
+    pub scratch: Option<std::sync::Arc<tempfile::TempDir>>,
     /// Values never to be printed or recorded (secret build args, secrets
     /// read from the environment, the runner's tokens).
     pub redactions: Redactions,
@@ -148,9 +219,22 @@ pub enum Output {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cache {
     None,
-    Local { dir: PathBuf, prefix: String },
-    Gha { prefix: String },
-    Registry { repository: String },
+    Local {
+        dir: PathBuf,
+        prefix: String,
+    },
+    Gha {
+        prefix: String,
+    },
+    Registry {
+        repository: String,
+    },
+    /// The user's own `--cache-from`/`--cache-to` (buildx syntax), made
+    /// per platform by [`cache::per_platform`].
+    User {
+        from: Vec<String>,
+        to: Vec<String>,
+    },
 }
 
 impl Cache {
@@ -247,6 +331,93 @@ fn validate_tag(t: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// A `--tag`: a tag of the image (`v1`), or a full reference as buildx
+/// takes it (`app:v1`, `127.0.0.1:5000/team/app:v1`; no tag = `latest`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TagArg {
+    Tag(String),
+    Ref { repository: String, tag: String },
+}
+
+/// `--tag` values: a value with `/` or `:` is a full reference.
+pub fn tag_args(given: &[String]) -> Result<Vec<TagArg>> {
+    let mut out: Vec<TagArg> = Vec::new();
+    for t in given
+        .iter()
+        .flat_map(|t| t.split([',', '\n']))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        let arg = if t.contains(['/', ':']) {
+            let r = ImageRef::parse(t).map_err(|e| {
+                Error::input(
+                    format!("--tag `{t}` is not an image reference: {e}"),
+                    "pass --tag TAG, or a full reference such as --tag ghcr.io/acme/app:v1",
+                )
+            })?;
+            if r.digest.is_some() {
+                return Err(Error::input(
+                    format!("--tag `{t}` names a digest; a build makes a new one"),
+                    "pass references with a tag, e.g. --tag ghcr.io/acme/app:1.0",
+                ));
+            }
+            TagArg::Ref {
+                tag: r.tag.clone().unwrap_or_else(|| "latest".into()),
+                repository: r.repository,
+            }
+        } else {
+            validate_tag(t).map_err(|e| Error::input(e, "pass --tag NAME, e.g. --tag v1.2.0"))?;
+            TagArg::Tag(t.to_string())
+        };
+        if !out.contains(&arg) {
+            out.push(arg);
+        }
+    }
+    Ok(out)
+}
+
+/// The same repository however written (`acme/app` = `docker.io/acme/app`).
+fn same_repository(a: &str, b: &str) -> bool {
+    let norm = |r: &str| {
+        crate::oci::parse_reference(r)
+            .map(|p| format!("{}/{}", p.registry(), p.repository()))
+            .unwrap_or_else(|_| r.to_string())
+    };
+    a == b || norm(a) == norm(b)
+}
+
+/// Bare tags and the references of `primary` as its tags; every other
+/// repository (in the order given) with its own tags.
+/// Repositories beyond the image's, each with its tags.
+type MoreRepositories = Vec<(String, Vec<String>)>;
+type Repositories = (Vec<String>, MoreRepositories);
+fn group_tags(args: &[TagArg], primary: Option<&str>) -> Repositories {
+    let mut own: Vec<String> = Vec::new();
+    let mut more: Vec<(String, Vec<String>)> = Vec::new();
+    for a in args {
+        let (repo, tag) = match a {
+            TagArg::Tag(t) => (None, t),
+            TagArg::Ref { repository, tag } => (Some(repository.as_str()), tag),
+        };
+        let list = match repo {
+            Some(r) if !primary.is_some_and(|p| same_repository(p, r)) => {
+                match more.iter().position(|(m, _)| same_repository(m, r)) {
+                    Some(i) => &mut more[i].1,
+                    None => {
+                        more.push((r.to_string(), Vec::new()));
+                        &mut more.last_mut().expect("pushed").1
+                    }
+                }
+            }
+            _ => &mut own,
+        };
+        if !list.contains(tag) {
+            list.push(tag.clone());
+        }
+    }
+    (own, more)
+}
+
 /// A name safe for image paths and cache scopes, from a directory name.
 fn sanitize_name(s: &str) -> String {
     let mut out: String = s
@@ -305,16 +476,100 @@ pub fn builder_name(name: &str) -> Result<()> {
 pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
     builder_name(&args.builder)?;
     let drivers = ["docker-container", "docker", "kubernetes", "remote"];
-    if !drivers.contains(&args.driver.as_str()) {
+    let driver = args
+        .driver
+        .clone()
+        .unwrap_or_else(|| "docker-container".into());
+    if !drivers.contains(&driver.as_str()) {
         return Err(Error::input(
-            format!("unknown buildx driver `{}`", args.driver),
+            format!("unknown buildx driver `{driver}`"),
             format!("pass --driver as one of {}", drivers.join(", ")),
         ));
     }
-    let mut driver_opts = if args.driver_opts.is_empty() {
-        config.builder.driver_opts.clone()
+    let (mut driver_opts, asked_opts) = driver_opts(args, config)?;
+    // Asked for: what the command line (or the action's inputs) gives. The
+    // config file's values shape a builder mbx creates, nothing more.
+    let mut asked = Asked {
+        driver: args.driver.is_some(),
+        driver_opts: asked_opts,
+        ..Asked::default()
+    };
+    if driver == "docker-container" && !driver_opts.iter().any(|o| o.starts_with("network=")) {
+        driver_opts.push("network=host".into());
+    }
+    // As setup-buildx-action: the file first, then the inline text.
+    let buildkitd_config = match (&args.buildkitd_config, &args.buildkitd_config_inline) {
+        (Some(f), _) => Some(f.clone()),
+        (None, Some(text)) => Some(inline_config(text)?),
+        (None, None) => config.builder.buildkitd_config.clone(),
+    };
+    if let Some(p) = &buildkitd_config {
+        if !p.is_file() {
+            return Err(Error::input(
+                format!("buildkitd config `{}` does not exist", p.display()),
+                "pass --buildkitd-config FILE (or MBX_BUILDKITD_CONFIG) naming an existing buildkitd.toml",
+            ));
+        }
+    }
+    let mut buildkit_image = args
+        .buildkit_image
+        .clone()
+        .or_else(|| config.builder.buildkit_image.clone());
+    let mut buildkitd_config = buildkitd_config;
+    if driver == "remote" {
+        // The daemons are the user's own: their image and config too.
+        if args.buildkit_image.is_some()
+            || args.buildkitd_config.is_some()
+            || args.buildkitd_config_inline.is_some()
+            || args.buildkitd_flags.is_some()
+        {
+            return Err(Error::input(
+                "--buildkit-image, --buildkitd-config and --buildkitd-flags shape a BuildKit that buildx starts, not a remote one",
+                "configure the remote buildkitd itself, and drop these flags with --driver remote",
+            ));
+        }
+        buildkit_image = None;
+        buildkitd_config = None;
+    }
+    if args.buildkit_image.is_some() {
+        asked.driver_opts.push("image".into());
+    }
+    asked.config = args.buildkitd_config.is_some() || args.buildkitd_config_inline.is_some();
+    let nodes = nodes(&args.nodes, &driver)?;
+    asked.nodes = !nodes.is_empty();
+    asked.driver |= asked.nodes;
+    let platforms = builder_platforms(args)?;
+    asked.platforms = !platforms.is_empty();
+    Ok(BuilderPlan {
+        name: args.builder.clone(),
+        driver,
+        driver_opts,
+        buildkit_image,
+        buildkitd_config,
+        platforms,
+        recreate: args.recreate,
+        nodes,
+        endpoint: args.endpoint.clone(),
+        buildkitd_flags: args.buildkitd_flags.clone(),
+        asked,
+        node_natives: Vec::new(),
+    })
+}
+
+/// The driver options (`--driver-opt a=1,b=2` is two options, as buildx reads
+/// it), and the keys the user asked for on the command line.
+fn driver_opts(args: &BuilderArgs, config: &Config) -> Result<(Vec<String>, Vec<String>)> {
+    let split = |opts: &[String]| -> Vec<String> {
+        opts.iter()
+            .flat_map(|o| o.split(','))
+            .map(|o| o.trim().to_string())
+            .filter(|o| !o.is_empty())
+            .collect()
+    };
+    let driver_opts = if args.driver_opts.is_empty() {
+        split(&config.builder.driver_opts)
     } else {
-        args.driver_opts.clone()
+        split(&args.driver_opts)
     };
     for o in &driver_opts {
         if !o.contains('=') {
@@ -324,33 +579,87 @@ pub fn builder(args: &BuilderArgs, config: &Config) -> Result<BuilderPlan> {
             ));
         }
     }
-    if args.driver == "docker-container" && !driver_opts.iter().any(|o| o.starts_with("network=")) {
-        driver_opts.push("network=host".into());
+    let asked = split(&args.driver_opts)
+        .iter()
+        .filter_map(|o| o.split_once('=').map(|(k, _)| k.to_string()))
+        .collect();
+    Ok((driver_opts, asked))
+}
+
+/// `--buildkitd-config-inline`: written once per content under the temp
+/// directory (buildx reads a file).
+fn inline_config(text: &str) -> Result<PathBuf> {
+    use sha2::Digest as _;
+    if let Err(e) = text.parse::<toml::Table>() {
+        return Err(Error::input(
+            format!("--buildkitd-config-inline is not valid TOML: {e}"),
+            "give the contents of a buildkitd.toml, e.g. `[registry.\"127.0.0.1:5000\"]` then `http = true`",
+        ));
     }
-    let buildkitd_config = args
-        .buildkitd_config
-        .clone()
-        .or_else(|| config.builder.buildkitd_config.clone());
-    if let Some(p) = &buildkitd_config {
-        if !p.is_file() {
-            return Err(Error::input(
-                format!("buildkitd config `{}` does not exist", p.display()),
-                "pass --buildkitd-config FILE (or MBX_BUILDKITD_CONFIG) naming an existing buildkitd.toml",
-            ));
+    let hash = sha2::Sha256::digest(text.as_bytes());
+    let hex: String = hash.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("mbx-buildkitd-{hex}.toml"));
+    std::fs::write(&path, text).map_err(|e| {
+        Error::env(
+            format!("cannot write {}: {e}", path.display()),
+            "check TMPDIR is writable",
+        )
+    })?;
+    Ok(path)
+}
+
+/// `--node ENDPOINT=PLATFORM[;PLATFORM…][,KEY=VALUE…]`, each checked.
+pub fn nodes(specs: &[String], driver: &str) -> Result<Vec<NodeSpec>> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let help = "pass --node ENDPOINT=PLATFORM[;PLATFORM…][,KEY=VALUE…], e.g. --node tcp://10.0.0.2:1234=linux/arm64 (remote) or --node arm=linux/arm64,namespace=ci (kubernetes)";
+    if driver != "remote" && driver != "kubernetes" {
+        return Err(Error::input(
+            format!("--node needs --driver remote or kubernetes, not `{driver}`"),
+            "pass --driver remote (BuildKit daemons you run) or --driver kubernetes",
+        ));
+    }
+    let mut out: Vec<NodeSpec> = Vec::new();
+    for spec in specs {
+        let bad = |why: String| Error::input(format!("--node `{spec}`: {why}"), help);
+        // The platforms follow the last `=` before the first `,`.
+        let head = spec.split(',').next().unwrap_or("");
+        let Some((endpoint, plats)) = head.rsplit_once('=') else {
+            return Err(bad("no `=PLATFORMS`".into()));
+        };
+        let endpoint = endpoint.trim().to_string();
+        if endpoint.is_empty() {
+            return Err(bad("no endpoint before `=`".into()));
         }
+        if driver == "remote" && !endpoint.contains("://") {
+            return Err(bad(format!(
+                "`{endpoint}` is not an address (tcp://HOST:PORT or unix:///PATH)"
+            )));
+        }
+        let platforms = Platform::parse_list(&plats.replace(';', ","))
+            .map_err(|e| bad(e.to_string()))?
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let opts: Vec<String> = spec
+            .split(',')
+            .skip(1)
+            .map(|o| o.trim().to_string())
+            .collect();
+        if let Some(o) = opts.iter().find(|o| !o.contains('=')) {
+            return Err(bad(format!("node option `{o}` is not KEY=VALUE")));
+        }
+        if out.iter().any(|n| n.endpoint == endpoint) {
+            return Err(bad(format!("`{endpoint}` is given twice")));
+        }
+        out.push(NodeSpec {
+            endpoint,
+            platforms,
+            opts,
+        });
     }
-    Ok(BuilderPlan {
-        name: args.builder.clone(),
-        driver: args.driver.clone(),
-        driver_opts,
-        buildkit_image: args
-            .buildkit_image
-            .clone()
-            .or_else(|| config.builder.buildkit_image.clone()),
-        buildkitd_config,
-        platforms: builder_platforms(args)?,
-        recreate: args.recreate,
-    })
+    Ok(out)
 }
 
 fn builder_platforms(args: &BuilderArgs) -> Result<Vec<String>> {
@@ -368,6 +677,7 @@ fn builder_platforms(args: &BuilderArgs) -> Result<Vec<String>> {
 }
 
 pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
+    let buildx_flags = buildx_flags(args)?;
     let context = &args.context;
     if !context.is_dir() {
         return Err(Error::input(
@@ -391,25 +701,42 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         .map(|n| sanitize_name(&n))
         .unwrap_or_else(|| "image".into());
 
-    let mut tags = tags(&args.tags)?;
-
-    let image = image(args, &context_name)?;
-    if let Some(t) = image.as_ref().and_then(|i| i.tag.clone()) {
-        if !tags.contains(&t) {
-            tags.insert(0, t);
-        }
-    }
-    if tags.is_empty() {
-        tags.push("latest".into());
-    }
+    let mut outputs = output::parse(&args.output, args.load)?;
+    outputs.settle(args.push || args.registry.is_some() || outputs.push);
+    let (image, tags, more_repositories) = image_and_tags(args, &outputs, &context_name)?;
 
     check_attestation("--provenance", args.provenance.as_deref())?;
     check_attestation("--sbom", args.sbom.as_deref())?;
-    let output = output(args, image.as_ref(), &tags, &context_name)?;
-    let cache = cache(args, image.as_ref(), context_name, &output, local)?;
+    let (output, scratch) = output(args, &outputs, image.as_ref(), &tags, &context_name)?;
+    let mut exports = outputs.exports;
+    let repository = image
+        .as_ref()
+        .map_or(context_name.as_str(), |i| &i.repository);
+    exports.names = tags.iter().map(|t| format!("{repository}:{t}")).collect();
+    output::check_destinations(&exports)?;
+    let mut notes = Vec::new();
+    let cache = if args.cache_from.is_empty() && args.cache_to.is_empty() {
+        cache(args, image.as_ref(), context_name, &output, local)?
+    } else {
+        notes.extend(cache::user_note(&args.cache_from, &args.cache_to));
+        Cache::User {
+            from: args.cache_from.clone(),
+            to: args.cache_to.clone(),
+        }
+    };
     let (annotations, index_annotations) = check_kv_args(args)?;
     let secrets = secrets(args)?;
     let redactions = Redactions::for_build(&args.build_args, &secrets);
+    if !more_repositories.is_empty() && matches!(output, Output::Layout { .. }) {
+        notes.push(format!(
+            "tags in {} other repositories: nothing is pushed, so the OCI layout holds only {}",
+            more_repositories.len(),
+            match &output {
+                Output::Layout { ref_name, .. } => ref_name.as_str(),
+                Output::Registry { .. } => "",
+            }
+        ));
+    }
     Ok(BuildPlan {
         context: context.clone(),
         dockerfile,
@@ -423,14 +750,120 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         annotations,
         index_annotations,
         secrets,
-        extra_cache_from: args.cache_from.clone(),
-        extra_cache_to: args.cache_to.clone(),
         no_cache: args.no_cache,
         pull: args.pull,
+        buildx_flags,
+        more_repositories,
+        notes,
         max_parallel: args.max_parallel.unwrap_or(usize::MAX),
         json: args.json.clone(),
         redactions,
+        exports,
+        scratch,
     })
+}
+
+/// The image (from --image, an `--output type=registry,name=…`, or the first
+/// full reference in the tags), its tags, and the other repositories named.
+fn image_and_tags(
+    args: &BuildArgs,
+    outputs: &output::Outputs,
+    context_name: &str,
+) -> Result<(Option<ImageRef>, Vec<String>, MoreRepositories)> {
+    let tag_args = tag_args(&args.tags)?;
+    let mut image = match image(args, context_name)? {
+        None => output_image(outputs)?,
+        some => some,
+    };
+    if image.is_none() {
+        // No --image: the first full reference names the image (buildx's -t).
+        image = tag_args.iter().find_map(|t| match t {
+            TagArg::Ref { repository, .. } => Some(ImageRef {
+                repository: repository.clone(),
+                tag: None,
+                digest: None,
+            }),
+            TagArg::Tag(_) => None,
+        });
+    }
+    let (mut tags, more_repositories) =
+        group_tags(&tag_args, image.as_ref().map(|i| i.repository.as_str()));
+    for n in outputs.push_names.iter().skip(1) {
+        if let Some(t) = ImageRef::parse(n).ok().and_then(|r| r.tag) {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+    }
+    if let Some(t) = image.as_ref().and_then(|i| i.tag.clone()) {
+        if !tags.contains(&t) {
+            tags.insert(0, t);
+        }
+    }
+    if tags.is_empty() {
+        tags.push("latest".into());
+    }
+    Ok((image, tags, more_repositories))
+}
+
+/// The buildx flags mbx passes as given to every platform's build.
+fn buildx_flags(args: &BuildArgs) -> Result<Vec<String>> {
+    if let Some(c) = args.call.as_deref().filter(|c| *c != "build") {
+        return Err(Error::input(
+            format!("--call {c} (input `call`) evaluates the build instead of building an image, which mbx cannot join and verify"),
+            "drop `call` (mbx always builds), or run `docker buildx build --call check` in a step of its own",
+        ));
+    }
+    let mut out = Vec::new();
+    let mut each = |flag: &str, values: &[String]| {
+        for v in values {
+            out.push(format!("--{flag}={v}"));
+        }
+    };
+    each("build-context", &args.build_contexts);
+    each("ssh", &args.ssh);
+    each("add-host", &args.add_hosts);
+    each("allow", &args.allow);
+    each("ulimit", &args.ulimits);
+    let stages: Vec<String> = args
+        .no_cache_filters
+        .iter()
+        .flat_map(|s| s.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    each("no-cache-filter", &stages);
+    // As build-push-action: --provenance / --sbom outrank an --attest of their type.
+    let attests: Vec<String> = args
+        .attests
+        .iter()
+        .filter(|a| {
+            let kind = |t: &str| a.split(',').any(|f| f.trim() == format!("type={t}"));
+            !(kind("provenance") && args.provenance.is_some()
+                || kind("sbom") && args.sbom.is_some())
+        })
+        .cloned()
+        .collect();
+    each("attest", &attests);
+    for (flag, v) in [
+        ("network", &args.network),
+        ("shm-size", &args.shm_size),
+        ("cgroup-parent", &args.cgroup_parent),
+    ] {
+        if let Some(v) = v {
+            out.push(format!("--{flag}={v}"));
+        }
+    }
+    for f in &out {
+        if f.ends_with('=') {
+            return Err(Error::input(
+                format!("`{}` has no value", f.trim_end_matches('=')),
+                "give each option a value, or leave it out",
+            ));
+        }
+    }
+    Ok(out)
 }
 
 /// What an OCI layout written by mbx holds; a later run replaces exactly these.
@@ -537,12 +970,74 @@ fn check_attestation(flag: &str, value: Option<&str>) -> Result<()> {
 /// directory (new, empty, or an earlier mbx output).
 fn output(
     args: &BuildArgs,
+    outputs: &output::Outputs,
+    image: Option<&ImageRef>,
+    tags: &[String],
+    context_name: &str,
+) -> Result<(Output, Scratch)> {
+    let push = args.push || args.registry.is_some() || outputs.push;
+    let mut scratch = None;
+    let dir = match (&outputs.layout_dir, push) {
+        (Some(d), _) => Some(d.clone()),
+        // Only exports asked for: the layout they are made from is scratch.
+        (None, false) if !outputs.exports.is_empty() || !outputs.exports.notes.is_empty() => {
+            let t = tempfile::Builder::new()
+                .prefix(&format!("mbx-build-{}-out-", std::process::id()))
+                .tempdir()
+                .map_err(|e| {
+                    Error::env(
+                        format!("cannot create a temporary directory: {e}"),
+                        "check TMPDIR",
+                    )
+                })?;
+            let d = t.path().join("layout");
+            scratch = Some(std::sync::Arc::new(t));
+            Some(d)
+        }
+        (None, _) => None,
+    };
+    let out = output_at(push, dir.as_ref(), image, tags, context_name)?;
+    Ok((out, scratch))
+}
+
+type Scratch = Option<std::sync::Arc<tempfile::TempDir>>;
+
+/// The image named by an `--output type=registry,name=…` (when neither
+/// --image nor --registry names one).
+fn output_image(outputs: &output::Outputs) -> Result<Option<ImageRef>> {
+    let Some(first) = outputs.push_names.first() else {
+        return Ok(None);
+    };
+    let bad = |e: String| {
+        Error::input(
+            format!("--output name=`{first}`: {e}"),
+            "pass name=registry.example/team/app[:tag]",
+        )
+    };
+    let img = ImageRef::parse(first).map_err(bad)?;
+    for n in &outputs.push_names[1..] {
+        let other = ImageRef::parse(n).map_err(bad)?;
+        if other.repository != img.repository {
+            return Err(Error::input(
+                format!(
+                    "--output name= names two repositories ({} and {})",
+                    img.repository, other.repository
+                ),
+                "name one repository in name= and give the other tags with --tag",
+            ));
+        }
+    }
+    Ok(Some(img))
+}
+
+fn output_at(
+    push: bool,
+    layout_dir: Option<&PathBuf>,
     image: Option<&ImageRef>,
     tags: &[String],
     context_name: &str,
 ) -> Result<Output> {
-    let push = args.push || args.registry.is_some();
-    if let (true, Some(dir)) = (push, &args.output) {
+    if let (true, Some(dir)) = (push, layout_dir) {
         return Err(Error::input(
             format!(
                 "--output {} writes an OCI layout, but this build pushes to a registry",
@@ -563,9 +1058,8 @@ fn output(
             ))
         }
         (img, false) => {
-            let dir = args
-                .output
-                .clone()
+            let dir = layout_dir
+                .cloned()
                 .unwrap_or_else(|| PathBuf::from("mbx-out"));
             if dir.exists() && !dir.is_dir() {
                 return Err(Error::input(
@@ -673,9 +1167,14 @@ fn check_kv_args(args: &BuildArgs) -> Result<(Vec<String>, Vec<String>)> {
     let mut annotations = Vec::new();
     let mut index_annotations = Vec::new();
     for a in &args.annotations {
+        // The merged index's own and its descriptors' (imagetools create's
+        // two types); the rest go on each platform's build.
         let (kv, index) = match a.strip_prefix("index:") {
             Some(kv) => (kv, true),
-            None => (a.as_str(), false),
+            None => match a.strip_prefix("manifest-descriptor:") {
+                Some(kv) => (kv, true),
+                None => (a.as_str(), false),
+            },
         };
         if !kv.contains('=') || kv.starts_with('=') {
             return Err(Error::input(
@@ -684,7 +1183,7 @@ fn check_kv_args(args: &BuildArgs) -> Result<(Vec<String>, Vec<String>)> {
             ));
         }
         if index {
-            index_annotations.push(format!("index:{kv}"));
+            index_annotations.push(a.clone());
         } else {
             annotations.push(a.clone());
         }
@@ -980,6 +1479,104 @@ mod tests {
             e.contains("registry address"),
             "never Docker Hub's `127.0.0.1`: {e}"
         );
+    }
+
+    #[test]
+    fn tags_are_tags_or_full_references_grouped_by_repository() {
+        let given = vec![
+            "v1".to_string(),
+            "127.0.0.1:5000/a/app:1.2.3,127.0.0.1:5001/a/app:1.2.3".into(),
+            "127.0.0.1:5000/a/app\n127.0.0.1:5001/a/app:latest".into(),
+            "acme/app:x".into(),
+            "docker.io/acme/app:y".into(),
+        ];
+        let t = tag_args(&given).unwrap();
+        assert_eq!(t[0], TagArg::Tag("v1".into()));
+        assert_eq!(
+            t[3],
+            TagArg::Ref {
+                repository: "127.0.0.1:5000/a/app".into(),
+                tag: "latest".into()
+            }
+        );
+        let (own, more) = group_tags(&t, Some("127.0.0.1:5000/a/app"));
+        assert_eq!(own, ["v1", "1.2.3", "latest"]);
+        assert_eq!(
+            more,
+            [
+                (
+                    "127.0.0.1:5001/a/app".to_string(),
+                    vec!["1.2.3".to_string(), "latest".into()]
+                ),
+                ("acme/app".to_string(), vec!["x".to_string(), "y".into()]),
+            ]
+        );
+        assert!(tag_args(&[format!("a/b@sha256:{}", "ab".repeat(32))]).is_err());
+        assert!(tag_args(&["ghcr.io/A/b:1".into()]).is_err());
+    }
+
+    fn build_args_of(argv: &[&str]) -> BuildArgs {
+        use clap::Parser;
+        let mut all = vec!["mbx", "ci"];
+        all.extend(argv);
+        match crate::cli::Cli::try_parse_from(all).unwrap().command {
+            crate::cli::Command::Ci(a) => a.build,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn buildx_flags_pass_through_with_build_push_action_precedence() {
+        let a = build_args_of(&[
+            "--ssh",
+            "default",
+            "--add-host",
+            "h:10.0.0.1",
+            "--allow",
+            "network.host",
+            "--build-context",
+            "x=./x",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--no-cache-filter",
+            "a,b",
+            "--network",
+            "none",
+            "--shm-size",
+            "2g",
+            "--cgroup-parent",
+            "p",
+            "--attest",
+            "type=sbom",
+            "--attest",
+            "type=provenance,mode=max",
+            "--provenance",
+            "false",
+            "--call",
+            "build",
+        ]);
+        let f = buildx_flags(&a).unwrap();
+        assert_eq!(
+            f,
+            [
+                "--build-context=x=./x",
+                "--ssh=default",
+                "--add-host=h:10.0.0.1",
+                "--allow=network.host",
+                "--ulimit=nofile=1024:1024",
+                "--no-cache-filter=a",
+                "--no-cache-filter=b",
+                "--attest=type=sbom",
+                "--network=none",
+                "--shm-size=2g",
+                "--cgroup-parent=p",
+            ],
+            "--provenance outranks the provenance --attest"
+        );
+        let e = buildx_flags(&build_args_of(&["--call", "check"])).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--call check"), "{e}");
+        assert!(buildx_flags(&build_args_of(&["--network="])).is_err());
     }
 
     #[test]

@@ -126,6 +126,37 @@ impl Printer {
         let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 
+    /// One platform's whole build log (`title`: `linux/arm64 build`).
+    /// On a terminal: nothing (the bars showed it). In GitHub Actions
+    /// (`GITHUB_ACTIONS=true`): a collapsed `::group::`, as build-push-action
+    /// shows its build. Elsewhere off a terminal (a script, a pipe, another
+    /// CI): only a failed build's log, so a good run stays a few lines and a
+    /// failure shows everything (the run record holds every step either way).
+    /// `text` must already be redacted and hold no workflow command.
+    pub fn build_log(&self, title: &str, text: &str, failed: bool) {
+        if self.quiet || self.bars.is_some() {
+            return;
+        }
+        let actions = std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true");
+        let block = if actions {
+            // Commands are also stopped inside the group (a token the log cannot guess).
+            let token = format!(
+                "mbx-{:016x}",
+                std::hash::BuildHasher::hash_one(
+                    &std::collections::hash_map::RandomState::new(),
+                    title
+                )
+            );
+            format!("::group::{title}\n::stop-commands::{token}\n{text}\n::{token}::\n::endgroup::")
+        } else if failed {
+            format!("mbx: {title} log:\n{text}\nmbx: end of the {title} log")
+        } else {
+            return;
+        };
+        let _g = self.lock.lock();
+        let _ = writeln!(std::io::stderr().lock(), "{block}");
+    }
+
     /// Where one platform's build stands (a bar on a terminal, nothing otherwise).
     pub fn progress(&self, platform: &Platform, snap: &Snapshot) {
         let Some(b) = &self.bars else { return };

@@ -37,6 +37,10 @@ pub struct RunRecord {
     pub platforms: Vec<PlatformRecord>,
     /// Digest of the merged multi-platform index.
     pub index_digest: Option<String>,
+    /// The merged index's media type and size (with `index_digest`, the
+    /// `containerimage.descriptor` of the step's `metadata` output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_descriptor: Option<IndexDescriptor>,
     /// True when every verification check passed.
     pub verified: bool,
     #[serde(default)]
@@ -69,6 +73,12 @@ pub struct BuildInputs {
     pub cache: String,
     pub no_cache: bool,
     pub builder: String,
+    /// Dockerfile stages that run on the build platform (`FROM
+    /// --platform=$BUILDPLATFORM`, and stages built on them), as BuildKit
+    /// names them in step names (`build`, `stage-0`): their steps run
+    /// natively even in an emulated platform's build.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub build_platform_stages: Vec<String>,
 }
 
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, Default)]
@@ -172,6 +182,42 @@ pub struct BuilderRecord {
     /// mbx created it (so `mbx setup --cleanup` may remove it).
     #[serde(default)]
     pub created_by_mbx: bool,
+    /// The builder's nodes (one BuildKit each), when it has more than one or
+    /// a node is remote: where each platform can be built natively.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeRecord>,
+}
+
+/// The node in buildx's `buildx.build.ref` (`builder/node/ref`).
+pub fn node_of_build_ref(r: &str) -> Option<String> {
+    let mut it = r.split('/');
+    let (_builder, node, _ref) = (it.next()?, it.next()?, it.next()?);
+    (it.next().is_none() && !node.is_empty()).then(|| node.to_string())
+}
+
+/// One node of a builder and what its BuildKit worker builds.
+#[derive(Debug, Clone, PartialEq, JsonSchema, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// buildx's node name (`NAME0`, `NAME1`, …), as in `buildx.build.ref`.
+    pub name: String,
+    /// Where buildx reaches it (`tcp://…`, `unix://…`, a kubernetes name).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub endpoint: String,
+    /// Its worker's platforms in the worker's order: the first is the one
+    /// it runs natively (on real hardware, the node's own architecture).
+    #[serde(default)]
+    pub platforms: Vec<String>,
+}
+
+impl BuilderRecord {
+    /// Whether `platform`, built on node `node`, ran under emulation: it is
+    /// not native on that node's worker's first platform. None when the
+    /// node or its platforms are unknown.
+    pub fn emulated_on(&self, node: &str, platform: &Platform) -> Option<bool> {
+        let n = self.nodes.iter().find(|n| n.name == node)?;
+        let first: Platform = n.platforms.first()?.parse().ok()?;
+        Some(!platform.is_native_on(&first))
+    }
 }
 
 /// What setup did with the builder.
@@ -225,7 +271,13 @@ impl PlatformsSource {
 #[derive(Debug, Clone, JsonSchema, Serialize, Deserialize)]
 pub struct PlatformRecord {
     pub platform: Platform,
+    /// Built under emulation: not the native (first) platform of the node
+    /// that built it (one-node builders: not the runner's architecture).
     pub emulated: bool,
+    /// The builder node that built it (from buildx's `buildx.build.ref`,
+    /// `builder/node/ref`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// The platform's image manifest digest, as it stands in the index.
     pub digest: Option<String>,
     /// What buildx reported for this build (`containerimage.digest`): the
@@ -246,9 +298,31 @@ pub struct PlatformRecord {
     /// The remote cache's import or export failed; the build went on without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_error: Option<CacheIssue>,
+    /// What buildx's metadata file said of this platform's build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buildx: Option<BuildxResult>,
     /// Multi-runner mode: the runner whose part built this platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner: Option<RunnerRecord>,
+}
+
+/// The merged index as a descriptor's other fields.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq, Default)]
+pub struct IndexDescriptor {
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// A platform build's `--metadata-file` entries mbx keeps.
+#[derive(Debug, Clone, JsonSchema, Serialize, Deserialize, PartialEq, Default)]
+pub struct BuildxResult {
+    /// `buildx.build.ref`: BUILDER/NODE/REF, for `docker buildx history`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_ref: Option<String>,
+    /// `containerimage.config.digest` (absent when the build made an index:
+    /// attestations attached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_digest: Option<String>,
 }
 
 /// The runner of one multi-runner part (`mbx ci --mode part`, the action's

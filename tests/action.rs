@@ -403,7 +403,11 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
         Path::new(env!("CARGO_BIN_EXE_mbx")),
     );
     let out1 = d.path().join("out1");
-    let env1 = env(&out1);
+    // No builder input: the action's per-run builder, which the post step removes.
+    let env1: Vec<_> = env(&out1)
+        .into_iter()
+        .filter(|(k, _)| *k != "MBX_TEST_BUILDER")
+        .collect();
     let (o, log) = act(&repo, &action, &cache, &env1);
     let _ = std::fs::remove_dir_all(seeded.parent().unwrap());
     assert!(o.status.success(), "act failed:\n{log}");
@@ -476,7 +480,7 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
     }
     let metadata = read_json(&out1.join("metadata.json"));
     assert_eq!(metadata["containerimage.digest"], digest.as_str());
-    let platforms = metadata["platforms"].as_array().unwrap();
+    let platforms = metadata["mbx"]["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 2, "{metadata}");
     for p in platforms {
         assert_eq!(p["steps_total"], 3, "{p}");
@@ -502,21 +506,31 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
         "the labels input reached the image"
     );
 
-    // The builder mbx created: removed by the runtime step's post step (act
-    // runs a nested JavaScript action's post: at the end of the job, as
-    // GitHub's runner does).
+    // The per-run builder mbx created: removed by the runtime step's post
+    // step (act runs a nested JavaScript action's post: at the end of the
+    // job, as GitHub's runner does).
+    let per_run = log
+        .split("mbx: builder ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the runtime step names the builder:\n{log}"))
+        .to_string();
+    assert!(per_run.starts_with("mbx-"), "{per_run}");
     let builder_exists = Command::new("docker")
-        .args(["buildx", "inspect", &builder.0])
+        .args(["buildx", "inspect", &per_run])
         .output()
         .unwrap()
         .status
         .success();
+    let _ = Command::new("docker")
+        .args(["buildx", "rm", "--force", &per_run])
+        .output();
     assert!(
         !builder_exists,
-        "the post step removes the builder mbx created:\n{log}"
+        "the post step removes the per-run builder:\n{log}"
     );
     assert!(
-        log.contains(&format!("removed builder `{}` (created by mbx)", builder.0)),
+        log.contains(&format!("removed builder `{per_run}` (created by mbx)")),
         "the post step ran `mbx setup --cleanup`:\n{log}"
     );
 
@@ -552,7 +566,7 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
         "the tool cache holds the verified bytes"
     );
     let metadata = read_json(&out2.join("metadata.json"));
-    let platforms = metadata["platforms"].as_array().unwrap();
+    let platforms = metadata["mbx"]["platforms"].as_array().unwrap();
     assert_eq!(platforms.len(), 2, "{metadata}");
     for p in platforms {
         assert_eq!(p["steps_total"], 3, "{p}");
@@ -841,8 +855,14 @@ fn run_maps_every_input_to_argv_and_secrets_only_to_the_environment() {
     assert_eq!(pairs(&argv, "--context"), ["ctx dir"]);
     assert_eq!(pairs(&argv, "--file"), ["ctx dir/Dockerfile.prod"]);
     assert_eq!(pairs(&argv, "--platforms"), ["linux/amd64,linux/arm64"]);
-    assert_eq!(pairs(&argv, "--image"), ["ghcr.io/acme/app"]);
-    assert_eq!(pairs(&argv, "--tag"), ["1.0", "latest", "sha-abc"]);
+    assert_eq!(
+        pairs(&argv, "--tag"),
+        [
+            "ghcr.io/acme/app:1.0",
+            "ghcr.io/acme/app:latest",
+            "ghcr.io/acme/app:sha-abc"
+        ]
+    );
     assert_eq!(pairs(&argv, "--label"), ["a=1", "b=two words"]);
     assert_eq!(pairs(&argv, "--build-arg"), ["X=1", "Y=has,comma"]);
     assert_eq!(pairs(&argv, "--target"), ["prod"]);
@@ -916,8 +936,8 @@ fn run_passes_inputs_as_data_never_as_shell_text() {
 fn run_refuses_what_it_cannot_do_with_exit_2() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
-            &[("tags", "a.io/x/one:1,a.io/x/two:1"), ("cache", "none")],
-            "two repositories",
+            &[("call", "check"), ("cache", "none")],
+            "input 'call': must be build, not 'check'",
         ),
         (
             &[("push", "true"), ("cache", "none")],
@@ -941,7 +961,7 @@ fn run_refuses_what_it_cannot_do_with_exit_2() {
             "a quote is not closed",
         ),
         (
-            &[("load", "true"), ("cache", "none")],
+            &[("a-future-input", "true"), ("cache", "none")],
             "does not know this input",
         ),
         (
@@ -1220,6 +1240,7 @@ fn inputs_mode_builds_with_a_multi_line_secret_and_writes_the_outputs() {
     let digest = format!("sha256:{}", sha256_hex(raw.as_bytes()));
     assert!(outputs.contains(&format!("\n{digest}\n")), "{outputs}");
     for name in [
+        "imageid",
         "digest",
         "tags",
         "metadata",
@@ -2211,5 +2232,68 @@ fn a_cancel_during_the_source_build_stops_cargo_and_what_it_started() {
             .map(|mut r| r.any(|e| e.unwrap().path().join("x64/mbx").exists()))
             .unwrap_or(false),
         "nothing half-built in the tool cache"
+    );
+}
+
+/// build-push-action's `load: true` under act: a later step runs the image
+/// it left, for the runner's platform and (containerd image store) arm64;
+/// then load and push together. Each platform's build log is in its group.
+#[test]
+fn action_load_then_docker_run_then_push() {
+    require_builder();
+    let d = tempfile::tempdir().unwrap();
+    let r = d.path().join("repo");
+    std::fs::create_dir_all(r.join("app")).unwrap();
+    std::fs::create_dir_all(r.join(".github/workflows")).unwrap();
+    std::fs::write(
+        r.join("app/Dockerfile"),
+        "FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN uname -m > /arch.txt\nCMD [\"cat\", \"/arch.txt\"]\n",
+    )
+    .unwrap();
+    std::fs::copy(
+        repo_root().join("tests/fixtures/action/load.yml"),
+        r.join(".github/workflows/load.yml"),
+    )
+    .unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@test.invalid",
+            "commit",
+            "-qm",
+            "f",
+        ],
+    ] {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&r)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+    }
+    let image = format!("{}:v1", unique_repo("action-load"));
+    let builder = BuilderGuard(format!("mbx-action-load-{}", std::process::id()));
+    let out = d.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let env = [
+        ("MBX_TEST_OUT", out.display().to_string()),
+        ("MBX_TEST_IMAGE", image.clone()),
+        ("MBX_TEST_BUILDER", builder.0.clone()),
+        ("MBX_TEST_BINARY", env!("CARGO_BIN_EXE_mbx").to_string()),
+    ];
+    let action = action_tree(d.path(), None);
+    let (o, log) = act(&r, &action, &d.path().join("act-cache"), &env);
+    let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+    assert!(o.status.success(), "act failed:\n{log}");
+    assert_eq!(read(&out.join("amd64")).trim(), "x86_64");
+    assert_eq!(read(&out.join("arm64")).trim(), "aarch64");
+    assert!(tag_exists(&image), "the second step pushed");
+    assert!(
+        log.contains("RUN uname -m > /arch.txt"),
+        "the build log is shown:\n{log}"
     );
 }

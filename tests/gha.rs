@@ -9,7 +9,9 @@
 //! amd64, then arm64, then amd64 again, each from a pruned builder so only
 //! the gha cache can supply CACHED steps: with mbx's per-platform scopes the
 //! third build is fully cached; with one scope shared by both platforms (the
-//! common recipe) the arm64 export replaced amd64's and the third build runs.
+//! common recipe, run with buildx itself) the arm64 export replaced amd64's
+//! and the third build runs; the same recipe given to mbx as
+//! `--cache-from/--cache-to type=gha,scope=…` is made per platform and survives.
 
 mod support;
 
@@ -72,6 +74,11 @@ fn per_platform_gha_scopes_survive_where_one_shared_scope_loses() {
             "      - name: {name}\n        run: |\n          \"$MBX\" ci --builder \"$BUILDER\" --platforms {platform} --context \"$CTX\" --output \"$OUT/{name}-layout\" --json \"$OUT/{name}.json\" {cache}\n          docker buildx prune --builder \"$BUILDER\" --all --force >/dev/null\n"
         )
     };
+    let raw = |name: &str, platform: &str| {
+        format!(
+            "      - name: {name}\n        run: |\n          docker buildx build --builder \"$BUILDER\" --platform {platform} --progress=plain --cache-from type=gha,scope=raw-$ID --cache-to type=gha,scope=raw-$ID,mode=max \"$CTX\" >\"$OUT/{name}.log\" 2>&1\n          docker buildx prune --builder \"$BUILDER\" --all --force >/dev/null\n"
+        )
+    };
     let own = "--cache gha --cache-scope-prefix own-$ID";
     let shared = "--cache none --cache-from type=gha,scope=shared-$ID --cache-to type=gha,scope=shared-$ID,mode=max";
     let mut workflow =
@@ -83,6 +90,9 @@ fn per_platform_gha_scopes_survive_where_one_shared_scope_loses() {
     workflow.push_str(&build("shared-amd64-1", "linux/amd64", shared));
     workflow.push_str(&build("shared-arm64", "linux/arm64", shared));
     workflow.push_str(&build("shared-amd64-2", "linux/amd64", shared));
+    workflow.push_str(&raw("raw-amd64-1", "linux/amd64"));
+    workflow.push_str(&raw("raw-arm64", "linux/arm64"));
+    workflow.push_str(&raw("raw-amd64-2", "linux/amd64"));
     std::fs::create_dir_all(repo.path().join(".github/workflows")).unwrap();
     std::fs::write(repo.path().join(".github/workflows/gha.yml"), workflow).unwrap();
     assert!(Command::new("git")
@@ -144,8 +154,40 @@ fn per_platform_gha_scopes_survive_where_one_shared_scope_loses() {
         format!("own-{id}-linux-arm64")
     );
 
-    // One shared scope: arm64's export replaced amd64's, so amd64 rebuilds.
+    // The shared recipe given to mbx: made per platform, so it survives too.
     let (cached, total) = steps(&out.join("shared-amd64-2.json"));
+    assert_eq!(
+        (cached, total),
+        (2, 2),
+        "scope=shared is per platform under mbx"
+    );
+    let r = read_json(&out.join("shared-arm64.json"));
+    assert_eq!(
+        r["platforms"][0]["cache_scope"],
+        format!("shared-{id}-linux-arm64")
+    );
+
+    // One scope shared with buildx itself: arm64's export replaced amd64's,
+    // so amd64 rebuilds.
+    let runs_cached = |name: &str| {
+        let log = std::fs::read_to_string(out.join(format!("{name}.log"))).unwrap();
+        let runs: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("] RUN "))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        let cached = runs
+            .iter()
+            .filter(|id| log.lines().any(|l| l == format!("{id} CACHED")))
+            .count();
+        (cached, runs.len())
+    };
+    assert_eq!(
+        runs_cached("raw-amd64-1"),
+        (0, 2),
+        "the first raw build ran"
+    );
+    let (cached, total) = runs_cached("raw-amd64-2");
     assert_eq!(total, 2);
     assert!(
         cached < total,

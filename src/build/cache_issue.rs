@@ -13,6 +13,7 @@ pub fn find(cache: &Cache, steps: &[Step]) -> Option<CacheIssue> {
         Cache::Gha { .. } => "gha",
         Cache::Registry { .. } => "registry",
         Cache::Local { .. } => "local",
+        Cache::User { .. } => "cache-from/cache-to",
         Cache::None => return None,
     };
     let mut failed = Vec::new();

@@ -18,7 +18,11 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 #[derive(Debug, Clone)]
 pub struct Merged {
     pub index_digest: String,
+    /// The index's media type and size.
+    pub descriptor: crate::run::IndexDescriptor,
     pub platform_digests: BTreeMap<String, String>,
+    /// The index's exact bytes.
+    pub index: Vec<u8>,
 }
 
 fn platform_digests(children: &[Value]) -> BTreeMap<String, String> {
@@ -84,16 +88,12 @@ pub fn layouts(
             }
         }
     }
+    let index_annotations = annotate(&mut children, annotations);
     let mut index = json!({
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": children,
     });
-    let index_annotations: serde_json::Map<String, Value> = annotations
-        .iter()
-        .filter_map(|a| a.strip_prefix("index:").unwrap_or(a).split_once('='))
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
     if !index_annotations.is_empty() {
         index["annotations"] = Value::Object(index_annotations);
     }
@@ -120,8 +120,39 @@ pub fn layouts(
         .map_err(|e| io("write oci-layout", e))?;
     Ok(Merged {
         index_digest: digest,
+        descriptor: crate::run::IndexDescriptor {
+            media_type: OCI_INDEX.into(),
+            size: bytes.len() as u64,
+        },
         platform_digests: platform_digests(&children),
+        index: bytes,
     })
+}
+
+/// `manifest-descriptor:` annotations onto every descriptor of the index
+/// (as imagetools create puts them); returns the `index:` ones.
+fn annotate(children: &mut [Value], annotations: &[String]) -> serde_json::Map<String, Value> {
+    let of = |prefix: &str| -> serde_json::Map<String, Value> {
+        annotations
+            .iter()
+            .filter_map(|a| a.strip_prefix(prefix)?.split_once('='))
+            .map(|(k, v)| (k.to_string(), json!(v)))
+            .collect()
+    };
+    let descriptors = of("manifest-descriptor:");
+    if !descriptors.is_empty() {
+        for c in children.iter_mut() {
+            let a = c
+                .as_object_mut()
+                .expect("a descriptor")
+                .entry("annotations")
+                .or_insert_with(|| json!({}));
+            if let Some(a) = a.as_object_mut() {
+                a.extend(descriptors.clone());
+            }
+        }
+    }
+    of("index:")
 }
 
 /// A part's image descriptor as a child of the merged index: without the
@@ -177,7 +208,12 @@ pub fn registry(
         .imagetools_create(builder, &tags, &sources, annotations, false)
         .map_err(fail)?;
     Ok(Merged {
+        index: bytes.to_vec(),
         index_digest: sha256(bytes),
+        descriptor: crate::run::IndexDescriptor {
+            media_type: index["mediaType"].as_str().unwrap_or(OCI_INDEX).to_string(),
+            size: bytes.len() as u64,
+        },
         platform_digests: platform_digests(
             index["manifests"]
                 .as_array()
@@ -185,4 +221,110 @@ pub fn registry(
                 .unwrap_or(&[]),
         ),
     })
+}
+
+/// The `name=` field of a per-platform push: the output's repository and
+/// every other one, quoted when several (buildx reads the field as CSV).
+pub fn names(repository: &str, more: &[(String, Vec<String>)]) -> String {
+    if more.is_empty() {
+        return format!("name={repository}");
+    }
+    let all: Vec<&str> = std::iter::once(repository)
+        .chain(more.iter().map(|(r, _)| r.as_str()))
+        .collect();
+    format!("\"name={}\"", all.join(","))
+}
+
+/// The other repositories' staging tags of one platform (docker driver).
+pub fn staging(more: &[(String, Vec<String>)], slug: &str) -> Vec<(String, Vec<String>)> {
+    more.iter()
+        .map(|(r, _)| (format!("{r}:{}-{slug}", super::STAGING_PREFIX), Vec::new()))
+        .collect()
+}
+
+/// The references of the other repositories, `REPO:TAG` each.
+pub fn more_refs(more: &[(String, Vec<String>)]) -> Vec<String> {
+    more.iter()
+        .flat_map(|(r, tags)| tags.iter().map(move |t| format!("{r}:{t}")))
+        .collect()
+}
+
+/// [`registry`] for the output's repository, then for every other one from
+/// its own copy of the platforms: the same index (same bytes, same digest)
+/// under every tag in every repository.
+pub fn registries(
+    buildx: &Buildx,
+    builder: &str,
+    (repository, tags): (&str, &[String]),
+    more: &[(String, Vec<String>)],
+    digests: &[String],
+    annotations: &[String],
+) -> Result<Merged> {
+    let merged = registry(buildx, builder, repository, tags, digests, annotations)?;
+    for (repo, tags) in more {
+        let other = registry(buildx, builder, repo, tags, digests, annotations).map_err(|e| {
+            Error::build(
+                format!("{e} (the index is in {repository} already)"),
+                e.help().unwrap_or_default().to_string(),
+            )
+        })?;
+        if other.index_digest != merged.index_digest {
+            return Err(Error::build(
+                format!(
+                    "the index in {repo} is {}, not {} as in {repository}",
+                    other.index_digest, merged.index_digest
+                ),
+                "the registries store the index differently; check both with `mbx verify`",
+            ));
+        }
+    }
+    Ok(merged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_annotations_go_on_every_descriptor_index_ones_on_the_index() {
+        let mut children = vec![
+            json!({"digest": "a"}),
+            json!({"digest": "b", "annotations": {"x": "1"}}),
+        ];
+        let index = annotate(
+            &mut children,
+            &[
+                "manifest-descriptor:d=2".into(),
+                "index:i=3".into(),
+                "m=4".into(),
+            ],
+        );
+        assert_eq!(Value::Object(index), json!({"i": "3"}));
+        assert_eq!(children[0]["annotations"], json!({"d": "2"}));
+        assert_eq!(children[1]["annotations"], json!({"x": "1", "d": "2"}));
+    }
+
+    #[test]
+    fn several_repositories_in_one_push_and_every_tag() {
+        assert_eq!(names("r/a", &[]), "name=r/a");
+        let more = vec![
+            (
+                "h:5001/a".to_string(),
+                vec!["1".to_string(), "latest".into()],
+            ),
+            ("acme/a".to_string(), vec!["1".to_string()]),
+        ];
+        assert_eq!(
+            names("h:5000/a", &more),
+            "\"name=h:5000/a,h:5001/a,acme/a\""
+        );
+        assert_eq!(
+            more_refs(&more),
+            ["h:5001/a:1", "h:5001/a:latest", "acme/a:1"]
+        );
+        assert_eq!(
+            staging(&more, "linux-arm64")[0].0,
+            "h:5001/a:mbx-staging-linux-arm64"
+        );
+    }
 }

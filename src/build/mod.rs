@@ -2,7 +2,9 @@
 //! each with its own cache scope; then one multi-platform index.
 
 pub mod cache_issue;
+pub mod log;
 pub mod merge;
+pub mod output;
 pub mod parts;
 pub mod progress;
 
@@ -28,6 +30,7 @@ pub struct BuildRecord {
     pub tags: Vec<String>,
     pub platforms: Vec<PlatformRecord>,
     pub index_digest: Option<String>,
+    pub index_descriptor: Option<crate::run::IndexDescriptor>,
     /// Things the user should know about how the build went.
     pub notes: Vec<String>,
 }
@@ -47,6 +50,14 @@ pub fn run(
 ) -> (BuildRecord, Result<()>) {
     let mut record = BuildRecord::default();
     (record.output, record.tags) = destination(&build.output);
+    if build.scratch.is_some() {
+        // The layout is scratch: what the user asked for is the exports.
+        record.output = output::describe(&build.exports);
+    }
+    record
+        .tags
+        .extend(merge::more_refs(&build.more_repositories));
+    record.notes.extend(build.notes.iter().cloned());
     let result = run_into(plan, build, buildx, printer, driver, merge, &mut record);
     (record, result)
 }
@@ -121,6 +132,14 @@ fn run_into(
         record
             .notes
             .push("pushed by digest only: the tags are moved by `mbx merge`".into());
+        record.notes.extend(output::unmerged_note(build));
+        if !build.more_repositories.is_empty() {
+            record.notes.push(format!(
+                "the platforms were pushed by digest to {} other repositories too, but `mbx merge` makes the index in {} only",
+                build.more_repositories.len(),
+                record.output
+            ));
+        }
         return Ok(());
     }
     printer.status("merging platforms into one index");
@@ -132,7 +151,10 @@ fn run_into(
         parts_root.as_deref(),
     )?;
     apply_merge(&mut record.platforms, &merged);
+    record.index_descriptor = Some(merged.descriptor.clone());
     record.index_digest = Some(merged.index_digest);
+    let notes = output::finish(plan, build, buildx, printer, work.path(), &merged.index)?;
+    record.notes.extend(notes);
     Ok(())
 }
 
@@ -199,7 +221,7 @@ fn build_all(
                 let Some(platform) = queue.lock().expect("queue").pop() else {
                     break;
                 };
-                let emulated = !platform.is_native_on(&plan.host);
+                let emulated = plan.emulated(&platform);
                 printer.status(&format!(
                     "building {platform} ({})",
                     if emulated { "emulated" } else { "native" }
@@ -312,11 +334,11 @@ fn merge_all(
                 .iter()
                 .filter_map(|r| r.build_digest.clone())
                 .collect();
-            merge::registry(
+            merge::registries(
                 buildx,
                 &plan.builder.name,
-                repository,
-                tags,
+                (repository, tags),
+                &build.more_repositories,
                 &digests,
                 &build.index_annotations,
             )
@@ -358,6 +380,7 @@ pub fn merge_parts(
     let result =
         merge::registry(buildx, builder, repository, tags, &digests, annotations).map(|merged| {
             apply_merge(&mut record.platforms, &merged);
+            record.index_descriptor = Some(merged.descriptor.clone());
             record.index_digest = Some(merged.index_digest);
         });
     (record, result)
@@ -452,22 +475,17 @@ pub fn build_args(
     match (&build.output, part) {
         (Output::Layout { .. }, Some(dir)) => push(format!("--output=type=oci,dest={},tar=false", dir.display())),
         (Output::Registry { repository, .. }, _) if staging => push(format!(
-            "--output=type=image,name={repository}:{STAGING_PREFIX}-{},push=true,oci-mediatypes=true",
-            platform.slug()
+            "--output=type=image,{},push=true,oci-mediatypes=true",
+            merge::names(&format!("{repository}:{STAGING_PREFIX}-{}", platform.slug()), &merge::staging(&build.more_repositories, &platform.slug()))
         )),
         (Output::Registry { repository, .. }, _) => push(format!(
-            "--output=type=image,name={repository},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true"
+            "--output=type=image,{},push-by-digest=true,name-canonical=true,push=true,oci-mediatypes=true",
+            merge::names(repository, &build.more_repositories)
         )),
         (Output::Layout { .. }, None) => unreachable!("layout output needs a part directory"),
     }
-    for c in cache {
+    for c in cache.iter().chain(&build.buildx_flags) {
         push(c.clone());
-    }
-    for c in &build.extra_cache_from {
-        push(format!("--cache-from={c}"));
-    }
-    for c in &build.extra_cache_to {
-        push(format!("--cache-to={c}"));
     }
     a.push(build.context.clone().into_os_string());
     a
@@ -499,7 +517,8 @@ fn build_one(
     } = *target;
     let metadata = work.join(format!("{}.metadata.json", platform.slug()));
     let cache = cache::args(&build.cache, platform);
-    let args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
+    let mut args = build_args(plan, build, platform, &metadata, part, &cache.args, staging);
+    output::extend_args(&mut args, plan, build, platform, work);
     let started = Instant::now();
     let mut progress = Progress::new();
     let outcome = buildx.build(args, &metadata, build.redactions.values(), &mut |chunk| {
@@ -507,10 +526,12 @@ fn build_one(
         printer.progress(platform, &progress.snapshot())
     });
     progress.finish();
+    log::print(printer, platform, &progress, &build.redactions, &outcome);
     let wall = started.elapsed().as_secs_f64();
     let mut rec = PlatformRecord {
         platform: platform.clone(),
         emulated,
+        node: None,
         digest: None,
         build_digest: None,
         wall_seconds: wall,
@@ -521,6 +542,7 @@ fn build_one(
         error: None,
         steps: Vec::new(),
         cache_error: None,
+        buildx: None,
         runner: None,
     };
     let outcome = match outcome {
@@ -588,12 +610,23 @@ pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome, progr
         .filter(|s| s.instruction && !s.cached)
         .map(|s| s.busy_seconds)
         .sum();
-    rec.build_digest = outcome
-        .metadata
-        .as_ref()
-        .and_then(|m| m.get("containerimage.digest"))
-        .and_then(|d| d.as_str())
-        .map(str::to_string);
+    let field = |k: &str| {
+        outcome
+            .metadata
+            .as_ref()
+            .and_then(|m| m.get(k))
+            .and_then(|d| d.as_str())
+            .map(str::to_string)
+    };
+    rec.build_digest = field("containerimage.digest");
+    rec.node = field("buildx.build.ref")
+        .as_deref()
+        .and_then(crate::run::node_of_build_ref);
+    rec.buildx = Some(crate::run::BuildxResult {
+        build_ref: field("buildx.build.ref"),
+        config_digest: field("containerimage.config.digest"),
+    })
+    .filter(|b| b.build_ref.is_some() || b.config_digest.is_some());
     if !outcome.success {
         let failing = steps
             .iter()

@@ -547,6 +547,7 @@ mod tests {
         r.platforms = vec![PlatformRecord {
             platform: platform.parse().unwrap(),
             emulated: false,
+            node: None,
             digest: None,
             build_digest: Some(format!("sha256:{}", "a".repeat(64))),
             wall_seconds: 30.0,
@@ -571,6 +572,7 @@ mod tests {
                 })
                 .collect(),
             cache_error: None,
+            buildx: None,
             runner: None,
         }];
         r

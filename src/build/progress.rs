@@ -80,6 +80,8 @@ pub struct Progress {
     pub warnings: Vec<String>,
     /// Objects that were not valid SolveStatus JSON (counted, not fatal).
     pub malformed: usize,
+    /// The build log as buildx's plain progress shows it.
+    pub log: super::log::PlainLog,
 }
 
 impl Progress {
@@ -121,6 +123,7 @@ impl Progress {
     fn apply(&mut self, item: Item) {
         match item {
             Item::Text(line) => {
+                self.log.text(&line);
                 if self.text_tail.len() == TEXT_TAIL_LINES {
                     self.text_tail.pop_front();
                 }
@@ -148,6 +151,15 @@ impl Progress {
             };
             let started = v.started.as_deref().and_then(parse_rfc3339);
             let completed = v.completed.as_deref().and_then(parse_rfc3339);
+            let known = state.step.as_ref().map(|s| s.name.as_str()).unwrap_or("");
+            self.log.vertex(&super::log::VertexUpdate {
+                digest: &v.digest,
+                name: if v.name.is_empty() { known } else { &v.name },
+                started,
+                completed,
+                cached: v.cached,
+                error: v.error.as_deref(),
+            });
             if let (Some(s), Some(c)) = (started, completed) {
                 if !state.intervals.iter().any(|(a, _)| *a == s) {
                     state.intervals.push((s, c.max(s)));
@@ -196,6 +208,8 @@ impl Progress {
                     self.states.entry(l.vertex.clone()).or_default()
                 }
             };
+            let name = state.step.as_ref().map(|s| s.name.as_str()).unwrap_or("");
+            self.log.output(&l.vertex, name, &bytes);
             state.log_partial.push_str(&String::from_utf8_lossy(&bytes));
             while let Some(i) = state.log_partial.find('\n') {
                 let line: String = state.log_partial[..i].trim_end_matches('\r').to_string();

@@ -47,6 +47,25 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
     emit.check()?;
     let run = pipeline::ci(&plan, &build, &qemu, &verify, &tools).await?;
     let emitted = pipeline::emit(&run.record, &emit);
+    if args.remove_builder {
+        remove_builder(&run.record, &buildx, &printer);
+    }
     let verification = !checks.skip;
     run.finish(emitted, verification)
+}
+
+/// `--remove-builder`: the builder goes when this run created it.
+fn remove_builder(record: &crate::run::RunRecord, buildx: &Buildx, printer: &Printer) {
+    use crate::run::BuilderAction;
+    let Some(b) = record.setup.as_ref().and_then(|s| s.builder.as_ref()) else {
+        return;
+    };
+    if b.action == BuilderAction::Reused {
+        return;
+    }
+    crate::setup::lock::release_all();
+    match tokio::task::block_in_place(|| crate::setup::builder::cleanup(buildx, &b.name)) {
+        Ok(done) => printer.status(&format!("builder `{}`: {done:?}", b.name).to_lowercase()),
+        Err(e) => printer.status(&format!("builder `{}` not removed: {e}", b.name)),
+    }
 }

@@ -54,9 +54,148 @@ pub async fn list_workers(
     let connector = DialStdio {
         docker: docker.to_string(),
         builder: name.to_string(),
+        platform: None,
     };
     let what = format!("`docker buildx dial-stdio --builder {name}`");
     ask(connector, &what, timeout).await
+}
+
+/// `ListWorkers` on builder `name` through `docker buildx dial-stdio
+/// --platform P`: the node buildx picks for that platform, as for a build.
+pub async fn list_workers_for(
+    docker: &str,
+    name: &str,
+    platform: &str,
+    timeout: Duration,
+) -> Result<Vec<Worker>, DialError> {
+    let connector = DialStdio {
+        docker: docker.to_string(),
+        builder: name.to_string(),
+        platform: Some(platform.to_string()),
+    };
+    let what = format!("`docker buildx dial-stdio --builder {name} --platform {platform}`");
+    ask(connector, &what, timeout).await
+}
+
+/// How to reach one BuildKit daemon directly (a remote driver's node):
+/// `tcp://HOST:PORT` (TLS when `cacert` is given, client certificate with
+/// `cert`/`key`) or `unix:///PATH`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Endpoint {
+    pub address: String,
+    pub cacert: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub servername: Option<String>,
+}
+
+/// `ListWorkers` on one BuildKit daemon at `endpoint`, within `timeout`.
+/// An endpoint that refuses or does not answer fails at once, naming it.
+pub async fn list_workers_at(
+    endpoint: &Endpoint,
+    timeout: Duration,
+) -> Result<Vec<Worker>, DialError> {
+    let what = endpoint.address.clone();
+    ask(
+        Direct(std::sync::Arc::new(endpoint.clone())),
+        &what,
+        timeout,
+    )
+    .await
+}
+
+/// A tower service that connects to a BuildKit daemon itself (TCP, TLS or
+/// a unix socket), as buildx's remote driver does.
+#[derive(Clone)]
+struct Direct(std::sync::Arc<Endpoint>);
+
+type BoxIo = Pin<Box<dyn AsyncReadWrite>>;
+pub trait AsyncReadWrite: AsyncRead + AsyncWrite + Send {}
+impl<T: AsyncRead + AsyncWrite + Send> AsyncReadWrite for T {}
+
+impl tower_service::Service<tonic::codegen::http::Uri> for Direct {
+    type Response = TokioIo<BoxIo>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: tonic::codegen::http::Uri) -> Self::Future {
+        let ep = self.0.clone();
+        Box::pin(async move { connect(&ep).await.map(TokioIo::new) })
+    }
+}
+
+async fn connect(ep: &Endpoint) -> std::io::Result<BoxIo> {
+    if let Some(path) = ep.address.strip_prefix("unix://") {
+        return Ok(Box::pin(tokio::net::UnixStream::connect(path).await?));
+    }
+    let Some(hostport) = ep.address.strip_prefix("tcp://") else {
+        return Err(std::io::Error::other(format!(
+            "`{}` is not a tcp:// or unix:// address",
+            ep.address
+        )));
+    };
+    let hostport = hostport.trim_end_matches('/');
+    let tcp = tokio::net::TcpStream::connect(hostport).await?;
+    tcp.set_nodelay(true)?;
+    let Some(ca) = &ep.cacert else {
+        return Ok(Box::pin(tcp));
+    };
+    let config = tls_config(ca, ep.cert.as_deref(), ep.key.as_deref())?;
+    let host = ep.servername.clone().unwrap_or_else(|| {
+        hostport
+            .rsplit_once(':')
+            .map_or(hostport, |(h, _)| h)
+            .trim_matches(['[', ']'])
+            .to_string()
+    });
+    let name = rustls_pki_types::ServerName::try_from(host)
+        .map_err(|e| std::io::Error::other(format!("TLS server name: {e}")))?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await?;
+    Ok(Box::pin(tls))
+}
+
+fn tls_config(
+    ca: &str,
+    cert: Option<&str>,
+    key: Option<&str>,
+) -> std::io::Result<rustls::ClientConfig> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, path: &str, e: &dyn std::fmt::Display| {
+        std::io::Error::other(format!("cannot read the {what} `{path}`: {e}"))
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad("CA certificate", ca, &e))? {
+        roots
+            .add(c.map_err(|e| bad("CA certificate", ca, &e))?)
+            .map_err(|e| bad("CA certificate", ca, &e))?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots);
+    let mut config = match (cert, key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| bad("client certificate", cert, &e))?;
+            let k = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("client key", key, &e))?;
+            builder
+                .with_client_auth_cert(chain, k)
+                .map_err(std::io::Error::other)?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    // gRPC servers refuse TLS connections that do not offer HTTP/2.
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
 }
 
 /// `ListWorkers` on a docker-container builder's BuildKit through the Engine
@@ -76,15 +215,16 @@ pub async fn list_workers_exec(
     ask(connector, &what, timeout).await
 }
 
-async fn ask<C>(connector: C, what: &str, timeout: Duration) -> Result<Vec<Worker>, DialError>
+async fn ask<C, IO>(connector: C, what: &str, timeout: Duration) -> Result<Vec<Worker>, DialError>
 where
     C: tower_service::Service<
             tonic::codegen::http::Uri,
-            Response = TokioIo<ChildIo>,
+            Response = TokioIo<IO>,
             Error = std::io::Error,
         > + Send
         + 'static,
     C::Future: Send,
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let fut = async {
         // The URI is only a label: every byte goes through the child's pipes.
@@ -208,7 +348,10 @@ fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(x) = src {
-        s = format!("{s}: {x}");
+        let t = x.to_string();
+        if !s.contains(&t) {
+            s = format!("{s}: {t}");
+        }
         src = x.source();
     }
     s
@@ -220,6 +363,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 struct DialStdio {
     docker: String,
     builder: String,
+    platform: Option<String>,
 }
 
 impl tower_service::Service<tonic::codegen::http::Uri> for DialStdio {
@@ -234,10 +378,12 @@ impl tower_service::Service<tonic::codegen::http::Uri> for DialStdio {
     fn call(&mut self, _: tonic::codegen::http::Uri) -> Self::Future {
         let docker = self.docker.clone();
         let builder = self.builder.clone();
+        let platform = self.platform.clone();
         Box::pin(async move {
-            tracing::debug!(%builder, "docker buildx dial-stdio");
+            tracing::debug!(%builder, ?platform, "docker buildx dial-stdio");
             let mut child = Command::new(&docker)
                 .args(["buildx", "dial-stdio", "--builder", &builder])
+                .args(platform.iter().flat_map(|p| ["--platform", p.as_str()]))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())

@@ -5,6 +5,7 @@
 pub mod buildkit;
 pub mod buildx;
 pub mod engine;
+pub mod load;
 pub mod process;
 
 pub use crate::error::CommandError;

@@ -52,6 +52,18 @@ pub fn args(cache: &Cache, platform: &Platform) -> CacheArgs {
                 local_swap: None,
             }
         }
+        Cache::User { from, to } => {
+            let from: Vec<String> = from.iter().map(|c| per_platform(c, platform)).collect();
+            let to: Vec<String> = to.iter().map(|c| per_platform(c, platform)).collect();
+            let scope = from.iter().chain(&to).find_map(|c| scope_of(c));
+            let mut args: Vec<String> = from.iter().map(|c| format!("--cache-from={c}")).collect();
+            args.extend(to.iter().map(|c| format!("--cache-to={c}")));
+            CacheArgs {
+                args: with_github_api(args),
+                scope,
+                local_swap: None,
+            }
+        }
         Cache::Registry { repository } => {
             let r = format!("{repository}:buildcache-{}", platform.slug());
             CacheArgs {
@@ -64,6 +76,147 @@ pub fn args(cache: &Cache, platform: &Platform) -> CacheArgs {
             }
         }
     }
+}
+
+/// The fields of a buildx cache spec (`type=gha,scope=app`); a spec without
+/// `=` is buildx's shorthand for `type=registry,ref=SPEC`. A field in
+/// double quotes (a value holding commas) is kept whole.
+fn fields(spec: &str) -> Vec<(String, String)> {
+    if !spec.contains('=') {
+        return vec![
+            ("type".into(), "registry".into()),
+            ("ref".into(), spec.trim().into()),
+        ];
+    }
+    let mut out = Vec::new();
+    let (mut cur, mut quoted) = (String::new(), false);
+    for c in spec.chars().chain(std::iter::once(',')) {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                let f = std::mem::take(&mut cur);
+                let (k, v) = f.split_once('=').unwrap_or((f.as_str(), ""));
+                if !k.trim().is_empty() {
+                    out.push((k.trim().to_string(), v.to_string()));
+                }
+            }
+            c => cur.push(c),
+        }
+    }
+    out
+}
+
+fn join(fields: &[(String, String)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            if v.contains(',') {
+                format!("\"{k}={v}\"")
+            } else {
+                format!("{k}={v}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A user's cache spec for one platform: the field naming where the cache
+/// lives gets `-<os>-<arch>[-<variant>]`, so the platforms (separate builds)
+/// never overwrite each other's cache — one shared scope is the most reported
+/// multi-platform cache bug (docker/bake-action#329). gha `scope` (buildx's
+/// default `buildkit`), registry `ref` (its tag, or a tag of its own), local
+/// `src`/`dest`, s3/azblob `name` (default `buildkit`); a gha spec without a
+/// service URL gets the one mbx's own cache uses. Other types unchanged.
+pub fn per_platform(spec: &str, platform: &Platform) -> String {
+    let slug = platform.slug();
+    let mut f = fields(spec);
+    let kind = f
+        .iter()
+        .find(|(k, _)| k == "type")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "registry".into());
+    let suffix = |f: &mut Vec<(String, String)>, key: &str, default: Option<&str>| match f
+        .iter_mut()
+        .find(|(k, _)| k == key)
+    {
+        Some((_, v)) => *v = format!("{}-{slug}", v.trim_end_matches('/')),
+        None => {
+            if let Some(d) = default {
+                f.push((key.into(), format!("{d}-{slug}")));
+            }
+        }
+    };
+    match kind.as_str() {
+        "gha" => {
+            suffix(&mut f, "scope", Some("buildkit"));
+            let has = |k: &str| f.iter().any(|(n, _)| n == k);
+            if let (false, false, Some(url)) = (has("url"), has("url_v2"), gha_v2_url()) {
+                if !has("version") {
+                    f.push(("version".into(), "2".into()));
+                }
+                f.push(("url_v2".into(), url.clone()));
+                f.push(("url".into(), url));
+            }
+        }
+        "registry" => {
+            if let Some((_, r)) = f.iter_mut().find(|(k, _)| k == "ref") {
+                if !r.contains('@') {
+                    let last = r.rsplit('/').next().unwrap_or(r);
+                    *r = if last.contains(':') {
+                        format!("{r}-{slug}")
+                    } else {
+                        format!("{r}:{slug}")
+                    };
+                }
+            }
+        }
+        "local" => {
+            suffix(&mut f, "src", None);
+            suffix(&mut f, "dest", None);
+        }
+        "s3" | "azblob" => suffix(&mut f, "name", Some("buildkit")),
+        _ => return spec.to_string(),
+    }
+    join(&f)
+}
+
+/// Where a per-platform spec puts the cache, for the record (gha scope,
+/// registry ref, local dir).
+fn scope_of(spec: &str) -> Option<String> {
+    fields(spec)
+        .into_iter()
+        .find(|(k, _)| ["scope", "ref", "dest", "src", "name"].contains(&k.as_str()))
+        .map(|(_, v)| v)
+}
+
+/// The note saying the user's cache specs were made per platform.
+pub fn user_note(from: &[String], to: &[String]) -> Option<String> {
+    let example: Platform = "linux/arm64".parse().ok()?;
+    let changed: Vec<String> = from
+        .iter()
+        .chain(to)
+        .filter_map(|c| {
+            let one = per_platform(c, &example);
+            let (was, now) = (scope_of(c), scope_of(&one));
+            (was != now).then(|| {
+                format!(
+                    "{} → {}",
+                    was.unwrap_or_else(|| "(buildx's default)".into()),
+                    now.unwrap_or_default()
+                        .replace("linux-arm64", "<os>-<arch>")
+                )
+            })
+        })
+        .collect();
+    if changed.is_empty() {
+        return None;
+    }
+    let mut dedup = changed;
+    dedup.dedup();
+    Some(format!(
+        "cache-from/cache-to made per platform, so the platforms' builds never overwrite each other's cache: {} (instead of mbx's own per-platform cache)",
+        dedup.join(", ")
+    ))
 }
 
 /// How long BuildKit's gha client keeps retrying a throttled (429) call
@@ -352,6 +505,60 @@ mod tests {
             "{n}"
         );
         assert!(n.contains("mbx cache prune"), "{n}");
+    }
+
+    #[test]
+    fn user_caches_are_suffixed_per_platform() {
+        let arm = p("linux/arm64");
+        let cases = [
+            ("type=gha,scope=app", "type=gha,scope=app-linux-arm64"),
+            (
+                "type=gha,scope=app,mode=max",
+                "type=gha,scope=app-linux-arm64,mode=max",
+            ),
+            ("type=gha", "type=gha,scope=buildkit-linux-arm64"),
+            (
+                "user/app:cache",
+                "type=registry,ref=user/app:cache-linux-arm64",
+            ),
+            (
+                "type=registry,ref=127.0.0.1:5000/app:buildcache,mode=max",
+                "type=registry,ref=127.0.0.1:5000/app:buildcache-linux-arm64,mode=max",
+            ),
+            (
+                "type=registry,ref=127.0.0.1:5000/app",
+                "type=registry,ref=127.0.0.1:5000/app:linux-arm64",
+            ),
+            (
+                "type=local,dest=/tmp/c/",
+                "type=local,dest=/tmp/c-linux-arm64",
+            ),
+            (
+                "type=s3,region=x,bucket=b",
+                "type=s3,region=x,bucket=b,name=buildkit-linux-arm64",
+            ),
+            ("type=inline", "type=inline"),
+            (
+                "type=registry,\"ref=a:b\",x=1",
+                "type=registry,ref=a:b-linux-arm64,x=1",
+            ),
+        ];
+        for (given, want) in cases {
+            if given.contains("gha") && gha_v2_url().is_some() {
+                continue;
+            }
+            assert_eq!(per_platform(given, &arm), want, "{given}");
+        }
+        let c = Cache::User {
+            from: vec!["type=gha,scope=app".into()],
+            to: vec!["type=gha,scope=app,mode=max".into()],
+        };
+        let a = args(&c, &p("linux/amd64"));
+        assert_eq!(a.scope.as_deref(), Some("app-linux-amd64"));
+        assert!(a.args[0].starts_with("--cache-from=type=gha,scope=app-linux-amd64"));
+        let n = user_note(&["type=gha,scope=app".into()], &[]).unwrap();
+        assert!(n.contains("app → app-<os>-<arch>"), "{n}");
+        assert!(user_note(&["type=inline".into()], &[]).is_none());
     }
 
     #[test]

@@ -1,8 +1,15 @@
 //! The emulation cost model: how much time QEMU added to a multi-platform
 //! build, and which steps to blame. Pure: a run record in, figures out.
 //!
-//! - The native platform is the runner's (the record's `emulated` flags,
-//!   set at build time against the runner's arch), or an override.
+//! - A platform is native on the node that built it when it is that node's
+//!   worker's first platform (one-node builders: the runner's arch); the
+//!   record's `emulated` flags say so, or an override replaces them. The
+//!   baseline is a native build on the same node as the emulated one when
+//!   there is one (a multi-node builder), else the runner's arch.
+//! - Steps of a stage that runs on the build platform (`FROM
+//!   --platform=$BUILDPLATFORM` and stages built on it) ran natively even in
+//!   an emulated platform's build: they are not QEMU steps and count in no
+//!   comparison.
 //! - Steps are matched across platforms by their Dockerfile instruction
 //!   (the vertex name without its `[platform n/m]` prefix; digests differ per
 //!   platform). An instruction that names the platform (`RUN echo
@@ -90,6 +97,9 @@ pub enum Unknown {
     AllCached,
     /// Steps ran here, but none of them ran on the native side too.
     NothingToCompare,
+    /// Every step that ran here was in a build-platform stage (`FROM
+    /// --platform=$BUILDPLATFORM`): native, nothing ran under emulation.
+    OnlyBuildPlatform,
 }
 
 impl Unknown {
@@ -106,6 +116,7 @@ impl Unknown {
                 "the steps that ran here were cached or absent on {}, so no emulation figure",
                 native.map_or_else(|| "the native platform".into(), ToString::to_string)
             ),
+            Unknown::OnlyBuildPlatform => "every step that ran here was in a `FROM --platform=$BUILDPLATFORM` stage, which runs natively: nothing ran under emulation".into(),
         }
     }
 }
@@ -136,11 +147,24 @@ pub fn model(record: &RunRecord, native_override: Option<&Platform>) -> Emulatio
         .filter(|p| !emulated(p) && p.error.is_none())
         .collect();
     let host = native_override.or(record.host_platform.as_ref());
-    let baseline = candidates
+    // A multi-node builder: the native build on the emulated one's node.
+    let same_node = record
+        .platforms
         .iter()
-        .find(|p| host.is_some_and(|h| p.platform.arch == h.arch))
+        .find(|p| emulated(p) && p.node.is_some())
+        .and_then(|e| candidates.iter().find(|c| c.node == e.node));
+    let baseline = same_node
+        .or_else(|| {
+            candidates
+                .iter()
+                .find(|p| host.is_some_and(|h| p.platform.arch == h.arch))
+        })
         .or(candidates.first())
         .copied();
+    let native_stages: &[String] = record
+        .inputs
+        .as_ref()
+        .map_or(&[], |i| i.build_platform_stages.as_slice());
 
     let mut platforms = Vec::new();
     let mut top = Vec::new();
@@ -164,7 +188,7 @@ pub fn model(record: &RunRecord, native_override: Option<&Platform>) -> Emulatio
                 reason: Unknown::Failed,
             })
         } else if let Some(native) = baseline {
-            Some(compare(p, native, &mut top))
+            Some(compare(p, native, native_stages, &mut top))
         } else {
             Some(Comparison::Unknown {
                 reason: Unknown::NoNative,
@@ -269,12 +293,27 @@ fn pair<'a>(emulated: &'a [Step], native: &'a [Step]) -> Vec<(&'a Step, Option<&
         .collect()
 }
 
-fn compare(p: &PlatformRecord, native: &PlatformRecord, top: &mut Vec<SlowStep>) -> Comparison {
+/// A step of a stage that runs on the build platform (natively).
+fn in_build_platform_stage(s: &Step, native_stages: &[String]) -> bool {
+    !native_stages.is_empty()
+        && position(s).is_some_and(|(stage, ..)| native_stages.contains(&stage))
+}
+
+fn compare(
+    p: &PlatformRecord,
+    native: &PlatformRecord,
+    native_stages: &[String],
+    top: &mut Vec<SlowStep>,
+) -> Comparison {
     let mut matched = 0;
     let (mut nat, mut emu, mut unmatched, mut unmatched_s) = (0.0, 0.0, 0, 0.0);
-    let mut any_executed = false;
+    let (mut any_executed, mut any_build_platform) = (false, false);
     for (s, n) in pair(&p.steps, &native.steps) {
         if s.cached || is_from(s) {
+            continue;
+        }
+        if in_build_platform_stage(s, native_stages) {
+            any_build_platform = true;
             continue;
         }
         any_executed = true;
@@ -300,7 +339,11 @@ fn compare(p: &PlatformRecord, native: &PlatformRecord, top: &mut Vec<SlowStep>)
     }
     if !any_executed {
         return Comparison::Unknown {
-            reason: Unknown::AllCached,
+            reason: if any_build_platform {
+                Unknown::OnlyBuildPlatform
+            } else {
+                Unknown::AllCached
+            },
         };
     }
     if matched == 0 {
@@ -317,6 +360,73 @@ fn compare(p: &PlatformRecord, native: &PlatformRecord, top: &mut Vec<SlowStep>)
         unmatched_steps: unmatched,
         unmatched_seconds: unmatched_s,
     }
+}
+
+/// The stages of a Dockerfile that run on the build platform, named as
+/// BuildKit names them in step names: `AS name` (lowercase), else `stage-N`
+/// (and `` for the only stage of a one-stage file). A stage is one when its
+/// `FROM --platform=` names `$BUILDPLATFORM` (or `$BUILDOS`/`$BUILDARCH`),
+/// or when it is built `FROM` such a stage without a `--platform` of its own.
+pub fn build_platform_stages(dockerfile: &str) -> Vec<String> {
+    // Logical lines: `\` continuations joined, comments dropped.
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    for raw in dockerfile.lines() {
+        let t = raw.trim();
+        if cur.is_empty() && t.starts_with('#') {
+            continue;
+        }
+        match t.strip_suffix('\\') {
+            Some(head) => {
+                cur.push_str(head);
+                cur.push(' ');
+            }
+            None => {
+                cur.push_str(t);
+                lines.push(std::mem::take(&mut cur));
+            }
+        }
+    }
+    let mut stages: Vec<(String, bool)> = Vec::new();
+    for l in &lines {
+        let words: Vec<&str> = l.split_whitespace().collect();
+        if !words
+            .first()
+            .is_some_and(|w| w.eq_ignore_ascii_case("FROM"))
+        {
+            continue;
+        }
+        let flag = words[1..]
+            .iter()
+            .find_map(|w| w.strip_prefix("--platform="));
+        let base = words[1..].iter().find(|w| !w.starts_with("--"));
+        let name = match words.iter().position(|w| w.eq_ignore_ascii_case("AS")) {
+            Some(i) => words.get(i + 1).map(|n| n.to_ascii_lowercase()),
+            None => None,
+        }
+        .unwrap_or_else(|| format!("stage-{}", stages.len()));
+        let native = match flag {
+            Some(f) => ["BUILDPLATFORM", "BUILDOS", "BUILDARCH"]
+                .iter()
+                .any(|v| f.contains(v)),
+            None => base.is_some_and(|b| {
+                let b = b.to_ascii_lowercase();
+                stages.iter().any(|(n, native)| *native && *n == b)
+            }),
+        };
+        stages.push((name, native));
+    }
+    let only = stages.len() == 1;
+    let mut out = Vec::new();
+    for (i, (name, native)) in stages.iter().enumerate() {
+        if *native {
+            out.push(name.clone());
+            if only && *name == format!("stage-{i}") {
+                out.push(String::new());
+            }
+        }
+    }
+    out
 }
 
 /// `8.0× slower`, or `2.0× faster` when the "emulated" side won (a
@@ -411,6 +521,7 @@ mod tests {
         PlatformRecord {
             platform: p.parse().unwrap(),
             emulated,
+            node: None,
             digest: None,
             build_digest: None,
             wall_seconds: wall,
@@ -421,6 +532,7 @@ mod tests {
             error: None,
             steps,
             cache_error: None,
+            buildx: None,
             runner: None,
         }
     }
@@ -808,5 +920,114 @@ mod tests {
         let a = advice(&s);
         assert!(a.contains("FROM --platform=$BUILDPLATFORM"), "{a}");
         assert!(a.contains("ubuntu-24.04-arm"), "{a}");
+    }
+
+    #[test]
+    fn build_platform_stages_are_found() {
+        let df = "# syntax\nFROM --platform=$BUILDPLATFORM golang:1 AS Build\nRUN go build\n\
+FROM build AS test\nFROM --platform=${BUILDOS}/${BUILDARCH} alpine\nFROM alpine\n\
+COPY --from=build /x /x\nFROM \\\n  --platform=$TARGETPLATFORM alpine AS last\n";
+        assert_eq!(
+            build_platform_stages(df),
+            vec!["build".to_string(), "test".into(), "stage-2".into()]
+        );
+        // One stage: BuildKit names its steps `[1/2]`, without a stage word.
+        assert_eq!(
+            build_platform_stages("FROM --platform=$BUILDPLATFORM alpine\nRUN x\n"),
+            vec!["stage-0".to_string(), String::new()]
+        );
+        assert!(build_platform_stages("FROM alpine\nRUN x\n").is_empty());
+    }
+
+    /// The build `mbx ci` records for a Dockerfile whose compiler stage is
+    /// `FROM --platform=$BUILDPLATFORM` (single-platform builds: no platform
+    /// word in the step names). Its `build` steps ran natively in the arm64
+    /// build too: no QEMU figure may come out of them.
+    #[test]
+    fn build_platform_steps_are_not_qemu_steps() {
+        let steps = |run: f64, copy: f64| {
+            vec![
+                step("", "build 1/2", "FROM golang", 0.0, true),
+                step("", "build 2/2", "RUN go build -o /app", run, false),
+                step(
+                    "",
+                    "stage-1 2/2",
+                    "COPY --from=build /app /app",
+                    copy,
+                    false,
+                ),
+            ]
+        };
+        let mut r = record(vec![
+            plat("linux/amd64", false, 10.0, steps(9.0, 0.2)),
+            plat("linux/arm64", true, 10.0, steps(9.1, 0.2)),
+        ]);
+        r.inputs = Some(crate::run::BuildInputs {
+            build_platform_stages: vec!["build".into()],
+            ..Default::default()
+        });
+        let m = model(&r, None);
+        // Only the COPY ran in the arm64 stage; the compile is left out.
+        let (n, nat, emu, ..) = measured(&m.platforms[1].comparison);
+        assert_eq!(n, 1);
+        close(nat, 0.2);
+        close(emu, 0.2);
+        assert!(m
+            .top_steps
+            .iter()
+            .all(|s| !s.instruction.contains("go build")));
+        // Everything that ran was in the build stage: no figure at all.
+        let mut r2 = r.clone();
+        for p in &mut r2.platforms {
+            p.steps[2].cached = true;
+        }
+        let m2 = model(&r2, None);
+        assert_eq!(
+            m2.platforms[1].comparison,
+            Some(Comparison::Unknown {
+                reason: Unknown::OnlyBuildPlatform
+            })
+        );
+        assert_eq!(m2.cost_seconds, None);
+    }
+
+    /// A two-node builder: each platform on the node that runs it natively.
+    #[test]
+    fn every_platform_native_on_its_node_claims_no_cost() {
+        let mut a = plat(
+            "linux/amd64",
+            false,
+            5.0,
+            vec![step("", "1/2", "RUN a", 1.0, false)],
+        );
+        let mut b = plat(
+            "linux/arm64",
+            false,
+            5.0,
+            vec![step("", "1/2", "RUN a", 3.0, false)],
+        );
+        a.node = Some("b0".into());
+        b.node = Some("b1".into());
+        let m = model(&record(vec![a, b]), None);
+        assert_eq!(m.cost_seconds, None);
+        assert!(m
+            .platforms
+            .iter()
+            .all(|p| !p.emulated && p.comparison.is_none()));
+    }
+
+    /// An emulated platform on a node is compared with that node's native build.
+    #[test]
+    fn baseline_is_the_native_build_on_the_same_node() {
+        let run = |_: &str, secs: f64| vec![step("", "1/2", "RUN a", secs, false)];
+        let mut a = plat("linux/amd64", false, 5.0, run("", 1.0));
+        let mut b = plat("linux/arm64", false, 5.0, run("", 2.0));
+        let mut c = plat("linux/arm/v7", true, 5.0, run("", 6.0));
+        a.node = Some("b0".into());
+        b.node = Some("b1".into());
+        c.node = Some("b1".into());
+        let m = model(&record(vec![a, b, c]), None);
+        assert_eq!(m.native, Some("linux/arm64".parse().unwrap()));
+        close(m.cost_seconds.unwrap(), 4.0);
     }
 }

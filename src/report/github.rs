@@ -131,7 +131,10 @@ fn bounded(mut v: Vec<Annotation>, what: &str, max: usize) -> Vec<Annotation> {
     v
 }
 
-/// The step outputs, by name.
+/// The step outputs, by name: build-push-action's (`imageid`, `digest`,
+/// `metadata` in buildx's `--metadata-file` shape, mbx's own figures under
+/// its `mbx` key) and mbx's (`tags`, `platform-digests`,
+/// `emulation-cost-seconds`).
 pub fn outputs(record: &RunRecord, opts: &ReportOptions) -> BTreeMap<&'static str, String> {
     let m = emulation::model(record, opts.native.as_ref());
     let platform_digests: BTreeMap<String, Option<&String>> = record
@@ -139,31 +142,57 @@ pub fn outputs(record: &RunRecord, opts: &ReportOptions) -> BTreeMap<&'static st
         .iter()
         .map(|p| (p.platform.to_string(), p.digest.as_ref()))
         .collect();
-    let metadata = serde_json::json!({
+    let mut metadata = serde_json::json!({
         "image.name": record.tags.join(","),
         "containerimage.digest": record.index_digest,
-        "output": record.output,
-        "verified": record.verified,
-        "platforms": record.platforms.iter().map(|p| serde_json::json!({
-            "platform": p.platform.to_string(),
-            "emulated": p.emulated,
-            "digest": p.digest,
-            "wall_seconds": round2(p.wall_seconds),
-            "executed_seconds": round2(p.executed_seconds),
-            "steps_total": p.steps_total,
-            "steps_cached": p.steps_cached,
-            "cache_scope": p.cache_scope,
-            "error": p.error,
-        })).collect::<Vec<_>>(),
-        "emulation": {
-            "native": m.native.as_ref().map(ToString::to_string),
-            "cost_seconds": m.cost_seconds.map(round2),
-            "share": m.share.map(|s| (s * 1000.0).round() / 1000.0),
+        "mbx": {
+            "output": record.output,
+            "verified": record.verified,
+            "platforms": record.platforms.iter().map(|p| serde_json::json!({
+                "platform": p.platform.to_string(),
+                "emulated": p.emulated,
+                "digest": p.digest,
+                "config_digest": p.buildx.as_ref().and_then(|b| b.config_digest.as_ref()),
+                "build_ref": p.buildx.as_ref().and_then(|b| b.build_ref.as_ref()),
+                "wall_seconds": round2(p.wall_seconds),
+                "executed_seconds": round2(p.executed_seconds),
+                "steps_total": p.steps_total,
+                "steps_cached": p.steps_cached,
+                "cache_scope": p.cache_scope,
+                "error": p.error,
+            })).collect::<Vec<_>>(),
+            "emulation": {
+                "native": m.native.as_ref().map(ToString::to_string),
+                "cost_seconds": m.cost_seconds.map(round2),
+                "share": m.share.map(|s| (s * 1000.0).round() / 1000.0),
+            },
+            "wall_seconds": round2(record.wall_seconds),
         },
-        "wall_seconds": round2(record.wall_seconds),
     });
+    if let (Some(d), Some(desc)) = (&record.index_digest, &record.index_descriptor) {
+        metadata["containerimage.descriptor"] = serde_json::json!({
+            "mediaType": desc.media_type,
+            "digest": d,
+            "size": desc.size,
+        });
+    }
+    // buildx names one build; mbx made one per platform: the first's.
+    let builds = record.platforms.iter().filter_map(|p| p.buildx.as_ref());
+    if let Some(r) = builds.clone().find_map(|b| b.build_ref.clone()) {
+        metadata["buildx.build.ref"] = serde_json::json!(r);
+    }
+    // As buildx: a config digest only where the result is one image.
+    if let [p] = record.platforms.as_slice() {
+        if let Some(c) = p.buildx.as_ref().and_then(|b| b.config_digest.as_ref()) {
+            metadata["containerimage.config.digest"] = serde_json::json!(c);
+        }
+    }
+    let digest = record.index_digest.clone().unwrap_or_default();
     let mut o = BTreeMap::new();
-    o.insert("digest", record.index_digest.clone().unwrap_or_default());
+    // An index's ID is its digest, as in buildx's --iidfile for a
+    // multi-platform (or attested) build; README: "imageid".
+    o.insert("imageid", digest.clone());
+    o.insert("digest", digest);
     o.insert("tags", record.tags.join("\n"));
     o.insert("metadata", metadata.to_string());
     o.insert(
@@ -275,6 +304,7 @@ mod tests {
         PlatformRecord {
             platform: p.parse().unwrap(),
             emulated,
+            node: None,
             digest: Some(format!("sha256:{p}")),
             build_digest: None,
             wall_seconds: secs,
@@ -285,6 +315,7 @@ mod tests {
             error: None,
             steps: vec![s],
             cache_error: None,
+            buildx: None,
             runner: None,
         }
     }
@@ -336,9 +367,14 @@ mod tests {
         assert!(text.contains(&format!("tags<<{delim}\nr/app:1\nr/app:latest\n{delim}\n")));
         assert_eq!(
             text.matches(delim).count(),
-            10,
-            "five outputs, two lines each"
+            12,
+            "six outputs, two lines each"
         );
+        assert_eq!(o["imageid"], "sha256:ii");
+        let meta: serde_json::Value = serde_json::from_str(&o["metadata"]).unwrap();
+        assert_eq!(meta["containerimage.digest"], "sha256:ii");
+        assert_eq!(meta["image.name"], "r/app:1,r/app:latest");
+        assert_eq!(meta["mbx"]["platforms"][1]["platform"], "linux/arm64");
     }
 
     #[test]

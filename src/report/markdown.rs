@@ -125,6 +125,7 @@ fn headline(out: &mut String, r: &RunRecord) {
 }
 
 fn platform_table(out: &mut String, r: &RunRecord, m: &EmulationReport) {
+    let several = crate::report::several_nodes(r);
     let _ = writeln!(out, "### Platforms\n");
     out.push_str(&md_header(&[
         ("Platform", Align::Left),
@@ -148,10 +149,11 @@ fn platform_table(out: &mut String, r: &RunRecord, m: &EmulationReport) {
         };
         out.push_str(&md_row(&[
             p.platform.to_string(),
-            if c.emulated {
-                "emulated (QEMU)".into()
-            } else {
-                "native".into()
+            match (c.emulated, p.node.as_ref().filter(|_| several)) {
+                (true, None) => "emulated (QEMU)".into(),
+                (false, None) => "native".into(),
+                (true, Some(n)) => format!("emulated (QEMU) on `{n}`"),
+                (false, Some(n)) => format!("native on `{n}`"),
             },
             secs(p.wall_seconds),
             format!("{} / {}", c.steps_executed, c.steps_cached),

@@ -131,6 +131,19 @@ pub fn read_json(path: &Path) -> Result<RunRecord> {
     })
 }
 
+/// The nodes that built the platforms, when more than one node did (a
+/// multi-node builder): only then does the report name them.
+pub fn several_nodes(record: &crate::run::RunRecord) -> bool {
+    let mut nodes: Vec<&str> = record
+        .platforms
+        .iter()
+        .filter_map(|p| p.node.as_deref())
+        .collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    nodes.len() > 1
+}
+
 /// What the report shows of the build's inputs. Values of build args whose
 /// name looks secret (TOKEN, SECRET, PASSWORD, KEY, …) are stored as `***`.
 pub fn inputs(plan: &crate::plan::Plan, build: &crate::plan::BuildPlan) -> crate::run::BuildInputs {
@@ -146,9 +159,13 @@ pub fn inputs(plan: &crate::plan::Plan, build: &crate::plan::BuildPlan) -> crate
             Cache::Local { dir, .. } => format!("local {}", dir.display()),
             Cache::Gha { .. } => "gha".into(),
             Cache::Registry { repository } => format!("registry {repository}"),
+            Cache::User { from, to } => format!("from {} to {}", from.join(" "), to.join(" ")),
         },
         no_cache: build.no_cache,
         builder: plan.builder.name.clone(),
+        build_platform_stages: std::fs::read_to_string(&build.dockerfile)
+            .map(|t| crate::report::emulation::build_platform_stages(&t))
+            .unwrap_or_default(),
     }
 }
 

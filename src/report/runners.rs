@@ -86,6 +86,7 @@ mod tests {
         PlatformRecord {
             platform: p.parse().unwrap(),
             emulated: false,
+            node: None,
             digest: Some(format!("sha256:{}", "b".repeat(64))),
             build_digest: None,
             wall_seconds: 61.5,
@@ -96,6 +97,7 @@ mod tests {
             error: None,
             steps: vec![],
             cache_error: None,
+            buildx: None,
             runner: runner.map(|(label, cut)| RunnerRecord {
                 label: label.into(),
                 wall_seconds: 90.0,

@@ -41,6 +41,9 @@ pub fn render(record: &RunRecord, opts: &ReportOptions, color: bool) -> String {
     let m = emulation::model(record, opts.native.as_ref());
     let mut out = platform_table(record, &m);
     out.push_str(&emulation_lines(&m, opts, &paint));
+    if m.platforms.iter().all(|p| !p.emulated) && crate::report::several_nodes(record) {
+        out.push_str("\nevery platform ran natively on its own builder node: no emulation cost.\n");
+    }
     out.push_str(&emulated_steps(&m));
     out.push_str(&slowest_steps(record));
     out.push('\n');
@@ -69,6 +72,7 @@ fn step_text(s: &str) -> String {
 
 /// One row per platform: mode, wall time, steps run and cached, digest.
 fn platform_table(record: &RunRecord, m: &EmulationReport) -> String {
+    let several = crate::report::several_nodes(record);
     let rows: Vec<Vec<String>> = record
         .platforms
         .iter()
@@ -77,10 +81,11 @@ fn platform_table(record: &RunRecord, m: &EmulationReport) -> String {
             let total = c.steps_executed + c.steps_cached;
             vec![
                 p.platform.to_string(),
-                if c.emulated {
-                    "emulated".into()
-                } else {
-                    "native".into()
+                match (c.emulated, p.node.as_ref().filter(|_| several)) {
+                    (true, None) => "emulated".into(),
+                    (false, None) => "native".into(),
+                    (true, Some(n)) => format!("emulated on {n}"),
+                    (false, Some(n)) => format!("native on {n}"),
                 },
                 secs(p.wall_seconds),
                 format!("{}/{}", c.steps_executed, c.steps_cached),
@@ -293,6 +298,7 @@ mod tests {
         PlatformRecord {
             platform: p.parse().unwrap(),
             emulated,
+            node: None,
             digest: Some(format!("sha256:{}", "a1".repeat(32))),
             build_digest: None,
             wall_seconds: wall,
@@ -317,6 +323,7 @@ mod tests {
                 })
                 .collect(),
             cache_error: None,
+            buildx: None,
             runner: None,
         }
     }

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::docker::buildkit;
 use crate::docker::buildx::{BuilderInfo, Buildx};
 use crate::error::{Error, Result};
-use crate::plan::BuilderPlan;
+use crate::plan::{Asked, BuilderPlan};
 use crate::platform::Platform;
-use crate::run::{BuilderAction, BuilderRecord, PhaseTiming, PlatformsSource};
+use crate::run::{BuilderAction, BuilderRecord, NodeRecord, PhaseTiming, PlatformsSource};
 
 /// How long the control API may take to answer once the builder runs.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -38,6 +38,10 @@ pub struct Settings {
     pub config: ConfigState,
     /// Platforms given at creation (`--platform`), normalised, sorted.
     pub platforms: Vec<String>,
+    /// Every node's endpoint and pinned platforms (normalised, sorted), when
+    /// the builder has several nodes or was made from `--node`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<(String, Vec<String>)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -75,34 +79,36 @@ impl Settings {
             driver_opts,
             config,
             platforms: normalise_platforms(&plan.platforms),
+            nodes: plan
+                .nodes
+                .iter()
+                .map(|n| (n.endpoint.clone(), normalise_platforms(&n.platforms)))
+                .collect(),
         })
     }
 
-    /// How `self` (existing) differs from `want`, one line each.
-    pub fn differences(&self, want: &Settings) -> Vec<String> {
+    /// How `self` (existing) differs from `want` in what the user `asked`
+    /// for, one line each: a setting nobody asked for is never a difference.
+    pub fn differences(&self, want: &Settings, asked: &Asked) -> Vec<String> {
         let mut d = Vec::new();
-        if self.driver != want.driver {
+        if asked.driver && self.driver != want.driver {
             d.push(format!(
                 "driver is `{}`, wanted `{}`",
                 self.driver, want.driver
             ));
         }
-        let keys: std::collections::BTreeSet<&String> = self
-            .driver_opts
-            .keys()
-            .chain(want.driver_opts.keys())
-            .collect();
+        let keys: std::collections::BTreeSet<&String> = asked.driver_opts.iter().collect();
         for k in keys {
             match (self.driver_opts.get(k), want.driver_opts.get(k)) {
                 (Some(a), Some(b)) if a != b => {
                     d.push(format!("driver option {k} is `{a}`, wanted `{b}`"))
                 }
-                (Some(a), None) => d.push(format!("driver option {k}=`{a}` is set, not wanted")),
                 (None, Some(b)) => d.push(format!("driver option {k} is unset, wanted `{b}`")),
                 _ => {}
             }
         }
         match (&self.config, &want.config) {
+            _ if !asked.config => {}
             (ConfigState::Unknown, _) => {}
             (a, b) if a == b => {}
             // buildx stores the file re-serialised: compare what it means.
@@ -111,7 +117,7 @@ impl Settings {
             (_, ConfigState::None) => d.push("it has a buildkitd config, none is wanted".into()),
             _ => d.push("its buildkitd config differs from the wanted file".into()),
         }
-        if self.platforms != want.platforms {
+        if asked.platforms && self.platforms != want.platforms {
             let show = |p: &[String]| {
                 if p.is_empty() {
                     "(detected)".to_string()
@@ -125,8 +131,32 @@ impl Settings {
                 show(&want.platforms)
             ));
         }
+        if asked.nodes {
+            d.extend(node_differences(&self.nodes, &want.nodes));
+        }
         d
     }
+}
+
+fn node_differences(have: &[(String, Vec<String>)], want: &[(String, Vec<String>)]) -> Vec<String> {
+    let mut d = Vec::new();
+    for (e, ps) in want {
+        match have.iter().find(|(h, _)| h == e) {
+            None => d.push(format!("it has no node {e}, one is wanted")),
+            Some((_, hp)) if hp != ps => d.push(format!(
+                "its node {e} builds {}, wanted {}",
+                hp.join(","),
+                ps.join(",")
+            )),
+            _ => {}
+        }
+    }
+    for (e, _) in have {
+        if !want.iter().any(|(w, _)| w == e) {
+            d.push(format!("it has node {e}, not wanted"));
+        }
+    }
+    d
 }
 
 fn same_toml(a: &str, b: &str) -> bool {
@@ -216,12 +246,74 @@ pub fn settings_from_instance(json: &str) -> Option<Settings> {
                 .collect::<Vec<_>>()
         })
         .unwrap_or_default();
+    let nodes = if inst.nodes.len() > 1 || inst.driver == "remote" {
+        inst.nodes
+            .iter()
+            .map(|n| (n.endpoint.clone(), normalise_platforms(&n.platform_names())))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Some(Settings {
         driver: inst.driver,
         driver_opts: node.and_then(|n| n.driver_opts.clone()).unwrap_or_default(),
         config,
         platforms: normalise_platforms(&platforms),
+        nodes,
     })
+}
+
+impl InstanceNode {
+    fn platform_names(&self) -> Vec<String> {
+        self.platforms
+            .iter()
+            .flatten()
+            .map(|p| match p.variant.as_deref().filter(|v| !v.is_empty()) {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            })
+            .collect()
+    }
+}
+
+/// The builder's BuildKit runs on other machines (remote or kubernetes
+/// driver, asked for or as buildx keeps an existing builder).
+pub fn builds_elsewhere(plan: &BuilderPlan) -> bool {
+    let elsewhere = |d: &str| d == "remote" || d == "kubernetes";
+    match instance_nodes(&plan.name) {
+        Some((driver, _)) if !plan.recreate || !plan.asked.driver => elsewhere(&driver),
+        _ => elsewhere(&plan.driver),
+    }
+}
+
+/// A node of builder `name` as buildx keeps it: its name, endpoint, pinned
+/// platforms and driver options (TLS files of a remote node).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub endpoint: String,
+    pub platforms: Vec<String>,
+    pub driver_opts: BTreeMap<String, String>,
+}
+
+/// The driver and nodes of builder `name` from buildx's instance file.
+pub fn instance_nodes(name: &str) -> Option<(String, Vec<NodeInfo>)> {
+    nodes_from_instance(&instance_text(name)?)
+}
+
+pub fn nodes_from_instance(json: &str) -> Option<(String, Vec<NodeInfo>)> {
+    let inst: Instance = serde_json::from_str(json).ok()?;
+    let nodes = inst
+        .nodes
+        .iter()
+        .map(|n| NodeInfo {
+            name: n.name.clone(),
+            endpoint: n.endpoint.clone(),
+            platforms: n.platform_names(),
+            driver_opts: n.driver_opts.clone().unwrap_or_default(),
+        })
+        .collect();
+    Some((inst.driver, nodes))
 }
 
 fn instance_text(name: &str) -> Option<String> {
@@ -295,6 +387,7 @@ fn existing_settings(info: &BuilderInfo) -> Settings {
         driver_opts,
         config: ConfigState::Unknown,
         platforms: Vec::new(),
+        nodes: Vec::new(),
     }
 }
 
@@ -378,11 +471,209 @@ pub async fn ensure(
     };
     let (action, differences) =
         compare_or_create(buildx, plan, &want, existing.as_ref(), setup_lock)?;
+    let driver = match (&existing, action) {
+        (Some(i), BuilderAction::Reused) if !i.driver.is_empty() => i.driver.clone(),
+        _ => plan.driver.clone(),
+    };
 
+    let t1 = std::time::Instant::now();
+    let nodes =
+        instance_nodes(&plan.name).filter(|(d, n)| (d == "remote" && !n.is_empty()) || n.len() > 1);
+    let (found, nodes) = match nodes {
+        // Several nodes buildx reaches itself (docker-container on other
+        // hosts, kubernetes): each platform's node, as buildx routes it.
+        Some((driver, nodes)) if driver != "remote" => {
+            routed_workers(buildx, &plan.name, &nodes, platforms).await?
+        }
+        // Each node at its own endpoint: a node down is named at once.
+        Some((_, nodes)) => {
+            let (found, records) = remote_workers(&plan.name, &nodes).await?;
+            check_platforms(&plan.name, &found.0, platforms).map_err(|e| {
+                Error::env(
+                    e.to_string(),
+                    "add a node whose BuildKit builds it (--node ENDPOINT=PLATFORM, or `docker buildx create --append`), or leave it out of --platforms",
+                )
+            })?;
+            (found, records)
+        }
+        None => {
+            let found = local_workers(
+                buildx, plan, engine, prefetched, action, setup_lock, platforms,
+            )
+            .await?;
+            (found, Vec::new())
+        }
+    };
+    let (worker_platforms, buildkit_version, source, via, note) = found;
+    let t2 = std::time::Instant::now();
+    let timings = vec![
+        PhaseTiming {
+            name: format!("builder ({action})"),
+            seconds: (t1 - t0).as_secs_f64(),
+        },
+        PhaseTiming {
+            name: "workers (boot + ListWorkers)".into(),
+            seconds: (t2 - t1).as_secs_f64(),
+        },
+    ];
+    let record = BuilderRecord {
+        name: plan.name.clone(),
+        driver,
+        action,
+        buildkit_version,
+        platforms: worker_platforms,
+        platforms_source: Some(source),
+        note,
+        control_api_via: via.map(str::to_string),
+        differences,
+        created_by_mbx: owned(&plan.name).is_some(),
+        nodes,
+    };
+    Ok((record, timings))
+}
+
+/// How long a remote node may take to answer `ListWorkers`.
+const NODE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Ask every node of a remote builder at its endpoint (at the same time):
+/// what the builder builds, and each node's worker platforms. A node that
+/// does not answer is an error naming it and its endpoint.
+async fn remote_workers(
+    builder: &str,
+    nodes: &[NodeInfo],
+) -> Result<(WorkerPlatforms, Vec<NodeRecord>)> {
+    let asks = nodes.iter().map(|n| {
+        let ep = buildkit::Endpoint {
+            address: n.endpoint.clone(),
+            cacert: n.driver_opts.get("cacert").cloned(),
+            cert: n.driver_opts.get("cert").cloned(),
+            key: n.driver_opts.get("key").cloned(),
+            servername: n.driver_opts.get("servername").cloned(),
+        };
+        async move { buildkit::list_workers_at(&ep, NODE_TIMEOUT).await }
+    });
+    let answers = futures::future::join_all(asks).await;
+    let mut all: Vec<String> = Vec::new();
+    let mut records = Vec::new();
+    let mut version = None;
+    for (n, answer) in nodes.iter().zip(answers) {
+        let workers = answer.map_err(|e| node_down(builder, n, &e.to_string()))?;
+        let Some(w) = workers.first() else {
+            return Err(node_down(builder, n, "its BuildKit lists no worker"));
+        };
+        for p in &w.platforms {
+            if !all.contains(p) {
+                all.push(p.clone());
+            }
+        }
+        version = version.or(w.buildkit_version.clone());
+        records.push(NodeRecord {
+            name: n.name.clone(),
+            endpoint: n.endpoint.clone(),
+            platforms: w.platforms.clone(),
+        });
+    }
+    Ok((
+        (
+            all,
+            version,
+            PlatformsSource::ControlApi,
+            Some(VIA_NODE),
+            None,
+        ),
+        records,
+    ))
+}
+
+/// The workers of a multi-node builder buildx reaches itself: for each
+/// requested platform, `ListWorkers` on the node buildx picks for it
+/// (`docker buildx dial-stdio --platform P`). A node is named in the record
+/// when it is the one node pinned to that platform.
+async fn routed_workers(
+    buildx: &Buildx,
+    name: &str,
+    nodes: &[NodeInfo],
+    platforms: &[Platform],
+) -> Result<(WorkerPlatforms, Vec<NodeRecord>)> {
+    let mut all: Vec<String> = Vec::new();
+    let (mut records, mut version) = (Vec::<NodeRecord>::new(), None);
+    for p in platforms {
+        let pinned: Vec<&NodeInfo> = nodes
+            .iter()
+            .filter(|n| {
+                n.platforms
+                    .iter()
+                    .any(|x| x.parse::<Platform>().ok().as_ref() == Some(p))
+            })
+            .collect();
+        let asked =
+            buildkit::list_workers_for(&buildx.docker, name, &p.to_string(), DIAL_TIMEOUT).await;
+        let workers = match (asked, pinned.as_slice()) {
+            (Ok(w), _) => w,
+            (Err(e), [n]) => return Err(node_down(name, n, &e.to_string())),
+            (Err(e), _) => {
+                return Err(Error::env(
+                    format!("builder `{name}`: the node for {p} did not answer: {e}"),
+                    "check the builder's nodes (`docker buildx inspect --bootstrap`)",
+                ))
+            }
+        };
+        let Some(w) = workers.first() else { continue };
+        for x in &w.platforms {
+            if !all.contains(x) {
+                all.push(x.clone());
+            }
+        }
+        version = version.or(w.buildkit_version.clone());
+        if let [n] = pinned.as_slice() {
+            if !records.iter().any(|r| r.name == n.name) {
+                records.push(NodeRecord {
+                    name: n.name.clone(),
+                    endpoint: n.endpoint.clone(),
+                    platforms: w.platforms.clone(),
+                });
+            }
+        }
+    }
+    check_platforms(name, &all, platforms)?;
+    let via = Some(buildkit::VIA_DIAL_STDIO);
+    Ok((
+        (all, version, PlatformsSource::ControlApi, via, None),
+        records,
+    ))
+}
+
+/// How the control API of remote nodes is reached.
+const VIA_NODE: &str = "each node's endpoint (gRPC, mTLS when the node has cacert)";
+
+fn node_down(builder: &str, n: &NodeInfo, why: &str) -> Error {
+    Error::env(
+        format!(
+            "builder node `{}` at {} cannot be reached: {why}; nothing was built",
+            n.name, n.endpoint
+        ),
+        format!(
+            "start its BuildKit daemon, or fix its address and TLS files (--driver-opt cacert=…,cert=…,key=…), or take the node out of the builder (`docker buildx create --name {builder} --node {} --leave`)",
+            n.name
+        ),
+    )
+}
+
+/// The workers of a local builder (docker, docker-container, kubernetes),
+/// through the control API (exec or dial-stdio), bootstrapping it when
+/// needed and restarting one that started before its QEMU handlers.
+async fn local_workers(
+    buildx: &Buildx,
+    plan: &BuilderPlan,
+    engine: Option<&crate::docker::engine::Docker>,
+    prefetched: Option<Prefetched>,
+    action: BuilderAction,
+    setup_lock: &super::lock::SetupLock,
+    platforms: &[Platform],
+) -> Result<WorkerPlatforms> {
     // The control API is asked through dial-stdio; a builder that is not
     // running yet is bootstrapped first (buildx inspect --bootstrap).
     let docker = buildx.docker.clone();
-    let t1 = std::time::Instant::now();
     let (mut workers, mut via) = match prefetched {
         Some(Prefetched(Ok(w), via)) if action == BuilderAction::Reused && !w.is_empty() => {
             (Ok(w), via)
@@ -413,41 +704,11 @@ pub async fn ensure(
         workers = buildkit::list_workers(&docker, &plan.name, DIAL_TIMEOUT).await;
         via = buildkit::VIA_DIAL_STDIO;
     }
-
     let found = worker_platforms(buildx, plan, workers, via, inspected)?;
-    let (worker_platforms, buildkit_version, source, via, note) =
-        match check_platforms(&plan.name, &found.0, platforms) {
-            Ok(()) => found,
-            Err(e) => restart_for(buildx, plan, platforms, setup_lock, e).await?,
-        };
-    let t2 = std::time::Instant::now();
-    let timings = vec![
-        PhaseTiming {
-            name: format!("builder ({action})"),
-            seconds: (t1 - t0).as_secs_f64(),
-        },
-        PhaseTiming {
-            name: "workers (boot + ListWorkers)".into(),
-            seconds: (t2 - t1).as_secs_f64(),
-        },
-    ];
-    let record = BuilderRecord {
-        name: plan.name.clone(),
-        driver: if plan.driver.is_empty() {
-            existing.map(|i| i.driver).unwrap_or_default()
-        } else {
-            plan.driver.clone()
-        },
-        action,
-        buildkit_version,
-        platforms: worker_platforms,
-        platforms_source: Some(source),
-        note,
-        control_api_via: via.map(str::to_string),
-        differences,
-        created_by_mbx: owned(&plan.name).is_some(),
-    };
-    Ok((record, timings))
+    match check_platforms(&plan.name, &found.0, platforms) {
+        Ok(()) => Ok(found),
+        Err(e) => restart_for(buildx, plan, platforms, setup_lock, e).await,
+    }
 }
 
 /// Reuse the builder when its settings are the wanted ones, recreate it when
@@ -463,7 +724,7 @@ fn compare_or_create(
     let mut differences = Vec::new();
     let action = match existing {
         Some(info) if plan.driver == "docker" || info.driver == "docker" => {
-            if info.driver != plan.driver {
+            if info.driver != plan.driver && plan.asked.driver {
                 return Err(Error::env(
                     format!(
                         "builder `{}` uses the `{}` driver, not `{}`",
@@ -476,7 +737,7 @@ fn compare_or_create(
         }
         Some(info) => {
             let have = existing_settings(info);
-            differences = have.differences(want);
+            differences = have.differences(want, &plan.asked);
             if differences.is_empty() {
                 BuilderAction::Reused
             } else if plan.recreate {
@@ -592,7 +853,8 @@ pub async fn prefetch(
 ) -> Option<Prefetched> {
     let want = Settings::wanted(plan).ok()?;
     let have = instance_settings(&plan.name)?;
-    if !have.differences(&want).is_empty() {
+    // Remote nodes are asked one by one, each at its own endpoint.
+    if !have.differences(&want, &plan.asked).is_empty() || !have.nodes.is_empty() {
         return None;
     }
     let (w, via) = ask_workers(buildx, engine, &plan.name).await;
@@ -604,17 +866,41 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 }
 
 fn create(buildx: &Buildx, plan: &BuilderPlan, want: &Settings) -> Result<()> {
-    blocking(|| buildx.create(create_args(plan))).map_err(|e| {
-        Error::env(
-            format!("could not create builder `{}`: {e}", plan.name),
-            "check the BuildKit image (--buildkit-image) can be pulled and the buildkitd config is valid",
-        )
-    })?;
+    for (i, args) in create_commands(plan).into_iter().enumerate() {
+        if let Err(e) = blocking(|| buildx.create(args)) {
+            if i > 0 {
+                // Don't leave a builder with some of its nodes.
+                let _ = blocking(|| buildx.remove(&plan.name));
+            }
+            return Err(Error::env(
+                format!("could not create builder `{}`: {e}", plan.name),
+                if plan.nodes.is_empty() {
+                    "check the BuildKit image (--buildkit-image) can be pulled and the buildkitd config is valid"
+                } else {
+                    "check each --node (ENDPOINT=PLATFORMS) and the driver options (--driver-opt)"
+                },
+            ));
+        }
+    }
     record_owned(&plan.name, want);
     Ok(())
 }
 
+/// `buildx create` arguments of a one-node builder.
 pub fn create_args(plan: &BuilderPlan) -> Vec<OsString> {
+    let mut a = common_args(plan);
+    if !plan.platforms.is_empty() {
+        a.push("--platform".into());
+        a.push(plan.platforms.join(",").into());
+    }
+    if let Some(e) = &plan.endpoint {
+        a.push(e.into());
+    }
+    a
+}
+
+/// The arguments every `buildx create` of this builder takes.
+fn common_args(plan: &BuilderPlan) -> Vec<OsString> {
     let mut a: Vec<OsString> = vec![
         "--name".into(),
         plan.name.clone().into(),
@@ -633,11 +919,59 @@ pub fn create_args(plan: &BuilderPlan) -> Vec<OsString> {
         a.push("--buildkitd-config".into());
         a.push(c.into());
     }
-    if !plan.platforms.is_empty() {
-        a.push("--platform".into());
-        a.push(plan.platforms.join(",").into());
+    if let Some(f) = &plan.buildkitd_flags {
+        a.push("--buildkitd-flags".into());
+        a.push(f.into());
     }
     a
+}
+
+/// The `buildx create` commands that make the builder: one, or one per
+/// `--node` (the first creates, the others `--append`), each node pinned to
+/// its platforms so buildx routes a platform's build to it. A kubernetes
+/// node gets `nodeselector=kubernetes.io/arch=ARCH` of its first platform
+/// unless it has a nodeselector already.
+pub fn create_commands(plan: &BuilderPlan) -> Vec<Vec<OsString>> {
+    if plan.nodes.is_empty() {
+        return vec![create_args(plan)];
+    }
+    plan.nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let mut a = common_args(plan);
+            if i > 0 {
+                a.push("--append".into());
+            }
+            let mut opts = n.opts.clone();
+            let has_selector = plan
+                .driver_opts
+                .iter()
+                .chain(&n.opts)
+                .any(|o| o.starts_with("nodeselector="));
+            if plan.driver == "kubernetes" && !has_selector {
+                if let Some(p) = n.platforms.first().and_then(|p| p.parse::<Platform>().ok()) {
+                    opts.push(format!("nodeselector=kubernetes.io/arch={}", p.arch));
+                }
+            }
+            for o in opts {
+                a.push("--driver-opt".into());
+                a.push(o.into());
+            }
+            a.push("--platform".into());
+            a.push(n.platforms.join(",").into());
+            if plan.driver == "kubernetes" {
+                a.push("--node".into());
+                a.push(n.endpoint.clone().into());
+                if let Some(e) = &plan.endpoint {
+                    a.push(e.into());
+                }
+            } else {
+                a.push(n.endpoint.clone().into());
+            }
+            a
+        })
+        .collect()
 }
 
 /// A builder whose workers lack a requested platform although its QEMU
@@ -795,21 +1129,24 @@ mod tests {
         assert!(c.contains(r#"[registry."127.0.0.1:5000"]"#), "{c}");
 
         let mut want = have.clone();
-        assert!(have.differences(&want).is_empty());
+        let all = Asked::everything(&["image".to_string(), "network".to_string()]);
+        assert!(have.differences(&want, &all).is_empty());
         // The chain's file as written, before buildx re-serialised it.
         want.config = ConfigState::Contents(
             "# comment\n[registry.\"127.0.0.1:5000\"]\n  http = true\n\n[registry.\"127.0.0.1:5001\"]\n  http = true\n".into(),
         );
         assert!(
-            have.differences(&want).is_empty(),
+            have.differences(&want, &all).is_empty(),
             "{:?}",
-            have.differences(&want)
+            have.differences(&want, &all)
         );
         want.driver_opts
             .insert("image".into(), "127.0.0.1:5000/moby/buildkit:other".into());
         want.config = ConfigState::None;
         want.platforms = vec!["linux/arm64".into()];
-        let d = have.differences(&want);
+        // Nothing asked for: the builder is used as it is.
+        assert!(have.differences(&want, &Asked::default()).is_empty());
+        let d = have.differences(&want, &all);
         assert_eq!(d.len(), 3, "{d:?}");
         assert!(d[0].contains("driver option image is `127.0.0.1:5000/moby/buildkit:local`, wanted `127.0.0.1:5000/moby/buildkit:other`"), "{d:?}");
         assert!(
@@ -832,5 +1169,178 @@ mod tests {
         assert_eq!(local_container(INSTANCE, "tcp://10.0.0.1:2376"), None);
         let remote = INSTANCE.replace("docker-container", "remote");
         assert_eq!(local_container(&remote, sock), None);
+    }
+
+    fn strings(a: Vec<OsString>) -> String {
+        a.into_iter()
+            .map(|s| s.into_string().unwrap())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn nodes(specs: &[&str], driver: &str) -> Vec<crate::plan::NodeSpec> {
+        let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+        crate::plan::nodes(&specs, driver).unwrap()
+    }
+
+    #[test]
+    fn remote_nodes_create_then_append_each_pinned() {
+        let p = BuilderPlan {
+            name: "two".into(),
+            driver: "remote".into(),
+            driver_opts: vec!["cacert=/c/ca.pem".into(), "cert=/c/cert.pem".into()],
+            nodes: nodes(
+                &[
+                    "tcp://10.0.0.1:1234=linux/amd64;linux/386",
+                    "tcp://10.0.0.2:1234=linux/arm64,servername=arm.internal",
+                ],
+                "remote",
+            ),
+            ..Default::default()
+        };
+        let c: Vec<String> = create_commands(&p).into_iter().map(strings).collect();
+        assert_eq!(
+            c,
+            vec![
+                "--name two --driver remote --driver-opt cacert=/c/ca.pem --driver-opt cert=/c/cert.pem --platform linux/amd64,linux/386 tcp://10.0.0.1:1234",
+                "--name two --driver remote --driver-opt cacert=/c/ca.pem --driver-opt cert=/c/cert.pem --append --driver-opt servername=arm.internal --platform linux/arm64 tcp://10.0.0.2:1234",
+            ]
+        );
+    }
+
+    /// No Kubernetes cluster can run here: these are the arguments buildx
+    /// gets, checked against its kubernetes driver's documented options.
+    #[test]
+    fn kubernetes_nodes_get_their_namespace_selector_and_replicas() {
+        let p = BuilderPlan {
+            name: "k".into(),
+            driver: "kubernetes".into(),
+            driver_opts: vec!["rootless=true".into(), "loadbalance=sticky".into()],
+            nodes: nodes(
+                &[
+                    "amd=linux/amd64,namespace=ci-amd,replicas=2",
+                    "arm=linux/arm64,namespace=ci-arm,nodeselector=kubernetes.io/arch=arm64,node.kubernetes.io/pool=graviton",
+                ],
+                "kubernetes",
+            ),
+            endpoint: Some("kind-ci".into()),
+            ..Default::default()
+        };
+        let c: Vec<String> = create_commands(&p).into_iter().map(strings).collect();
+        assert_eq!(
+            c,
+            vec![
+                "--name k --driver kubernetes --driver-opt rootless=true --driver-opt loadbalance=sticky --driver-opt namespace=ci-amd --driver-opt replicas=2 --driver-opt nodeselector=kubernetes.io/arch=amd64 --platform linux/amd64 --node amd kind-ci",
+                "--name k --driver kubernetes --driver-opt rootless=true --driver-opt loadbalance=sticky --append --driver-opt namespace=ci-arm --driver-opt nodeselector=kubernetes.io/arch=arm64 --driver-opt node.kubernetes.io/pool=graviton --platform linux/arm64 --node arm kind-ci",
+            ]
+        );
+    }
+
+    #[test]
+    fn one_remote_node_takes_its_endpoint_and_comma_joined_tls_options() {
+        let args = crate::cli::BuilderArgs {
+            builder: "r".into(),
+            driver: Some("remote".into()),
+            driver_opts: vec!["cacert=/c/ca.pem,cert=/c/c.pem,key=/c/c.key".into()],
+            nodes: vec![],
+            endpoint: Some("tcp://10.0.0.9:1234".into()),
+            buildkitd_flags: None,
+            buildkitd_config_inline: None,
+            buildkit_image: None,
+            buildkitd_config: None,
+            builder_platforms: None,
+            recreate: false,
+        };
+        let p = crate::plan::builder(&args, &crate::config::Config::default()).unwrap();
+        assert_eq!(
+            p.asked.driver_opts,
+            vec!["cacert".to_string(), "cert".into(), "key".into()]
+        );
+        assert_eq!(
+            strings(create_args(&p)),
+            "--name r --driver remote --driver-opt cacert=/c/ca.pem --driver-opt cert=/c/c.pem --driver-opt key=/c/c.key tcp://10.0.0.9:1234"
+        );
+    }
+
+    #[test]
+    fn bad_node_specs_are_refused() {
+        let bad = |specs: &[&str], driver: &str| {
+            let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+            crate::plan::nodes(&specs, driver).unwrap_err().to_string()
+        };
+        assert!(bad(&["tcp://a:1=linux/arm64"], "docker-container").contains("--driver remote"));
+        assert!(bad(&["tcp://a:1"], "remote").contains("no `=PLATFORMS`"));
+        assert!(bad(&["10.0.0.1:1234=linux/arm64"], "remote").contains("not an address"));
+        assert!(bad(&["tcp://a:1=linux/arm65"], "remote").contains("unknown platform"));
+        assert!(bad(
+            &["tcp://a:1=linux/arm64", "tcp://a:1=linux/amd64"],
+            "remote"
+        )
+        .contains("twice"));
+        assert!(bad(&["tcp://a:1=linux/arm64,oops"], "remote").contains("not KEY=VALUE"));
+        assert_eq!(
+            nodes(&["tcp://a:1=linux/aarch64;linux/arm/v7"], "remote")[0].platforms,
+            vec!["linux/arm64", "linux/arm/v7"]
+        );
+    }
+
+    /// `~/.docker/buildx/instances/nod-x` as buildx 0.29.1 wrote it for two
+    /// `docker buildx create --driver remote --platform … tcp://…` (the
+    /// second with `--append`) on the local chain (tests/nodes.rs).
+    const TWO_NODES: &str = r#"{"Name":"nod-x","Driver":"remote","Nodes":[{"Name":"nod-x0","Endpoint":"tcp://127.0.0.1:12340","Platforms":[{"architecture":"amd64","os":"linux"}],"DriverOpts":{"cacert":"/tmp/nodx/ca.pem","cert":"/tmp/nodx/client.pem","key":"/tmp/nodx/client.key","servername":"127.0.0.1"},"Flags":null,"Files":null},{"Name":"nod-x1","Endpoint":"tcp://127.0.0.1:12341","Platforms":[{"architecture":"arm64","os":"linux"}],"DriverOpts":{"cacert":"/tmp/nodx/ca.pem","cert":"/tmp/nodx/client.pem","key":"/tmp/nodx/client.key","servername":"127.0.0.1"},"Flags":null,"Files":null}],"Dynamic":false}"#;
+
+    #[test]
+    fn a_two_node_builder_is_used_as_it_is_unless_nodes_are_asked_for() {
+        let have = settings_from_instance(TWO_NODES).unwrap();
+        assert_eq!(
+            have.nodes,
+            vec![
+                (
+                    "tcp://127.0.0.1:12340".to_string(),
+                    vec!["linux/amd64".to_string()]
+                ),
+                (
+                    "tcp://127.0.0.1:12341".to_string(),
+                    vec!["linux/arm64".to_string()]
+                ),
+            ]
+        );
+        // mbx's defaults (docker-container, network=host) were not asked for.
+        let p = BuilderPlan {
+            name: "nod-x".into(),
+            driver: "docker-container".into(),
+            driver_opts: vec!["network=host".into()],
+            ..Default::default()
+        };
+        let want = Settings::wanted(&p).unwrap();
+        assert!(have.differences(&want, &p.asked).is_empty());
+        // Asked for other nodes: each difference named.
+        let p = BuilderPlan {
+            driver: "remote".into(),
+            nodes: nodes(
+                &[
+                    "tcp://127.0.0.1:12340=linux/amd64",
+                    "tcp://127.0.0.1:12342=linux/arm64",
+                ],
+                "remote",
+            ),
+            asked: Asked {
+                driver: true,
+                nodes: true,
+                ..Default::default()
+            },
+            ..p
+        };
+        let d = have.differences(&Settings::wanted(&p).unwrap(), &p.asked);
+        assert_eq!(
+            d,
+            vec![
+                "it has no node tcp://127.0.0.1:12342, one is wanted",
+                "it has node tcp://127.0.0.1:12341, not wanted"
+            ]
+        );
+        let (driver, n) = nodes_from_instance(TWO_NODES).unwrap();
+        assert_eq!((driver.as_str(), n[1].name.as_str()), ("remote", "nod-x1"));
+        assert_eq!(n[1].driver_opts["servername"], "127.0.0.1");
     }
 }

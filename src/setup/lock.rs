@@ -106,6 +106,11 @@ pub fn in_use(name: &str, _setup: &SetupLock) -> Result<bool> {
 
 /// Mark builder `name` as used by this process until it exits. Taken under
 /// the setup lock, so no cleanup can slip in between.
+/// Stop using every builder this process uses (before removing one it made).
+pub fn release_all() {
+    HELD.lock().expect("held locks").clear();
+}
+
 pub fn use_builder(name: &str, _setup: &SetupLock) -> Result<()> {
     let f = open(name, "users")?;
     match try_flock(&f, libc::LOCK_SH) {

@@ -63,7 +63,13 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
     }
     phases.mark("preflight");
 
-    let binfmt = ensure_qemu(plan, &docker, qemu_plan, &mut actions).await?;
+    // Remote and kubernetes nodes emulate (or not) on their own machines:
+    // this host's QEMU handlers play no part.
+    let binfmt = if builder::builds_elsewhere(&plan.builder) {
+        Vec::new()
+    } else {
+        ensure_qemu(plan, &docker, qemu_plan, &mut actions).await?
+    };
     phases.mark("qemu");
 
     // Handlers changed since the workers were asked: ask again.
