@@ -495,8 +495,9 @@ pub struct VerifyFlags {
     /// Use plain http for this registry host (loopback hosts always use http).
     #[arg(long = "insecure-registry", value_name = "HOST")]
     pub insecure_registries: Vec<String>,
-    /// Registry user (with --password-stdin); else ~/.docker/config.json, else on
-    /// ghcr.io GITHUB_ACTOR and GITHUB_TOKEN.
+    /// Registry user (with --password-stdin), for the push, the merge and the read-back;
+    /// else the docker config's credentials (`docker login REGISTRY`), else on ghcr.io
+    /// GITHUB_ACTOR and GITHUB_TOKEN. Checked before anything is built.
     #[arg(long, env = "MBX_REGISTRY_USERNAME")]
     pub username: Option<String>,
     /// Read the registry password or token from standard input.

@@ -20,6 +20,24 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
+/// Paths removed when a stop signal ends mbx at once (no unwinding runs
+/// their owners' Drop): e.g. a docker config holding a login.
+static SCRATCH: Mutex<Vec<std::path::PathBuf>> = Mutex::new(Vec::new());
+
+pub fn remove_on_exit(path: &std::path::Path) {
+    SCRATCH.lock().expect("scratch").push(path.to_path_buf());
+}
+
+pub fn keep_on_exit(path: &std::path::Path) {
+    SCRATCH.lock().expect("scratch").retain(|p| p != path);
+}
+
+fn remove_scratch() {
+    for p in SCRATCH.lock().expect("scratch").drain(..) {
+        let _ = std::fs::remove_dir_all(&p);
+    }
+}
+
 /// Track a running child so a stop signal reaches it.
 pub fn register(pid: u32) {
     CHILDREN.lock().expect("children").push(pid);
@@ -59,6 +77,7 @@ pub fn install() {
             let first = !INTERRUPTED.swap(true, Ordering::SeqCst);
             let children: Vec<u32> = CHILDREN.lock().expect("children").clone();
             if children.is_empty() || !first {
+                remove_scratch();
                 crate::printer::err("mbx: interrupted");
                 std::process::exit(exit_code());
             }

@@ -112,6 +112,13 @@ pub async fn ci(
 ) -> Result<Run> {
     let started = now();
     preflight_registry(build).await?;
+    // Held to the end of the run: the push and the merge use these credentials.
+    let _login = match &build.output {
+        Output::Registry { repository, .. } => {
+            setup::preflight::push_credentials(repository, verify.options).await?
+        }
+        Output::Layout { .. } => None,
+    };
     let setup = setup(plan, qemu, tools).await?;
     // A multi-node builder: each node's first platform is native there.
     let mut plan = plan.clone();
@@ -143,13 +150,50 @@ pub async fn ci(
             }
         }
     }
+    let (verified, notes) = read_back_run(plan, build, verify, tools, &built, result.is_ok()).await;
+    let user_gha = |specs: &[String]| specs.iter().any(|c| c.contains("type=gha"));
+    let cache = match &build.cache {
+        Cache::Gha { .. } => cache_usage(&built.platforms, tools.printer).await,
+        Cache::User { from, to } if user_gha(from) || user_gha(to) => {
+            cache_usage(&built.platforms, tools.printer).await
+        }
+        _ => None,
+    };
+    let mut record = assemble(
+        Parts {
+            started,
+            host: plan.host.clone(),
+            setup: Some(setup),
+            inputs: Some(report::inputs(plan, build)),
+            cache,
+        },
+        built,
+        verified,
+    );
+    record.notes.extend(notes);
+    Ok(Run {
+        record,
+        built: result,
+    })
+}
+
+/// The verify stage after a build: the result read back (every tag of every
+/// repository), or why it was not.
+async fn read_back_run(
+    plan: &Plan,
+    build: &BuildPlan,
+    verify: &VerifyPlan<'_>,
+    tools: &Tools<'_>,
+    built: &BuildRecord,
+    built_ok: bool,
+) -> (Option<VerifyRecord>, Vec<String>) {
     let mut notes = Vec::new();
-    let verified = match (&result, verify.checks.skip) {
-        (Ok(()), true) => {
+    let verified = match (built_ok, verify.checks.skip) {
+        (true, true) => {
             notes.push("verification skipped (--no-verify): the result was not read back".into());
             None
         }
-        (Ok(()), false) => {
+        (true, false) => {
             tools.printer.status("verify: reading the result back");
             let reference = match &build.output {
                 Output::Layout { dir, .. } => dir.display().to_string(),
@@ -176,32 +220,9 @@ pub async fn ci(
             }
             Some(v)
         }
-        (Err(_), _) => None,
+        (false, _) => None,
     };
-    let user_gha = |specs: &[String]| specs.iter().any(|c| c.contains("type=gha"));
-    let cache = match &build.cache {
-        Cache::Gha { .. } => cache_usage(&built.platforms, tools.printer).await,
-        Cache::User { from, to } if user_gha(from) || user_gha(to) => {
-            cache_usage(&built.platforms, tools.printer).await
-        }
-        _ => None,
-    };
-    let mut record = assemble(
-        Parts {
-            started,
-            host: plan.host.clone(),
-            setup: Some(setup),
-            inputs: Some(report::inputs(plan, build)),
-            cache,
-        },
-        built,
-        verified,
-    );
-    record.notes.extend(notes);
-    Ok(Run {
-        record,
-        built: result,
-    })
+    (verified, notes)
 }
 
 /// Every other tag (several repositories): read back too, one check each,
@@ -473,19 +494,25 @@ async fn preflight_host(host: &str) -> Result<()> {
     } else {
         "https"
     };
-    let client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| Error::env(format!("cannot make an HTTP client: {e}"), ""))?;
-    match client.get(format!("{scheme}://{api}/v2/")).send().await {
-        Ok(_) => Ok(()),
-        Err(e) => {
-            let why = crate::error::chain(&e);
-            Err(Error::env(
-                format!("cannot reach the registry {host}: {why}"),
-                "start the registry or fix --registry/--image; nothing was built or pushed",
-            ))
+    let client = crate::oci::registry::http_client(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(10))
+    })?;
+    // Three tries a second apart: one reset connection is not a registry that is down.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match client.get(format!("{scheme}://{api}/v2/")).send().await {
+            Ok(_) => return Ok(()),
+            Err(_) if tries < 3 => tokio::time::sleep(Duration::from_secs(1)).await,
+            Err(e) => {
+                let why = crate::error::chain(&e);
+                return Err(Error::env(
+                    format!("cannot reach the registry {host}: {why}"),
+                    "start the registry or fix --registry/--image; nothing was built or pushed",
+                ));
+            }
         }
     }
 }

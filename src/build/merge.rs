@@ -198,15 +198,26 @@ pub fn registry(
         "the per-platform images were pushed by digest but no tag points at them; check registry access and run again",
     )
     };
-    let printed = buildx
-        .imagetools_create(builder, &tags, &sources, annotations, true)
-        .map_err(fail)?;
+    let create = |dry_run: bool| {
+        with_retries(&format!("merging into {repository}"), || {
+            buildx.imagetools_create(builder, &tags, &sources, annotations, dry_run)
+        })
+    };
+    let fail = |e: Error| {
+        let mut e = fail(e);
+        if let Error::Build { help, .. } = &mut e {
+            *help = format!(
+                "no tag moved; pushed by digest only: {}. Check the registry and run again (or join them with `mbx merge`)",
+                sources.join(", ")
+            );
+        }
+        e
+    };
+    let printed = create(true).map_err(fail)?;
     let bytes = printed.strip_suffix('\n').unwrap_or(&printed).as_bytes();
     let index: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::build(format!("imagetools printed no index: {e}"), ""))?;
-    buildx
-        .imagetools_create(builder, &tags, &sources, annotations, false)
-        .map_err(fail)?;
+    create(false).map_err(fail)?;
     Ok(Merged {
         index: bytes.to_vec(),
         index_digest: sha256(bytes),
@@ -222,6 +233,46 @@ pub fn registry(
         ),
     })
 }
+
+/// `f` again while it fails on a registry fault that may pass (a 5xx, 429,
+/// a reset connection: [`crate::oci::registry::transient_fault`]), with
+/// exponential backoff and jitter from 1 s, at most [`MERGE_ATTEMPTS`]
+/// times in all (under a minute); any other failure at once. Pushing the
+/// same index again is harmless: its digest is its content.
+fn with_retries<T>(what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
+    use backon::BackoffBuilder;
+    let mut delays = backon::ExponentialBuilder::new()
+        .with_min_delay(std::time::Duration::from_secs(1))
+        .with_max_delay(std::time::Duration::from_secs(8))
+        .with_jitter()
+        .with_max_times(MERGE_ATTEMPTS - 1)
+        .build();
+    loop {
+        let e = match f() {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let text = e.to_string();
+        let delay = match delays.next() {
+            Some(d)
+                if crate::oci::registry::transient_fault(&text)
+                    && !crate::interrupt::interrupted() =>
+            {
+                d
+            }
+            _ => return Err(e),
+        };
+        tracing::warn!(
+            "{what}: registry fault, trying again in {:.1}s: {}",
+            delay.as_secs_f64(),
+            text.lines().last().unwrap_or("")
+        );
+        std::thread::sleep(delay);
+    }
+}
+
+/// Attempts at each `imagetools create` (the dry run and the push).
+pub const MERGE_ATTEMPTS: usize = 5;
 
 /// The `name=` field of a per-platform push: the output's repository and
 /// every other one, quoted when several (buildx reads the field as CSV).

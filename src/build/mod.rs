@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::docker::process::StallWatch;
 use crate::docker::{BuildOutcome, Buildx};
 use crate::error::{Error, Result};
 use crate::plan::cache;
@@ -233,7 +234,7 @@ fn build_all(
                     part: part.as_deref(),
                     staging: targets.staging,
                 };
-                let rec = build_one(plan, build, buildx, printer, &target, targets.work);
+                let rec = build_pushing(plan, build, buildx, printer, &target, targets.work);
                 match &rec.error {
                     None => {
                         printer.status(&format!("built {platform} in {:.1}s", rec.wall_seconds))
@@ -252,6 +253,73 @@ fn build_all(
     let mut results = results.into_inner().expect("results");
     results.sort_by_key(|r| plan.platforms.iter().position(|p| *p == r.platform));
     results
+}
+
+/// Attempts at a platform whose push fails on a registry fault.
+const PUSH_ATTEMPTS: usize = 4;
+
+/// [`build_one`], again when its push failed on a registry fault that may
+/// pass and BuildKit's own retries (5xx and resets, three times in 7 s;
+/// never 429) did not see it through: the build is cached, so only the
+/// export and the push run again. Backoff from 2 s with jitter,
+/// [`PUSH_ATTEMPTS`] in all: a lasting fault ends the platform in about a
+/// minute.
+fn build_pushing(
+    plan: &Plan,
+    build: &BuildPlan,
+    buildx: &Buildx,
+    printer: &Printer,
+    target: &Target,
+    work: &Path,
+) -> PlatformRecord {
+    use backon::BackoffBuilder;
+    let mut delays = backon::ExponentialBuilder::new()
+        .with_min_delay(std::time::Duration::from_secs(2))
+        .with_max_delay(std::time::Duration::from_secs(10))
+        .with_jitter()
+        .with_max_times(PUSH_ATTEMPTS - 1)
+        .build();
+    let mut attempt = 1;
+    loop {
+        let rec = build_one(plan, build, buildx, printer, target, work);
+        let fault = match (&rec.error, &build.output) {
+            (Some(e), Output::Registry { .. }) if push_fault(e) => e,
+            _ => return rec,
+        };
+        let Some(delay) = delays.next().filter(|_| !crate::interrupt::interrupted()) else {
+            return rec;
+        };
+        attempt += 1;
+        printer.status(&format!(
+            "{}: the push failed on a registry fault; pushing again in {:.0}s (attempt {attempt} of {PUSH_ATTEMPTS}): {}",
+            target.platform,
+            delay.as_secs_f64(),
+            first_line(fault).chars().take(240).collect::<String>()
+        ));
+        std::thread::sleep(delay);
+    }
+}
+
+/// How long a push may stand still before it is stopped (and tried
+/// again): `MBX_PUSH_STALL` seconds, default 120 (compressing a very large
+/// layer reports nothing until it is done).
+fn push_stall() -> std::time::Duration {
+    let secs = std::env::var("MBX_PUSH_STALL")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(120);
+    std::time::Duration::from_secs(secs)
+}
+
+/// A platform's error that is its push meeting a registry fault.
+fn push_fault(error: &str) -> bool {
+    let line = first_line(error);
+    if line.starts_with("the push stalled") {
+        return true;
+    }
+    (line.contains("exporting to image") || line.contains("failed to push"))
+        && crate::oci::registry::transient_fault(line)
 }
 
 /// The error of an interrupted run or of failed platforms, saying what was
@@ -300,6 +368,9 @@ fn failure(output: &Output, platforms: &[PlatformRecord]) -> Option<Error> {
             "no index was pushed and no tag moved; {} were pushed by digest only. Fix the failing step and run again",
             ok.join(", ")
         ),
+        (Output::Registry { .. }, true) => {
+            "nothing was pushed by digest, no index was pushed and no tag moved; fix the failing step and run again".to_string()
+        }
         _ => "no index was written; fix the failing step and run again".to_string(),
     };
     Some(Error::build(msg, help))
@@ -521,10 +592,16 @@ fn build_one(
     output::extend_args(&mut args, plan, build, platform, work);
     let started = Instant::now();
     let mut progress = Progress::new();
+    let watch = matches!(build.output, Output::Registry { .. })
+        .then(|| StallWatch::start(metadata.display().to_string(), push_stall()));
     let outcome = buildx.build(args, &metadata, build.redactions.values(), &mut |chunk| {
+        if let Some(w) = &watch {
+            w.saw(chunk);
+        }
         progress.feed(chunk);
         printer.progress(platform, &progress.snapshot())
     });
+    let stalled = watch.and_then(StallWatch::stop);
     progress.finish();
     log::print(printer, platform, &progress, &build.redactions, &outcome);
     let wall = started.elapsed().as_secs_f64();
@@ -553,6 +630,12 @@ fn build_one(
         }
     };
     fill_from_outcome(&mut rec, &outcome, &progress);
+    if let Some(limit) = stalled {
+        rec.error = Some(format!(
+            "the push stalled: nothing moved for {}s while exporting to the registry (it stopped answering mid-upload); the build was stopped",
+            limit.as_secs()
+        ));
+    }
     sanitise(&mut rec, &build.redactions);
     rec.cache_error = cache_issue::find(&build.cache, &rec.steps);
     if rec.error.is_none() {

@@ -173,6 +173,8 @@ async fn join(j: Joining<'_>) -> Result<ExitStatus> {
         github: GithubTargets::from_env(),
     };
     emit.check()?;
+    // The index is pushed with these credentials (held to the end).
+    let _login = crate::setup::preflight::push_credentials(&j.parts.repository, &options).await?;
     let run = pipeline::merge(m, &verify, &tools).await;
     let emitted = pipeline::emit(&run.record, &emit);
     run.finish(emitted, true)

@@ -171,8 +171,21 @@ impl Docker {
 }
 
 fn unreachable(host: &str, why: &str) -> Error {
+    // In a runner's container (self-hosted in Docker, DinD, actions-runner-
+    // controller) the daemon is the host's or a sidecar's: say what the
+    // container needs.
+    let contained = std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists();
+    let help = match (contained, std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty())) {
+        (true, Some(h)) => format!(
+            "this runs in a container and DOCKER_HOST={h} does not answer: start the Docker-in-Docker sidecar (it runs --privileged, with /sys/fs/cgroup) or wait for it, or mount the host's socket instead (-v /var/run/docker.sock:/var/run/docker.sock) and unset DOCKER_HOST"
+        ),
+        (true, None) => "this runs in a container without the Docker socket: mount the host's (-v /var/run/docker.sock:/var/run/docker.sock; the runner needs no --privileged, the daemon runs the privileged parts), or point DOCKER_HOST at a Docker-in-Docker sidecar (--privileged)"
+            .to_string(),
+        (false, _) => "start dockerd, or point DOCKER_HOST at a running daemon".to_string(),
+    };
     Error::env(
         format!("cannot reach the Docker daemon at {host}: {why}"),
-        "start dockerd, or point DOCKER_HOST at a running daemon",
+        help,
     )
 }

@@ -103,6 +103,51 @@ pub struct Registry {
     timeout: Duration,
 }
 
+fn client_config(http_hosts: Vec<String>) -> ClientConfig {
+    ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(http_hosts),
+        platform_resolver: None,
+        connect_timeout: Some(Duration::from_secs(10)),
+        read_timeout: Some(Duration::from_secs(60)),
+        ..ClientConfig::default()
+    }
+}
+
+/// The client `make` configures; on a machine without CA certificates (a
+/// minimal runner container) an error naming them.
+pub fn http_client(make: impl Fn() -> reqwest::ClientBuilder) -> Result<reqwest::Client> {
+    make().build().map_err(|e| no_tls(&crate::error::chain(&e)))
+}
+
+fn no_tls(why: &str) -> Error {
+    Error::env(
+        format!("cannot make an HTTP client: {why}"),
+        "install the CA certificates (Debian/Ubuntu: apt-get install ca-certificates; \
+         a runner's container image needs them too)",
+    )
+}
+
+/// oci-client's client. Without any CA certificate on the machine it
+/// panics (its `Default` builds a reqwest client unconditionally): that is
+/// caught, quietly, and said as an error.
+fn oci_client(config: ClientConfig) -> Result<Client> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Client::try_from(config)));
+    std::panic::set_hook(hook);
+    match made {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(no_tls(&e.to_string())),
+        Err(panic) => Err(no_tls(
+            panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("the TLS setup failed"),
+        )),
+    }
+}
+
 pub fn is_loopback_host(host: &str) -> bool {
     let h = match host.rsplit_once(':') {
         Some((h, port)) if port.bytes().all(|c| c.is_ascii_digit()) => h,
@@ -232,23 +277,18 @@ impl Registry {
         if insecure {
             http_hosts.push(host.clone());
         }
-        let config = ClientConfig {
-            protocol: ClientProtocol::HttpsExcept(http_hosts),
-            platform_resolver: None,
-            connect_timeout: Some(Duration::from_secs(10)),
-            read_timeout: Some(Duration::from_secs(60)),
-            ..ClientConfig::default()
-        };
+        let config = client_config(http_hosts);
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let creds = credentials(&host, opts, &env)?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("mbx/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::env(format!("cannot make an HTTP client: {e}"), ""))?;
+        let http = http_client(|| {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .read_timeout(Duration::from_secs(60))
+                .user_agent(concat!("mbx/", env!("CARGO_PKG_VERSION")))
+        })?;
+        let oci = oci_client(config)?;
         Ok(Registry {
-            oci: Client::new(config),
+            oci,
             http,
             reference,
             creds,
@@ -298,10 +338,18 @@ impl Registry {
         if let (Authz::Header(h), false) = (&*slot, renew) {
             return Ok(h.clone());
         }
+        let header = self.login(RegistryOperation::Pull).await?;
+        *slot = Authz::Header(header.clone());
+        Ok(header)
+    }
+
+    /// The handshake for `op`: the `/v2/` challenge, then a bearer token
+    /// (for the repository, with push scope for `Push`) or basic credentials.
+    async fn login(&self, op: RegistryOperation) -> Result<Option<String>> {
         let deadline = self.started + self.timeout;
         let login = || async {
             self.oci
-                .auth(&self.reference, &self.creds.auth, RegistryOperation::Pull)
+                .auth(&self.reference, &self.creds.auth, op)
                 .await
                 .map_err(|e| e.to_string())
         };
@@ -318,7 +366,7 @@ impl Registry {
                     self.denied(401, &format!("the login to {} failed: {text}", self.host()))
                 }
             })?;
-        let header = match token {
+        Ok(match token {
             Some(token) => Some(format!("Bearer {token}")),
             None => match &self.creds.auth {
                 RegistryAuth::Basic(u, p) => {
@@ -330,9 +378,54 @@ impl Registry {
                 }
                 _ => None,
             },
+        })
+    }
+
+    /// Where the credentials for this registry come from (never the secret).
+    pub fn credentials_source(&self) -> &str {
+        &self.creds.source
+    }
+
+    /// The credentials are good for a push, checked before anything is
+    /// built: the handshake with push scope (a token service refuses bad
+    /// credentials there), then `GET /v2/` with what it gave (a registry
+    /// with basic auth refuses them there). Retried like a read; a refusal
+    /// is an error naming `docker login` and `--username/--password-stdin`.
+    pub async fn check_push(&self) -> Result<()> {
+        let what = "the API root /v2/ with the push credentials".to_string();
+        let header = self
+            .within(&what, self.login(RegistryOperation::Push))
+            .await??;
+        let url = format!("{}://{}/v2/", self.scheme, self.host());
+        let deadline = self.started + self.timeout;
+        let attempt = || async {
+            let mut req = self.http.get(&url);
+            if let Some(h) = &header {
+                req = req.header(reqwest::header::AUTHORIZATION, h);
+            }
+            match self.within(&what, req.send()).await.map_err(Fault::Fatal)? {
+                Ok(resp) if resp.status().is_success() => Ok(()),
+                Ok(resp) => Err(self.fault(resp, &what, false).await),
+                Err(e) => Err(Fault::Transient {
+                    fault: crate::error::chain(&e),
+                    retry_after: None,
+                }),
+            }
         };
-        *slot = Authz::Header(header.clone());
-        Ok(header)
+        attempt
+            .retry(backoff())
+            .when(|f: &Fault| matches!(f, Fault::Transient { .. }))
+            .adjust(|f, delay| match f {
+                Fault::Transient { retry_after, .. } => retry_after
+                    .or(delay)
+                    .filter(|d| Instant::now() + *d <= deadline),
+                _ => None,
+            })
+            .await
+            .map_err(|f| match f {
+                Fault::Fatal(e) | Fault::NotYet(e) => e,
+                Fault::Transient { fault, .. } => self.unreachable(&fault),
+            })
     }
 
     fn unreachable(&self, why: &str) -> Error {
@@ -355,7 +448,12 @@ impl Registry {
                     .strip_prefix("none (anonymous)")
                     .unwrap_or_default()
             ),
-            _ => format!("the registry refused the credentials from {}; check the user and password or token", self.creds.source),
+            _ => format!(
+                "the registry refused the credentials from {}; check the user and password or token \
+                 (`docker login {}`, or --username USER --password-stdin)",
+                self.creds.source,
+                self.host()
+            ),
         };
         Error::verify(format!("{status} {what}"), help)
     }
@@ -621,6 +719,47 @@ impl Registry {
     }
 }
 
+/// True when `text` (an error of BuildKit's push or of `imagetools
+/// create`) names a registry fault that may pass: 429, a 5xx, a connection
+/// reset, refused or cut short, a timeout. A 4xx other than 429 (denied,
+/// unknown, invalid) is not one.
+pub fn transient_fault(text: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "connection reset",
+        "connection refused",
+        "broken pipe",
+        "unexpected EOF",
+        ": EOF",
+        "i/o timeout",
+        "TLS handshake timeout",
+        "context deadline exceeded",
+        "server closed idle connection",
+    ];
+    // The registry's error codes as containerd words them ("unavailable:
+    // …" for a 503 with an OCI error body) and the reason phrases.
+    const CODES: &[&str] = &[
+        "unavailable: ",
+        "toomanyrequests: ",
+        "too many requests",
+        "service unavailable",
+        "bad gateway",
+        "gateway timeout",
+    ];
+    let lower = text.to_ascii_lowercase();
+    if WORDS.iter().any(|w| text.contains(w)) || CODES.iter().any(|c| lower.contains(c)) {
+        return true;
+    }
+    // "…: 503 Service Unavailable", "…: 429 Too Many Requests", "…: 502" at the end.
+    text.match_indices(": ").any(|(i, _)| {
+        let rest = &text[i + 2..];
+        let code: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let after = rest[code.len()..].chars().next();
+        code.len() == 3
+            && matches!(after, None | Some(' ') | Some('\n') | Some('"'))
+            && (code == "429" || code.starts_with('5'))
+    })
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -720,6 +859,30 @@ mod tests {
         );
         let again: Vec<Duration> = backoff().build().take(12).collect();
         assert_ne!(delays, again, "jittered");
+    }
+
+    #[test]
+    fn transient_faults() {
+        for t in [
+            "failed commit on ref \"index-sha256:ab\": unexpected status from PUT request to http://127.0.0.1:12360/v2/a/manifests/latest: 503 Service Unavailable",
+            "unexpected status from PUT request to http://h/v2/a/blobs/uploads/x: 429 Too Many Requests",
+            "failed to do request: Put \"http://h/v2/a/manifests/sha256:1\": EOF",
+            "read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer",
+            "unexpected status: 502",
+            "failed to push 127.0.0.1:12368/a: unavailable: injected fault",
+            "failed to push h/a: toomanyrequests: slow down",
+        ] {
+            assert!(transient_fault(t), "{t}");
+        }
+        for t in [
+            "unexpected status from HEAD request to http://h/v2/a/blobs/sha256:1: 401 Unauthorized",
+            "step `RUN exit 3` failed: exit code: 3",
+            "denied: requested access to the resource is denied",
+            "failed to push: 404 Not Found",
+            "port 5000: 5001 is taken",
+        ] {
+            assert!(!transient_fault(t), "{t}");
+        }
     }
 
     #[test]

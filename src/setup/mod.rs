@@ -112,13 +112,71 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
 /// Inspect the handlers; repair what is broken (or everything with
 /// `reset`) from the chosen source; inspect again and fail with what is
 /// still wrong.
+/// A runner's container (Docker, DinD, actions-runner-controller) sees no
+/// binfmt_misc of its own and may not mount one (no CAP_SYS_ADMIN).
+fn in_container_without_binfmt() -> bool {
+    let contained = std::path::Path::new("/.dockerenv").exists()
+        || std::path::Path::new("/run/.containerenv").exists();
+    contained && !std::path::Path::new("/proc/sys/fs/binfmt_misc/status").exists()
+}
+
+/// In such a container the handlers that count are the host kernel's,
+/// which the daemon reaches: the binfmt installer (privileged by the
+/// daemon, not by this container) registers what is missing and leaves
+/// what is there. With `--qemu-from host` there is nothing mbx can do here.
+async fn qemu_through_daemon(
+    plan: &Plan,
+    docker: &crate::docker::Docker,
+    qp: &QemuPlan,
+    actions: &mut Vec<String>,
+    why: Error,
+) -> Result<Vec<crate::run::BinfmtRecord>> {
+    let archs: Vec<&str> = plan
+        .platforms
+        .iter()
+        .filter(|p| !p.is_native_on(&plan.host))
+        .map(qemu::installer_arch)
+        .collect();
+    let QemuSource::Image(image) = &qp.source else {
+        return Err(Error::env(
+            format!("this container cannot see or change the QEMU handlers: {why}"),
+            "use --qemu-from image (the default: the installer gets its privileges from the Docker daemon), \
+             or run the runner's container --privileged",
+        ));
+    };
+    let args = vec!["--install".to_string(), archs.join(",")];
+    let run = docker.run_installer(image, &args).await?;
+    if run.exit_code != 0 {
+        return Err(Error::env(
+            format!(
+                "binfmt installer `{image} {}` exited with status {} (binfmt_misc is not visible in this container, so the daemon ran it):\n{}",
+                args.join(" "),
+                run.exit_code,
+                crate::error::tail(&run.output, 20, 4096)
+            ),
+            "the Docker daemon must be able to run a privileged container (not rootless); \
+             or register the handlers on the host, or run the runner's container --privileged",
+        ));
+    }
+    actions.push(format!(
+        "ran {image} {} (privileged, through the daemon: binfmt_misc is not visible in this container)",
+        args.join(" ")
+    ));
+    Ok(Vec::new())
+}
+
 async fn ensure_qemu(
     plan: &Plan,
     docker: &crate::docker::Docker,
     qp: &QemuPlan,
     actions: &mut Vec<String>,
 ) -> Result<Vec<crate::run::BinfmtRecord>> {
-    let findings = qemu::inspect(&plan.platforms, &plan.host, None)?;
+    let findings = match qemu::inspect(&plan.platforms, &plan.host, None) {
+        Err(e) if in_container_without_binfmt() => {
+            return qemu_through_daemon(plan, docker, qp, actions, e).await
+        }
+        r => r?,
+    };
     let to_fix: Vec<&qemu::Finding> = findings
         .iter()
         .filter(|f| qp.reset || f.problem.is_some())

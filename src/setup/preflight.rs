@@ -139,6 +139,53 @@ or enable the containerd image store in dockerd (\"features\": {\"containerd-sna
     ))
 }
 
+/// Before anything is built for a push: the registry takes the push
+/// credentials (`--username/--password-stdin`, else the docker config's),
+/// so a wrong password fails in a second, not after the build. With the
+/// flags, the returned login hands them to buildx for the push (and to
+/// `imagetools create` for the merge) until it is dropped.
+pub async fn push_credentials(
+    repository: &str,
+    opts: &crate::oci::Options,
+) -> Result<Option<crate::docker::process::PushLogin>> {
+    let flags = opts.username.is_some();
+    let registry = crate::oci::Registry::new(&format!("{repository}:latest"), opts)?;
+    let host = registry.host().to_string();
+    match registry.check_push().await {
+        Ok(()) => {}
+        Err(Error::Verify { message, help })
+            if message.starts_with("401") || message.starts_with("403") =>
+        {
+            let message = match registry.credentials_source() {
+                s if s.starts_with("none") => {
+                    format!("{host} refuses an anonymous push: {message}; nothing was built")
+                }
+                s => format!(
+                    "{host} refuses the push credentials from {s}: {message}; nothing was built"
+                ),
+            };
+            return Err(if flags {
+                Error::input(message, help)
+            } else {
+                Error::env(message, help)
+            });
+        }
+        Err(Error::Verify { message, help }) => return Err(Error::env(message, help)),
+        Err(e) => return Err(e),
+    }
+    let (Some(user), Some(password)) = (&opts.username, &opts.password) else {
+        return Ok(None);
+    };
+    crate::docker::process::PushLogin::new(&host, user, password)
+        .map(Some)
+        .map_err(|why| {
+            Error::env(
+                format!("cannot hand the push credentials to buildx: {why}"),
+                "check TMPDIR is writable, or log in with `docker login` instead of --username/--password-stdin",
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,3 +196,242 @@ fn handle(
     let _ = s.write_all(&resp);
     let _ = s.flush();
 }
+
+// ------------------------------------------------------------ fault proxy
+//
+// A forwarding proxy for pushes: every request (head and body) goes to the
+// upstream registry over a connection of its own (`Connection: close`, so
+// each request is seen and counted), the answer comes back byte for byte.
+// Rules pick requests by method and path and answer them with a fault
+// instead, a given number of times. The Host header is kept, so the
+// registry's upload locations point back at the proxy.
+
+/// What a matching request gets instead of the registry's answer.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// This HTTP status, with a registry error body.
+    Status(u16),
+    /// 429 with `Retry-After: secs`.
+    TooMany(u64),
+    /// The connection closed without an answer.
+    Reset,
+    /// Half the request goes through, then nothing more, ever (a stall mid-blob).
+    Stall,
+}
+
+type Matcher = Box<dyn Fn(&str, &str) -> bool + Send + Sync>;
+
+/// `kind` for the first `times` requests for which `matches(method, path)`
+/// (with `per_blob`: the first `times` of each blob's final PUT).
+pub struct Rule {
+    matches: Matcher,
+    pub kind: Kind,
+    pub times: usize,
+    per_blob: bool,
+}
+
+impl Rule {
+    pub fn new(
+        matches: impl Fn(&str, &str) -> bool + Send + Sync + 'static,
+        kind: Kind,
+        times: usize,
+    ) -> Rule {
+        Rule {
+            matches: Box::new(matches),
+            kind,
+            times,
+            per_blob: false,
+        }
+    }
+
+    /// The first `times` final PUTs of every blob (`…/blobs/uploads/…?digest=`):
+    /// more than BuildKit's own retries of one push see through, fewer
+    /// than a second push meets.
+    pub fn each_blob_put(kind: Kind, times: usize) -> Rule {
+        Rule {
+            per_blob: true,
+            ..Rule::new(
+                |m, p| m == "PUT" && p.contains("/blobs/uploads/") && p.contains("digest="),
+                kind,
+                times,
+            )
+        }
+    }
+
+    /// Every request.
+    pub fn any(kind: Kind, times: usize) -> Rule {
+        Rule::new(|_, _| true, kind, times)
+    }
+
+    /// The PUT of a manifest by tag: the merged index moving a tag.
+    pub fn index_put(kind: Kind, times: usize) -> Rule {
+        Rule::new(
+            |m, p| m == "PUT" && p.contains("/manifests/") && !p.contains("sha256:"),
+            kind,
+            times,
+        )
+    }
+
+    /// The upload of a blob (a layer or a config): POST, PATCH or PUT under /blobs/uploads/.
+    pub fn blob_upload(kind: Kind, times: usize) -> Rule {
+        Rule::new(
+            |m, p| m != "GET" && m != "HEAD" && p.contains("/blobs/uploads/"),
+            kind,
+            times,
+        )
+    }
+}
+
+pub struct FaultProxy {
+    pub addr: String,
+    /// `METHOD path -> what happened`, one line a request.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl FaultProxy {
+    /// Listen on 127.0.0.1:`port` (0: any) in front of `upstream`.
+    pub fn start(port: u16, upstream: &str, rules: Vec<Rule>) -> FaultProxy {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
+        let addr = listener.local_addr().unwrap().to_string();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(Mutex::new(
+            rules.into_iter().map(|r| (r, 0usize)).collect::<Vec<_>>(),
+        ));
+        let (l, up) = (log.clone(), upstream.to_string());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (l, s, up) = (l.clone(), state.clone(), up.clone());
+                std::thread::spawn(move || forward(stream, &up, &s, &l));
+            }
+        });
+        FaultProxy { addr, log }
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// How many requests got a fault.
+    pub fn faults(&self) -> usize {
+        self.lines()
+            .iter()
+            .filter(|l| !l.ends_with("-> pass"))
+            .count()
+    }
+}
+
+/// Per-blob fault counts: (repository, rule, digest) → faults so far.
+type BlobCounts = std::collections::HashMap<(String, usize, String), usize>;
+static BLOB_COUNTS: Mutex<Option<BlobCounts>> = Mutex::new(None);
+
+/// The repository part of a registry path (`/v2/<repo>/blobs/…`).
+fn upstream_key(path: &str) -> String {
+    path.split("/blobs/").next().unwrap_or("").to_string()
+}
+
+fn forward(
+    mut s: TcpStream,
+    upstream: &str,
+    rules: &Mutex<Vec<(Rule, usize)>>,
+    log: &Mutex<Vec<String>>,
+) {
+    let Some(head) = read_head(&mut s) else {
+        return;
+    };
+    let mut words = head.split_whitespace();
+    let (method, path) = (
+        words.next().unwrap_or("").to_string(),
+        words.next().unwrap_or("").to_string(),
+    );
+    let fault = {
+        let mut rules = rules.lock().unwrap();
+        let blob = path.split("digest=").nth(1).unwrap_or("").to_string();
+        let mut blobs = BLOB_COUNTS.lock().unwrap();
+        rules.iter_mut().enumerate().find_map(|(i, (r, n))| {
+            if !(r.matches)(&method, &path) {
+                return None;
+            }
+            let seen = if r.per_blob {
+                blobs
+                    .get_or_insert_with(Default::default)
+                    .entry((upstream_key(&path), i, blob.clone()))
+                    .or_insert(0)
+            } else {
+                n
+            };
+            (*seen < r.times).then(|| {
+                *seen += 1;
+                r.kind
+            })
+        })
+    };
+    log.lock().unwrap().push(format!(
+        "{method} {path} -> {}",
+        fault.map_or("pass".to_string(), |k| format!("{k:?}"))
+    ));
+    match fault {
+        Some(Kind::Status(code)) => {
+            return respond(
+                &mut s,
+                code,
+                &[("Content-Type", "application/json".into())],
+                r#"{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}"#,
+            )
+        }
+        Some(Kind::TooMany(secs)) => {
+            return respond(
+                &mut s,
+                429,
+                &[("Retry-After", secs.to_string())],
+                r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"injected fault"}]}"#,
+            )
+        }
+        Some(Kind::Reset) => {
+            let _ = s.shutdown(Shutdown::Both);
+            return;
+        }
+        _ => {}
+    }
+    let Ok(mut up) = TcpStream::connect(upstream) else {
+        return respond(&mut s, 502, &[], "upstream down");
+    };
+    // One request a connection: the next one comes through the proxy again.
+    let mut out = String::new();
+    for (i, line) in head.split("\r\n").enumerate() {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if i > 0 && (name.eq_ignore_ascii_case("connection") || line.is_empty()) {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    if up.write_all(out.as_bytes()).is_err() {
+        return;
+    }
+    let (mut from_client, mut to_up) = (s.try_clone().unwrap(), up.try_clone().unwrap());
+    let stall = matches!(fault, Some(Kind::Stall));
+    let length: u64 = header(&head, "Content-Length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let body = std::thread::spawn(move || {
+        if stall {
+            // Half the body (at least a byte), then silence on both sides.
+            let _ = std::io::copy(&mut (&mut from_client).take(length / 2), &mut to_up);
+            std::thread::sleep(std::time::Duration::from_secs(600));
+            return;
+        }
+        let _ = std::io::copy(&mut from_client, &mut to_up);
+    });
+    if stall {
+        let _ = body.join();
+        return;
+    }
+    let _ = std::io::copy(&mut up, &mut s);
+    let _ = s.flush();
+    let _ = s.shutdown(Shutdown::Both);
+    let _ = up.shutdown(Shutdown::Both);
+    let _ = body.join();
+}
