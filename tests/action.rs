@@ -77,9 +77,10 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A copy of the action as a release tag would hold it: action.yml,
-/// scripts/action/, runtime/ and dist/manifest.json (replaced by `manifest`
-/// when given).
+/// A copy of the action as a ref of it holds it: action.yml,
+/// scripts/action/, runtime/, dist/manifest.json (replaced by `manifest`
+/// when given) and the sources the action builds mbx from when that manifest
+/// records no release (Cargo.toml, Cargo.lock, src/, benches/).
 fn action_tree(dir: &Path, manifest: Option<&serde_json::Value>) -> PathBuf {
     let root = repo_root();
     let a = dir.join("action");
@@ -88,6 +89,11 @@ fn action_tree(dir: &Path, manifest: Option<&serde_json::Value>) -> PathBuf {
     copy_dir(&root.join("scripts/action"), &a.join("scripts/action"));
     copy_dir(&root.join("runtime"), &a.join("runtime"));
     copy_dir(&root.join("dist"), &a.join("dist"));
+    for f in ["Cargo.toml", "Cargo.lock"] {
+        std::fs::copy(root.join(f), a.join(f)).unwrap();
+    }
+    copy_dir(&root.join("src"), &a.join("src"));
+    copy_dir(&root.join("benches"), &a.join("benches"));
     let _ = std::fs::remove_dir_all(a.join("dist/out"));
     if let Some(m) = manifest {
         std::fs::write(
@@ -109,6 +115,77 @@ fn release_manifest(version: &str, sha256: &str) -> serde_json::Value {
         "asset": "mbx-{target}",
         "sha256": {TARGET: sha256},
     })
+}
+
+/// A manifest as a ref with no release holds it (scripts/dist's local output).
+fn unreleased_manifest(version: &str) -> serde_json::Value {
+    serde_json::json!({
+        "version": version,
+        "released": false,
+        "repository": ACTION,
+        "targets": {"X64": TARGET, "ARM64": "aarch64-unknown-linux-musl"},
+        "asset": "mbx-{target}",
+        "sha256": {},
+    })
+}
+
+/// The key scripts/action/fetch caches a source build under, computed here
+/// independently: sha256 over `sha256sum`'s lines for Cargo.toml,
+/// Cargo.lock, src/ and benches/ (sorted by path), first 20 hex digits.
+fn source_key(tree: &Path) -> String {
+    fn walk(root: &Path, rel: &Path, out: &mut Vec<String>) {
+        let p = root.join(rel);
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                walk(root, &rel.join(e.unwrap().file_name()), out);
+            }
+        } else if p.is_file() {
+            out.push(rel.to_str().unwrap().to_string());
+        }
+    }
+    let mut files = Vec::new();
+    for top in ["Cargo.toml", "Cargo.lock", "src", "benches", "build.rs"] {
+        walk(tree, Path::new(top), &mut files);
+    }
+    files.sort();
+    let lines: String = files
+        .iter()
+        .map(|f| {
+            format!(
+                "{}  {f}\n",
+                sha256_hex(&std::fs::read(tree.join(f)).unwrap())
+            )
+        })
+        .collect();
+    sha256_hex(lines.as_bytes())[..20].to_string()
+}
+
+/// Put `binary` where a source build of `tree` leaves it in `tool_cache`, as
+/// an earlier job at the same sources would have (the binary and its sha256).
+fn seed_source_build(tool_cache: &Path, tree: &Path, binary: &Path) -> PathBuf {
+    let dir = tool_cache
+        .join("mbx")
+        .join(format!("src-{}", source_key(tree)))
+        .join("x64");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(binary, dir.join("mbx")).unwrap();
+    std::fs::write(dir.join("mbx.sha256"), format!("{}\n", sha256_file(binary))).unwrap();
+    dir
+}
+
+/// A file that makes a tree's sources (and so its source-build key) unique
+/// to this test run, so concurrent runs never share a tool-cache entry.
+fn make_sources_unique(tree: &Path, tag: &str) {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    std::fs::write(
+        tree.join("src")
+            .join(format!(".test-{tag}-{}-{t}", std::process::id())),
+        "",
+    )
+    .unwrap();
 }
 
 /// A git repository holding examples/hello as hello/ and the test workflow.
@@ -310,13 +387,38 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
         env
     };
 
-    // 1. mbx-binary: the freshly built binary; cold gha cache.
-    let action = action_tree(d.path(), None);
+    // 1. A ref whose manifest records no release (a branch, a fork): the
+    //    action runs mbx built from its own tree. What is exercised here is
+    //    the decision, the key (the sources' hash) and the tool-cache hit:
+    //    the tool cache holds the freshly built test binary where a source
+    //    build of these sources leaves it, as an earlier job would have left
+    //    it. cargo itself is not run under act (a release build takes minutes
+    //    here): fetch_builds_mbx_from_the_action_tree_with_cargo does that,
+    //    outside act (ignored by default). Cold gha cache.
+    let action = action_tree(d.path(), Some(&unreleased_manifest("1.0.0")));
+    make_sources_unique(&action, "act");
+    let seeded = seed_source_build(
+        &act_tool_cache(),
+        &action,
+        Path::new(env!("CARGO_BIN_EXE_mbx")),
+    );
     let out1 = d.path().join("out1");
-    let mut env1 = env(&out1);
-    env1.push(("MBX_TEST_BINARY", env!("CARGO_BIN_EXE_mbx").to_string()));
+    // No builder input: the action's per-run builder, which the post step removes.
+    let env1: Vec<_> = env(&out1)
+        .into_iter()
+        .filter(|(k, _)| *k != "MBX_TEST_BUILDER")
+        .collect();
     let (o, log) = act(&repo, &action, &cache, &env1);
+    let _ = std::fs::remove_dir_all(seeded.parent().unwrap());
     assert!(o.status.success(), "act failed:\n{log}");
+    assert!(
+        log.contains("no released mbx at this ref (dist/manifest.json: released false): running mbx built earlier from the sources"),
+        "the fetch step says it runs mbx built from the action's tree:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("runtime step: {ACTION}/runtime@{}", runtime_pin())),
+        "the fetch step names the runtime step's repository and commit:\n{log}"
+    );
     assert!(
         log.contains("mbx: gha cache credentials from the runtime step"),
         "the run step took the cache credentials from the runtime step's file:\n{log}"
@@ -404,26 +506,32 @@ fn action_builds_pushes_verifies_and_hits_the_gha_cache_on_both_platforms() {
         "the labels input reached the image"
     );
 
-    // The builder mbx created: removed by the action when this mbx has
-    // `setup --cleanup`, else left (and removed here).
-    let has_cleanup = {
-        let o = Command::new(env!("CARGO_BIN_EXE_mbx"))
-            .args(["setup", "--help"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .any(|l| l.trim_start().starts_with("--cleanup"))
-    };
+    // The per-run builder mbx created: removed by the runtime step's post
+    // step (act runs a nested JavaScript action's post: at the end of the
+    // job, as GitHub's runner does).
+    let per_run = log
+        .split("mbx: builder ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the runtime step names the builder:\n{log}"))
+        .to_string();
+    assert!(per_run.starts_with("mbx-"), "{per_run}");
     let builder_exists = Command::new("docker")
-        .args(["buildx", "inspect", &builder.0])
+        .args(["buildx", "inspect", &per_run])
         .output()
         .unwrap()
         .status
         .success();
-    assert_eq!(
-        builder_exists, !has_cleanup,
-        "builder left in place exactly when mbx has no `setup --cleanup`:\n{log}"
+    let _ = Command::new("docker")
+        .args(["buildx", "rm", "--force", &per_run])
+        .output();
+    assert!(
+        !builder_exists,
+        "the post step removes the per-run builder:\n{log}"
+    );
+    assert!(
+        log.contains(&format!("removed builder `{per_run}` (created by mbx)")),
+        "the post step ran `mbx setup --cleanup`:\n{log}"
     );
 
     // 2. The builder's local state goes (a new runner would have none); the
@@ -1026,16 +1134,6 @@ fn fetch_verifies_downloads_and_reuses_the_tool_cache() {
         assert!(text.contains(want), "wanted `{want}` in {text}");
     }
     assert_eq!(releases.requests.lock().unwrap().len(), n);
-
-    // A ref whose manifest records no release.
-    let unreleased = action_tree(
-        &d.path().join("u"),
-        Some(&serde_json::json!({"version": "1.2.3", "released": false,
-            "repository": ACTION, "targets": {"X64": TARGET}, "sha256": {}})),
-    );
-    let o = fetch(&unreleased, &tc, &[base]);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("released false"));
 }
 
 /// action.yml and mbx's table of inputs (src/inputs.rs) agree: every input
@@ -1175,6 +1273,7 @@ fn the_v2_cache_variables_reach_mbx_across_the_runner_split() {
         .env("PATH", std::env::var("PATH").unwrap())
         .env("RUNNER_TEMP", temp.path())
         .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STATE", temp.path().join("state"))
         .env("ACTIONS_RUNTIME_TOKEN", "tok.v2")
         .env("ACTIONS_RESULTS_URL", "http://127.0.0.1:1/results/")
         .env("ACTIONS_CACHE_SERVICE_V2", "true")
@@ -1252,6 +1351,7 @@ fn across_the_runner_split_the_per_platform_scopes_land_in_the_v2_service() {
         .env("PATH", std::env::var("PATH").unwrap())
         .env("RUNNER_TEMP", temp.path())
         .env("GITHUB_OUTPUT", &output)
+        .env("GITHUB_STATE", temp.path().join("state"))
         .env("ACTIONS_RUNTIME_TOKEN", &token)
         .env("ACTIONS_RESULTS_URL", &service.url)
         .env(
@@ -1301,6 +1401,838 @@ fn across_the_runner_split_the_per_platform_scopes_land_in_the_v2_service() {
         );
     }
     assert!(!Path::new(&file).exists(), "the handoff file is deleted");
+}
+
+// ---------------------------------------------------------------------------
+// Where the binary comes from: github.com or a mirror, a release or the
+// action's own sources; whose runtime step; a fork that still points upstream.
+
+/// A PATH holding only `tools` (symlinks to this machine's), to show what a
+/// runner or job container without the others gets.
+fn only_tools(dir: &Path, tools: &[&str]) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in tools {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let path = String::from_utf8_lossy(&found.stdout).trim().to_string();
+        assert!(!path.is_empty(), "{tool} is not installed here");
+        std::os::unix::fs::symlink(path, bin.join(tool)).unwrap();
+    }
+    bin
+}
+
+/// What scripts/action/fetch uses besides jq, sha256sum, curl and cargo.
+const FETCH_TOOLS: &[&str] = &[
+    "bash",
+    "env",
+    "jq",
+    "sha256sum",
+    "cut",
+    "find",
+    "sort",
+    "xargs",
+    "tr",
+    "sed",
+    "grep",
+    "realpath",
+    "cat",
+    "mktemp",
+    "cp",
+    "chmod",
+    "mv",
+    "mkdir",
+    "rm",
+    "dirname",
+    "touch",
+    "uname",
+];
+
+fn fetch_with_path(
+    action: &Path,
+    tool_cache: &Path,
+    path: &Path,
+    extra: &[(&str, &str)],
+) -> Output {
+    let path = path.display().to_string();
+    let mut e = vec![("PATH", path.as_str()), ("HOME", "/nonexistent")];
+    e.extend_from_slice(extra);
+    fetch(action, tool_cache, &e)
+}
+
+#[test]
+fn fetch_at_a_ref_with_no_release_runs_the_source_build_or_says_what_it_needs() {
+    let d = tempfile::tempdir().unwrap();
+    let action = action_tree(d.path(), Some(&unreleased_manifest("1.0.0")));
+    make_sources_unique(&action, "fetch");
+    let tc = d.path().join("tool-cache");
+    // No cargo on this PATH (and HOME has no ~/.cargo): the runner cannot build.
+    let path = only_tools(d.path(), FETCH_TOOLS);
+    let o = fetch_with_path(&action, &tc, &path, &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("records no released mbx (released: false), so the action builds mbx from its own tree, and there is no cargo"),
+        "{text}"
+    );
+    assert!(
+        text.contains("use a released tag of the action (@v1)"),
+        "{text}"
+    );
+
+    // A source build of these sources in the tool cache: used, and said so.
+    let stand_in = d.path().join("built-mbx");
+    std::fs::write(&stand_in, b"#!/bin/sh\necho mbx built from source\n").unwrap();
+    let dir = seed_source_build(&tc, &action, &stand_in);
+    let o = fetch_with_path(&action, &tc, &path, &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("::notice title=mbx::no released mbx at this ref (dist/manifest.json: released false): running mbx built earlier from the sources"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("runtime step: {ACTION}/runtime@{}", runtime_pin())),
+        "{text}"
+    );
+    assert_eq!(
+        text.lines().last().unwrap(),
+        dir.join("mbx").display().to_string()
+    );
+
+    // Another source tree: another key, so the cached build is not used.
+    std::fs::write(action.join("src/.another"), "x").unwrap();
+    let o = fetch_with_path(&action, &tc, &path, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "other sources, no cargo: no build"
+    );
+    std::fs::remove_file(action.join("src/.another")).unwrap();
+    // A cached build whose bytes changed: never run, rebuilt (no cargo here).
+    std::fs::write(dir.join("mbx"), b"#!/bin/sh\necho evil\n").unwrap();
+    let o = fetch_with_path(&action, &tc, &path, &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("there is no cargo"), "{text}");
+
+    // A tree without sources (a trimmed copy): what to do instead.
+    std::fs::remove_dir_all(action.join("src")).unwrap();
+    let o = fetch_with_path(&action, &tc, &path, &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("has no sources to build"), "{text}");
+
+    // mbx-binary: that file, with no tool and no source needed.
+    let bare = only_tools(
+        &d.path().join("tools-for-binary"),
+        &["bash", "env", "dirname"],
+    );
+    let o = fetch_with_path(&action, &tc, &bare, &[("MBX_BINARY", "/bin/true")]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert_eq!(text.lines().last().unwrap(), "/bin/true");
+    let plain = d.path().join("not-executable");
+    std::fs::write(&plain, "x").unwrap();
+    let o = fetch_with_path(
+        &action,
+        &tc,
+        &bare,
+        &[("MBX_BINARY", plain.to_str().unwrap())],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("is not an executable file"), "{text}");
+
+    // Neither jq nor sha256sum (a bare job container): both named at once.
+    let bare = only_tools(&d.path().join("bare"), &["bash", "env", "dirname"]);
+    let o = fetch_with_path(&action, &tc, &bare, &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("needs jq sha256sum"), "{text}");
+}
+
+/// The real source build, as a runner without a release does it: `cargo
+/// build --locked --release` of a tree reached through symlinks to this
+/// repository's sources, into a target directory of its own. Minutes of CPU,
+/// so ignored by default: `cargo test --test action -- --ignored cargo`.
+#[test]
+#[ignore]
+fn fetch_builds_mbx_from_the_action_tree_with_cargo() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("action");
+    std::fs::create_dir_all(tree.join("dist")).unwrap();
+    std::fs::create_dir_all(tree.join("scripts")).unwrap();
+    for f in ["Cargo.toml", "Cargo.lock", "src", "benches", "action.yml"] {
+        std::os::unix::fs::symlink(repo_root().join(f), tree.join(f)).unwrap();
+    }
+    copy_dir(
+        &repo_root().join("scripts/action"),
+        &tree.join("scripts/action"),
+    );
+    std::fs::write(
+        tree.join("dist/manifest.json"),
+        unreleased_manifest(env!("CARGO_PKG_VERSION")).to_string(),
+    )
+    .unwrap();
+    let tc = d.path().join("tool-cache");
+    let target = std::env::var("MBX_TEST_RELEASE_TARGET_DIR")
+        .unwrap_or_else(|_| d.path().join("target").display().to_string());
+    let o = fetch(&tree, &tc, &[("CARGO_TARGET_DIR", &target)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("building mbx from the sources"), "{text}");
+    let bin = PathBuf::from(text.lines().last().unwrap());
+    let v = Command::new(&bin).arg("--version").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&v.stdout).trim(),
+        format!("mbx {}", env!("CARGO_PKG_VERSION"))
+    );
+    // The next job at the same sources: from the tool cache, no cargo.
+    let o = fetch(
+        &tree,
+        &tc,
+        &[("PATH", "/nonexistent"), ("CARGO_TARGET_DIR", &target)],
+    );
+    assert_ne!(o.status.code(), Some(0), "no tools at all: refused");
+    let path = only_tools(d.path(), FETCH_TOOLS);
+    let o = fetch_with_path(&tree, &tc, &path, &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("built earlier"), "{text}");
+}
+
+#[test]
+fn fetch_downloads_from_github_com_and_names_whose_binary_and_runtime_it_uses() {
+    let d = tempfile::tempdir().unwrap();
+    // A stand-in for curl: github.com must not be reached from here; it
+    // records the URL it was given and fails as an unreachable host does.
+    let path = only_tools(d.path(), FETCH_TOOLS);
+    let urls = d.path().join("urls");
+    std::fs::write(
+        path.join("curl"),
+        format!(
+            "#!/bin/sh\nfor a in \"$@\"; do case $a in http*) echo \"$a\" >>'{}';; esac; done\nexit 6\n",
+            urls.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(path.join("curl"))
+        .status()
+        .unwrap();
+    let tc = d.path().join("tool-cache");
+
+    // GHES: GITHUB_SERVER_URL names a host without mbx's release.
+    let action = action_tree(d.path(), Some(&release_manifest("1.2.3", &"a".repeat(64))));
+    let o = fetch_with_path(
+        &action,
+        &tc,
+        &path,
+        &[("GITHUB_SERVER_URL", "https://ghes.example.invalid")],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    let want = format!("https://github.com/{ACTION}/releases/download/v1.2.3/mbx-{TARGET}");
+    assert_eq!(read(&urls).trim(), want);
+    assert!(
+        text.contains(&format!("binary: mbx 1.2.3 ({TARGET}) from {want}")),
+        "{text}"
+    );
+    assert!(text.contains("set MBX_DOWNLOAD_BASE to a mirror"), "{text}");
+    assert!(
+        !text.contains("this action is"),
+        "a local copy: no fork warning: {text}"
+    );
+
+    // A mirror: MBX_DOWNLOAD_BASE replaces github.com.
+    std::fs::remove_file(&urls).unwrap();
+    let o = fetch_with_path(
+        &action,
+        &tc,
+        &path,
+        &[("MBX_DOWNLOAD_BASE", "http://127.0.0.1:9/mirror/")],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        read(&urls).trim(),
+        format!("http://127.0.0.1:9/mirror/v1.2.3/mbx-{TARGET}")
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("from the mirror http://127.0.0.1:9/mirror/")
+    );
+
+    // A fork, where the runner puts it (…/_actions/OWNER/REPO/REF): it still
+    // names upstream in dist/manifest.json and action.yml, and says so.
+    let fork_root = d.path().join("_work/_actions/someone/mbx-fork");
+    std::fs::create_dir_all(&fork_root).unwrap();
+    let fork = action_tree(
+        &fork_root,
+        Some(&release_manifest("1.2.3", &"a".repeat(64))),
+    );
+    let fork = {
+        let at = fork_root.join("v1");
+        std::fs::rename(&fork, &at).unwrap();
+        at
+    };
+    let o = fetch_with_path(&fork, &tc, &path, &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains(&format!(
+            "::warning title=mbx::this action is someone/mbx-fork but downloads the release of {ACTION} (dist/manifest.json) and runs the runtime step of {ACTION} (action.yml): a fork or renamed copy points both at itself with scripts/action/fork someone/mbx-fork"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("this action: someone/mbx-fork@v1"), "{text}");
+    // scripts/action/fork points both at the fork; with no release of its
+    // own, the fork's tree is built (here: found in the tool cache).
+    let o = Command::new(fork.join("scripts/action/fork"))
+        .arg("someone/mbx-fork")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    make_sources_unique(&fork, "fork");
+    seed_source_build(&tc, &fork, Path::new("/bin/true"));
+    let o = fetch_with_path(&fork, &tc, &path, &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(!text.contains("::warning"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "runtime step: someone/mbx-fork/runtime@{}",
+            runtime_pin()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("running mbx built earlier from the sources of someone/mbx-fork@v1"),
+        "{text}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The runtime step (runtime/index.js, post.js) and the run step, as GitHub's
+// runner drives them where act differs: case-insensitive `==`, the runner
+// unescaping `::add-mask::` data, one builder per job run, post steps.
+
+/// Run a runtime/ script with node the way the runner does (inputs as
+/// INPUT_*, file commands in files), in `dir`.
+fn node_step(script: &str, dir: &Path, env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new("node");
+    c.arg(repo_root().join("runtime").join(script))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("RUNNER_TEMP", dir)
+        .env("GITHUB_OUTPUT", dir.join("output"))
+        .env("GITHUB_STATE", dir.join("state"));
+    // The job's environment reaches a post step too: the lane's buildx.
+    if let Ok(v) = std::env::var("DOCKER_CONFIG") {
+        c.env("DOCKER_CONFIG", v);
+    }
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = c.output().unwrap();
+    eprintln!(
+        "--- node {script} exited {:?}\n{}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn file_command(dir: &Path, file: &str, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(file))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")).map(str::to_string))
+}
+
+/// Node 24 (GitHub's default for JavaScript actions; runner 2.327+). act
+/// 0.2.89 accepts `using: node24` and, in self-hosted mode, runs it with
+/// this machine's `node` (Debian's 20): the act tests run runtime/ under
+/// Node 20, so it keeps to APIs both have (fs, crypto, child_process).
+#[test]
+fn runtime_declares_node24_and_a_post_step_that_always_runs() {
+    let yml = read(&repo_root().join("runtime/action.yml"));
+    for line in [
+        "using: node24",
+        "main: index.js",
+        "post: post.js",
+        "post-if: always()",
+    ] {
+        assert!(
+            yml.lines().any(|l| l.trim() == line),
+            "runtime/action.yml: {line}"
+        );
+    }
+}
+
+#[test]
+fn runtime_names_one_builder_per_job_run_and_hands_over_gha_in_any_case() {
+    let d = tempfile::tempdir().unwrap();
+    let secret = "p%25ss%0Aword";
+    let run = |dir: &Path, cache: &str, builder: &str, run_id: &str| {
+        std::fs::create_dir_all(dir).unwrap();
+        node_step(
+            "index.js",
+            dir,
+            &[
+                ("INPUT_CACHE", cache),
+                ("INPUT_BUILDER", builder),
+                ("INPUT_MBX", "/opt/mbx"),
+                ("GITHUB_RUN_ID", run_id),
+                ("GITHUB_RUN_ATTEMPT", "2"),
+                ("GITHUB_JOB", "Build_Image"),
+                ("ACTIONS_RUNTIME_TOKEN", secret),
+                ("ACTIONS_RESULTS_URL", "http://127.0.0.1:1/"),
+            ],
+        )
+    };
+    // `cache: GHA`: the runner's `==` ignores case, and so does this step.
+    let a = d.path().join("a");
+    let o = run(&a, "GHA", "", "4242");
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    // The runner unescapes %25, %0D, %0A before masking: escaped once here,
+    // the mask is the secret itself, not `p%ss` and `word`.
+    assert!(out.contains("::add-mask::p%2525ss%250Aword\n"), "{out}");
+    assert!(
+        !out.replace("::add-mask::p%2525ss%250Aword", "")
+            .contains("ss%"),
+        "{out}"
+    );
+    let file = file_command(&a, "output", "file").expect("a handoff file");
+    let mode = std::fs::metadata(&file).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    assert!(read(Path::new(&file)).contains(&format!("ACTIONS_RUNTIME_TOKEN={secret}\n")));
+    assert_eq!(
+        file_command(&a, "state", "file").as_deref(),
+        Some(file.as_str())
+    );
+    assert_eq!(
+        file_command(&a, "state", "mbx").as_deref(),
+        Some("/opt/mbx")
+    );
+    let builder = file_command(&a, "output", "builder").unwrap();
+    let suffix = builder
+        .strip_prefix("mbx-4242-2-build_image-")
+        .unwrap_or_else(|| panic!("run id, attempt, job, then a random part: {builder}"));
+    assert!(
+        suffix.len() == 6 && suffix.bytes().all(|c| c.is_ascii_hexdigit()),
+        "{builder}"
+    );
+    assert_eq!(file_command(&a, "state", "builder"), Some(builder.clone()));
+    // Another leg of the same matrix (same run id, attempt and job id), on
+    // another runner of the same machine: another builder.
+    let b = d.path().join("b");
+    assert!(run(&b, "gha", "", "4242").status.success());
+    let other = file_command(&b, "output", "builder").unwrap();
+    assert!(other.starts_with("mbx-4242-2-build_image-"), "{other}");
+    assert_ne!(other, builder, "matrix legs get their own builder");
+    // The builder input, when given, is the builder.
+    let c = d.path().join("c");
+    assert!(run(&c, "none", "shared-builder", "4244").status.success());
+    assert_eq!(
+        file_command(&c, "output", "builder").unwrap(),
+        "shared-builder"
+    );
+    assert_eq!(
+        file_command(&c, "output", "file"),
+        None,
+        "cache none: no handoff"
+    );
+}
+
+#[test]
+fn post_deletes_a_leftover_handoff_file_and_runs_setup_cleanup() {
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("mbx-runtime-left");
+    std::fs::write(&file, "ACTIONS_RUNTIME_TOKEN=t\n").unwrap();
+    let builder = format!("pkg-post-absent-{}", std::process::id());
+    let o = node_step(
+        "post.js",
+        d.path(),
+        &[
+            ("STATE_file", file.to_str().unwrap()),
+            ("STATE_mbx", env!("CARGO_BIN_EXE_mbx")),
+            ("STATE_builder", &builder),
+            ("HOME", &std::env::var("HOME").unwrap()),
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(!file.exists(), "the leftover token file is deleted");
+    assert!(
+        out.contains(&format!("no builder `{builder}`: nothing to remove")),
+        "{out}"
+    );
+    // Nothing to do (the mbx step deleted the file): still fine.
+    let o = node_step(
+        "post.js",
+        d.path(),
+        &[("STATE_file", file.to_str().unwrap())],
+    );
+    assert!(o.status.success());
+}
+
+#[test]
+fn run_reads_and_deletes_any_handoff_file_and_escapes_what_it_masks() {
+    for cache in ["none", " Gha", "registry"] {
+        let r = Recorder::new();
+        let f = r.dir.path().join("mbx-runtime-test");
+        std::fs::write(&f, "ACTIONS_RUNTIME_TOKEN=p%25ss%0Aword\n").unwrap();
+        let o = r.run(
+            &[("cache", cache), ("builder", "")],
+            &[
+                ("MBX_RUNTIME_FILE", f.to_str().unwrap()),
+                ("MBX_RUN_BUILDER", "mbx-77-1-build"),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0));
+        assert!(!f.exists(), "cache `{cache}`: the handoff file is deleted");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(out.contains("::add-mask::p%2525ss%250Aword\n"), "{out}");
+        assert!(
+            r.env().contains("\nINPUT_BUILDER=mbx-77-1-build\n"),
+            "{}",
+            r.env()
+        );
+    }
+    // A secret input: mbx escapes it too.
+    let (o, _d) = run_real(&[
+        ("secrets", "S=p%25ss%0Aword"),
+        ("cache", "none"),
+        ("builder", &no_builder()),
+    ]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "stops at the missing context: {out}"
+    );
+    assert!(out.contains("::add-mask::p%2525ss%250Aword\n"), "{out}");
+    assert!(!out.contains("p%25ss%0Aword"), "{out}");
+}
+
+#[test]
+fn run_in_a_container_without_docker_names_everything_it_lacks() {
+    // A job container, simulated: GitHub's runner mounts the workspace at
+    // /__w (the run script's test, besides /.dockerenv); no docker on PATH
+    // and no socket where DOCKER_HOST points.
+    let r = Recorder::new();
+    let d = tempfile::tempdir().unwrap();
+    let path = only_tools(d.path(), &["bash", "env", "sh", "grep"]);
+    let o = r.run(
+        &[("cache", "none")],
+        &[
+            ("PATH", path.to_str().unwrap()),
+            ("GITHUB_WORKSPACE", "/__w/app/app"),
+            ("DOCKER_HOST", "unix:///nonexistent/docker.sock"),
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("::error title=mbx::this step runs in a container"),
+        "{out}"
+    );
+    assert!(
+        out.contains("the docker CLI and buildx plugin in the image"),
+        "{out}"
+    );
+    assert!(out.contains("the Docker socket mounted (container: options: -v /var/run/docker.sock:/var/run/docker.sock)"), "{out}");
+    assert!(!r.ran_ci(), "mbx never started");
+}
+
+/// The argv of every process whose arguments name `word`.
+fn processes_naming(word: &str) -> Vec<(i32, Vec<String>)> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let argv: Vec<String> = raw
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if argv.iter().any(|a| a == word) {
+            found.push((pid, argv));
+        }
+    }
+    found
+}
+
+/// GitHub's runner on a cancel or `timeout-minutes` (actions/runner,
+/// src/Runner.Sdk/ProcessInvoker.cs): SIGINT to the step's own process, then
+/// SIGTERM 7.5 s later, then 2.5 s later it kills that process alone; never
+/// its process group. act does neither, so this test imitates the runner: it
+/// starts the mbx step's `run:` text from action.yml the way the runner does
+/// (`bash --noprofile --norc -eo pipefail SCRIPT`), waits until the build
+/// runs (a `RUN sleep`), and signals that shell's pid only. Because the step
+/// execs scripts/action/run and that execs mbx, the shell *is* mbx: it takes
+/// its interrupt path (stops the buildx build, exit 130) and leaves no
+/// `docker buildx build` behind; then the runtime step's post (run as the
+/// runner runs it after the job) removes the builder. Real dockerd, buildx
+/// and BuildKit; the builder is this test's own.
+#[test]
+fn a_cancel_as_the_runner_sends_it_stops_mbx_and_the_post_step_removes_the_builder() {
+    require_chain();
+    let builder = BuilderGuard(format!("pkg-signal-{}", std::process::id()));
+    let ctx = context(format!(
+        "FROM 127.0.0.1:5000/mbx/busybox:latest\nRUN echo {} && sleep 300\n",
+        unique_version()
+    ));
+    let d = tempfile::tempdir().unwrap();
+    let yml = read(&repo_root().join("action.yml"));
+    let step = &yml[yml.find("\n    - id: mbx\n").expect("the mbx step")..];
+    let run_line = step
+        .lines()
+        .find_map(|l| l.strip_prefix("      run: "))
+        .expect("the mbx step's run:");
+    // A plain or single-quoted YAML scalar (what action.yml uses).
+    let run_text = match run_line
+        .strip_prefix('\'')
+        .and_then(|r| r.strip_suffix('\''))
+    {
+        Some(q) => q.replace("''", "'"),
+        None => run_line.to_string(),
+    };
+    let script = d.path().join("step.sh");
+    std::fs::write(&script, format!("{run_text}\n")).unwrap();
+    let log = d.path().join("log");
+    let mut c = Command::new("bash");
+    c.args(["--noprofile", "--norc", "-eo", "pipefail"])
+        .arg(&script)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", std::env::var("HOME").unwrap())
+        .env("GITHUB_ACTION_PATH", repo_root())
+        .env("MBX", env!("CARGO_BIN_EXE_mbx"))
+        .env("RUNNER_TEMP", d.path())
+        .env("GITHUB_OUTPUT", d.path().join("output"))
+        .env("MBX_RUN_BUILDER", &builder.0)
+        .env("MBX_CONFIG", chain_dir().join("mbx.toml"))
+        .env("MBX_QEMU_IMAGE", BINFMT_IMAGE)
+        .env("NO_COLOR", "1")
+        .current_dir(d.path())
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(d.path().join("log.err")).unwrap());
+    for (k, v) in [
+        ("CONTEXT", ctx.path().to_str().unwrap()),
+        ("PLATFORMS", "linux/amd64"),
+        ("CACHE", "none"),
+        ("BUILDER", ""),
+        ("VERIFY", "false"),
+        ("SUMMARY", "false"),
+        ("PROVENANCE", "false"),
+    ] {
+        c.env(format!("INPUT_{k}"), v);
+    }
+    // The lane's buildx (the compat lane has its own DOCKER_CONFIG).
+    if let Ok(v) = std::env::var("DOCKER_CONFIG") {
+        c.env("DOCKER_CONFIG", v);
+    }
+    let logs = || format!("{}{}", read(&log), read(&d.path().join("log.err")));
+    let mut child = c.spawn().unwrap();
+    let pid = child.id() as i32;
+    let building = |argv: &Vec<String>| {
+        argv.iter().any(|a| a == "build") && argv.iter().any(|a| a == "buildx")
+    };
+    let start = std::time::Instant::now();
+    while !processes_naming(&builder.0)
+        .iter()
+        .any(|(_, a)| building(a))
+    {
+        if let Some(s) = child.try_wait().unwrap() {
+            panic!("the step ended ({s}) before its build started:\n{}", logs());
+        }
+        assert!(
+            start.elapsed().as_secs() < 240,
+            "no build started:\n{}",
+            logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+
+    // The runner: SIGINT to the pid, 7.5 s, SIGTERM to the pid, 2.5 s, kill.
+    let wait = |child: &mut std::process::Child, secs: f64| {
+        let t = std::time::Instant::now();
+        while t.elapsed().as_secs_f64() < secs {
+            if let Some(s) = child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        None
+    };
+    let t0 = std::time::Instant::now();
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let mut status = wait(&mut child, 7.5);
+    let mut sent = "SIGINT";
+    if status.is_none() {
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        sent = "SIGTERM";
+        status = wait(&mut child, 2.5);
+    }
+    let status = status.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("the step ignored SIGINT and SIGTERM; the runner would kill it and orphan its build:\n{}", logs())
+    });
+    eprintln!(
+        "--- step exited {status} {:.1}s after SIGINT (last signal {sent})",
+        t0.elapsed().as_secs_f64()
+    );
+    let text = logs();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "mbx's interrupt path after {sent}:\n{text}"
+    );
+    assert!(text.contains("mbx: interrupted"), "{text}");
+    // No build left pushing: no process names the builder any more.
+    let t = std::time::Instant::now();
+    while !processes_naming(&builder.0).is_empty() && t.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(processes_naming(&builder.0), vec![], "orphans:\n{text}");
+
+    // The runtime step's post, at the end of the job.
+    let o = node_step(
+        "post.js",
+        d.path(),
+        &[
+            ("STATE_mbx", env!("CARGO_BIN_EXE_mbx")),
+            ("STATE_builder", &builder.0),
+            ("HOME", &std::env::var("HOME").unwrap()),
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(&format!("removed builder `{}` (created by mbx)", builder.0)),
+        "{out}"
+    );
+    let exists = Command::new("docker")
+        .args(["buildx", "inspect", &builder.0])
+        .output()
+        .unwrap()
+        .status
+        .success();
+    assert!(!exists, "the post step removed the builder");
+}
+
+/// Alive, and not a zombie waiting for its parent.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// A cancel while the fetch step builds mbx from source (minutes): the
+/// runner's SIGINT reaches the step's own process only (the fetch script,
+/// exec'd), which must stop cargo and everything cargo started. cargo is a
+/// stand-in here (it starts a child and sleeps, as cargo starts rustc): what
+/// is under test is the script's process handling, not the compiler.
+#[test]
+fn a_cancel_during_the_source_build_stops_cargo_and_what_it_started() {
+    let d = tempfile::tempdir().unwrap();
+    let action = action_tree(d.path(), Some(&unreleased_manifest("1.0.0")));
+    make_sources_unique(&action, "cancel");
+    let mut tools = FETCH_TOOLS.to_vec();
+    tools.extend(["setsid", "sleep", "sh"]);
+    let path = only_tools(d.path(), &tools);
+    let pids = d.path().join("pids");
+    std::fs::write(
+        path.join("cargo"),
+        format!(
+            "#!/bin/sh\necho $$ >>'{p}'\nsleep 300 &\necho $! >>'{p}'\nwait\n",
+            p = pids.display()
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(path.join("cargo"))
+        .status()
+        .unwrap();
+    let mut child = Command::new(action.join("scripts/action/fetch"))
+        .env_clear()
+        .env("PATH", &path)
+        .env("HOME", "/nonexistent")
+        .env("MBX_ACTION_PATH", &action)
+        .env("RUNNER_OS", "Linux")
+        .env("RUNNER_ARCH", "X64")
+        .env("RUNNER_TOOL_CACHE", d.path().join("tc"))
+        // Files, not pipes: an orphan holding a pipe would make this test
+        // wait for it instead of finding it.
+        .stdout(std::fs::File::create(d.path().join("out")).unwrap())
+        .stderr(std::fs::File::create(d.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while std::fs::read_to_string(&pids)
+        .unwrap_or_default()
+        .lines()
+        .count()
+        < 2
+    {
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "the stand-in cargo never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let started: Vec<i32> = read(&pids).lines().map(|l| l.parse().unwrap()).collect();
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let t = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(t.elapsed().as_secs_f64() < 7.5, "fetch ignored SIGINT");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let text = format!(
+        "{}{}",
+        read(&d.path().join("out")),
+        read(&d.path().join("err"))
+    );
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(text.contains("interrupted: cargo build stopped"), "{text}");
+    let t = std::time::Instant::now();
+    while started.iter().any(|p| alive(*p)) && t.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    for p in &started {
+        assert!(!alive(*p), "process {p} the build started is still running");
+    }
+    assert!(
+        !d.path()
+            .join("tc/mbx")
+            .read_dir()
+            .map(|mut r| r.any(|e| e.unwrap().path().join("x64/mbx").exists()))
+            .unwrap_or(false),
+        "nothing half-built in the tool cache"
+    );
 }
 
 /// build-push-action's `load: true` under act: a later step runs the image
