@@ -813,6 +813,7 @@ fn opts() -> impl Strategy<Value = ListOpts> {
             commas,
             quote,
             comment,
+            trim: true,
         })
 }
 
@@ -831,7 +832,7 @@ proptest! {
     fn action_input_lists_round_trip(items in prop::collection::vec("[^\"\r\n]{0,20}(\"[^\r\n]{0,5})?", 0..6)) {
         let want: Vec<String> = items.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
         let text: String = items.iter().map(|i| format!("\"{}\"\n", i.replace('"', "\"\""))).collect();
-        let o = ListOpts { commas: false, quote: true, comment: None };
+        let o = ListOpts { commas: false, quote: true, comment: None, trim: true };
         prop_assert_eq!(inputs::list(&text, o), Ok(want));
     }
 
