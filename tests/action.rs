@@ -203,27 +203,7 @@ fn fixture_repo(dir: &Path) -> PathBuf {
         r.join(".github/workflows/mbx.yml"),
     )
     .unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=mbx test",
-            "-c",
-            "user.email=mbx@test.invalid",
-            "commit",
-            "-q",
-            "-m",
-            "fixture",
-        ],
-    ] {
-        let o = Command::new("git")
-            .args(args)
-            .current_dir(&r)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {o:?}");
-    }
+    git_commit_all(&r);
     r
 }
 
@@ -2255,26 +2235,7 @@ fn action_load_then_docker_run_then_push() {
         r.join(".github/workflows/load.yml"),
     )
     .unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@test.invalid",
-            "commit",
-            "-qm",
-            "f",
-        ],
-    ] {
-        let o = Command::new("git")
-            .args(args)
-            .current_dir(&r)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {o:?}");
-    }
+    git_commit_all(&r);
     let image = format!("{}:v1", unique_repo("action-load"));
     let builder = BuilderGuard(format!("mbx-action-load-{}", std::process::id()));
     let out = d.path().join("out");

@@ -8,44 +8,7 @@ mod support;
 use std::process::Command;
 
 use serde_yaml::{Mapping, Value};
-use support::repo_root;
-
-/// docker/build-push-action v6's inputs (its action.yml at cb941d0).
-const BUILD_PUSH_ACTION_V6: [&str; 33] = [
-    "add-hosts",
-    "allow",
-    "annotations",
-    "attests",
-    "build-args",
-    "build-contexts",
-    "builder",
-    "cache-from",
-    "cache-to",
-    "call",
-    "cgroup-parent",
-    "context",
-    "file",
-    "labels",
-    "load",
-    "network",
-    "no-cache",
-    "no-cache-filters",
-    "outputs",
-    "platforms",
-    "provenance",
-    "pull",
-    "push",
-    "sbom",
-    "secrets",
-    "secret-envs",
-    "secret-files",
-    "shm-size",
-    "ssh",
-    "tags",
-    "target",
-    "ulimit",
-    "github-token",
-];
+use support::{repo_root, BUILD_PUSH_ACTION_V6};
 
 fn readme() -> String {
     std::fs::read_to_string(repo_root().join("README.md")).unwrap()

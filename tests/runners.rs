@@ -81,27 +81,7 @@ fn fixture_repo(dir: &Path) -> PathBuf {
         wf.join("caller.yml"),
     )
     .unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=mbx test",
-            "-c",
-            "user.email=mbx@test.invalid",
-            "commit",
-            "-q",
-            "-m",
-            "fixture",
-        ],
-    ] {
-        let o = Command::new("git")
-            .args(args)
-            .current_dir(&r)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {o:?}");
-    }
+    git_commit_all(&r);
     r
 }
 

@@ -24,43 +24,6 @@ use support::*;
 
 const ACTION: &str = "org/mbx-action";
 
-/// docker/build-push-action v6's inputs (its action.yml at cb941d0).
-const BUILD_PUSH_ACTION_V6: [&str; 33] = [
-    "add-hosts",
-    "allow",
-    "annotations",
-    "attests",
-    "build-args",
-    "build-contexts",
-    "builder",
-    "cache-from",
-    "cache-to",
-    "call",
-    "cgroup-parent",
-    "context",
-    "file",
-    "labels",
-    "load",
-    "network",
-    "no-cache",
-    "no-cache-filters",
-    "outputs",
-    "platforms",
-    "provenance",
-    "pull",
-    "push",
-    "sbom",
-    "secrets",
-    "secret-envs",
-    "secret-files",
-    "shm-size",
-    "ssh",
-    "tags",
-    "target",
-    "ulimit",
-    "github-token",
-];
-
 fn fixture() -> PathBuf {
     repo_root().join("tests/fixtures/swap")
 }
@@ -165,27 +128,7 @@ fn fixture_repo(dir: &Path) -> PathBuf {
         r.join(".github/workflows/docker.yml"),
     )
     .unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &[
-            "-c",
-            "user.name=mbx test",
-            "-c",
-            "user.email=mbx@test.invalid",
-            "commit",
-            "-q",
-            "-m",
-            "fixture",
-        ],
-    ] {
-        let o = Command::new("git")
-            .args(args)
-            .current_dir(&r)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "git {args:?}: {o:?}");
-    }
+    git_commit_all(&r);
     r
 }
 

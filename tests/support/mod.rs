@@ -274,3 +274,65 @@ pub fn context(dockerfile: impl AsRef<[u8]>) -> tempfile::TempDir {
     std::fs::write(d.path().join("Dockerfile"), dockerfile).unwrap();
     d
 }
+
+/// docker/build-push-action v6's inputs (its action.yml at cb941d0).
+pub const BUILD_PUSH_ACTION_V6: [&str; 33] = [
+    "add-hosts",
+    "allow",
+    "annotations",
+    "attests",
+    "build-args",
+    "build-contexts",
+    "builder",
+    "cache-from",
+    "cache-to",
+    "call",
+    "cgroup-parent",
+    "context",
+    "file",
+    "labels",
+    "load",
+    "network",
+    "no-cache",
+    "no-cache-filters",
+    "outputs",
+    "platforms",
+    "provenance",
+    "pull",
+    "push",
+    "sbom",
+    "secrets",
+    "secret-envs",
+    "secret-files",
+    "shm-size",
+    "ssh",
+    "tags",
+    "target",
+    "ulimit",
+    "github-token",
+];
+
+/// `git init` and one commit of everything in `dir` (act wants a repository).
+pub fn git_commit_all(dir: &Path) {
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=mbx test",
+            "-c",
+            "user.email=mbx@test.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "fixture",
+        ],
+    ] {
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {o:?}");
+    }
+}
