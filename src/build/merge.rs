@@ -177,8 +177,8 @@ fn child_descriptor(d: &Value, platform: &Platform) -> Value {
 }
 
 /// Merge pushed per-platform digests into one index under every tag.
-/// The dry run prints the exact bytes that are then pushed, so the index
-/// digest is known without a second read.
+/// The dry run prints the exact bytes that are pushed, so the index digest
+/// is known without a second read; it runs beside the push.
 pub fn registry(
     buildx: &Buildx,
     builder: &str,
@@ -213,11 +213,26 @@ pub fn registry(
         }
         e
     };
-    let printed = create(true).map_err(fail)?;
+    // The dry run (the exact bytes) beside the push: one imagetools round
+    // trip of wall time instead of two. The push decides whether tags moved.
+    let (printed, pushed) = std::thread::scope(|s| {
+        let dry = s.spawn(|| create(true));
+        let pushed = create(false);
+        (dry.join(), pushed)
+    });
+    pushed.map_err(fail)?;
+    let printed = match printed {
+        Ok(Ok(p)) => p,
+        _ => create(true).map_err(|e| {
+            Error::build(
+                format!("the index is pushed under every tag of {repository}, but printing it failed: {e}"),
+                "read it back with `mbx verify IMAGE`",
+            )
+        })?,
+    };
     let bytes = printed.strip_suffix('\n').unwrap_or(&printed).as_bytes();
     let index: Value = serde_json::from_slice(bytes)
         .map_err(|e| Error::build(format!("imagetools printed no index: {e}"), ""))?;
-    create(false).map_err(fail)?;
     Ok(Merged {
         index: bytes.to_vec(),
         index_digest: sha256(bytes),
