@@ -34,11 +34,12 @@ fn platform_digests(children: &[Value]) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Merge per-platform OCI layouts (`parts`, each built for one platform) into
-/// the layout at `out`, whose `index.json` then names one image index tagged
-/// `ref_name`.
+/// Merge the per-platform OCI layouts under `root` (one folder each, named
+/// by the platform's slug) into the layout at `out`, whose `index.json` then
+/// names one image index tagged `ref_name`.
 pub fn layouts(
-    parts: &[(Platform, &Path)],
+    platforms: &[Platform],
+    root: &Path,
     out: &Path,
     ref_name: &str,
     annotations: &[String],
@@ -52,7 +53,8 @@ pub fn layouts(
     let blobs = out.join("blobs").join("sha256");
     std::fs::create_dir_all(&blobs).map_err(|e| io("create blobs", e))?;
     let mut children: Vec<Value> = Vec::new();
-    for (platform, dir) in parts {
+    for platform in platforms {
+        let dir = root.join(platform.slug());
         // Copy blobs (hard links when possible).
         let src_blobs = dir.join("blobs").join("sha256");
         for entry in

@@ -10,7 +10,7 @@ pub mod progress;
 mod schedule;
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -395,16 +395,13 @@ fn merge_all(
     match &build.output {
         Output::Layout { dir, ref_name } => {
             let root = parts_root.expect("layout parts");
-            let parts: Vec<(Platform, PathBuf)> = plan
-                .platforms
-                .iter()
-                .map(|p| (p.clone(), root.join(p.slug())))
-                .collect();
-            let refs: Vec<(Platform, &Path)> = parts
-                .iter()
-                .map(|(p, d)| (p.clone(), d.as_path()))
-                .collect();
-            let m = merge::layouts(&refs, dir, ref_name, &build.index_annotations);
+            let m = merge::layouts(
+                &plan.platforms,
+                root,
+                dir,
+                ref_name,
+                &build.index_annotations,
+            );
             let _ = std::fs::remove_dir_all(root);
             m
         }

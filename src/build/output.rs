@@ -208,19 +208,15 @@ fn pushed_index(layout: &Path, pushed: &[u8]) -> Option<Value> {
 
 /// The per-platform OCI parts (registry output) merged into one layout.
 fn merged_parts(plan: &Plan, build: &BuildPlan, work: &Path) -> Result<PathBuf> {
-    let root = parts_dir(work);
-    let parts: Vec<(Platform, PathBuf)> = plan
-        .platforms
-        .iter()
-        .map(|p| (p.clone(), root.join(p.slug())))
-        .collect();
-    let refs: Vec<(Platform, &Path)> = parts
-        .iter()
-        .map(|(p, d)| (p.clone(), d.as_path()))
-        .collect();
     let out = work.join("merged");
     let name = build.exports.names.first().cloned().unwrap_or_default();
-    super::merge::layouts(&refs, &out, &name, &build.index_annotations)?;
+    super::merge::layouts(
+        &plan.platforms,
+        &parts_dir(work),
+        &out,
+        &name,
+        &build.index_annotations,
+    )?;
     Ok(out)
 }
 
