@@ -30,24 +30,7 @@ use std::sync::{Arc, Mutex};
 use sha2::Digest;
 use support::*;
 
-const ACTION: &str = "org/mbx-action";
 const TARGET: &str = "x86_64-unknown-linux-musl";
-
-/// The commit action.yml pins its runtime step to.
-fn runtime_pin() -> String {
-    let yml = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
-    let needle = format!("uses: {ACTION}/runtime@");
-    let line = yml
-        .lines()
-        .find(|l| l.contains(&needle))
-        .expect("action.yml uses the runtime step");
-    let sha = line.split('@').nth(1).unwrap().trim().to_string();
-    assert!(
-        sha.len() == 40 && sha.bytes().all(|c| c.is_ascii_hexdigit()),
-        "the runtime step is pinned by a full commit sha, not `{sha}`"
-    );
-    sha
-}
 
 fn sha256_hex(b: &[u8]) -> String {
     sha2::Sha256::digest(b)
@@ -64,37 +47,18 @@ fn sha256_file(p: &Path) -> String {
     String::from_utf8_lossy(&o.stdout)[..64].to_string()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
 /// A copy of the action as a ref of it holds it: action.yml,
 /// scripts/action/, runtime/, dist/manifest.json (replaced by `manifest`
 /// when given) and the sources the action builds mbx from when that manifest
 /// records no release (Cargo.toml, Cargo.lock, src/, benches/).
 fn action_tree(dir: &Path, manifest: Option<&serde_json::Value>) -> PathBuf {
     let root = repo_root();
-    let a = dir.join("action");
-    std::fs::create_dir_all(a.join("scripts")).unwrap();
-    std::fs::copy(root.join("action.yml"), a.join("action.yml")).unwrap();
-    copy_dir(&root.join("scripts/action"), &a.join("scripts/action"));
-    copy_dir(&root.join("runtime"), &a.join("runtime"));
-    copy_dir(&root.join("dist"), &a.join("dist"));
+    let a = action_copy(dir);
     for f in ["Cargo.toml", "Cargo.lock"] {
         std::fs::copy(root.join(f), a.join(f)).unwrap();
     }
     copy_dir(&root.join("src"), &a.join("src"));
     copy_dir(&root.join("benches"), &a.join("benches"));
-    let _ = std::fs::remove_dir_all(a.join("dist/out"));
     if let Some(m) = manifest {
         std::fs::write(
             a.join("dist/manifest.json"),
@@ -293,18 +257,7 @@ fn act(repo: &Path, action: &Path, cache: &Path, env: &[(&str, String)]) -> (Out
     for (k, v) in env {
         c.arg("--env").arg(format!("{k}={v}"));
     }
-    let t = std::time::Instant::now();
-    let o = c.output().expect("act is installed by scripts/chain-up");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    eprintln!(
-        "--- act exited {:?} in {:.1}s\n{log}",
-        o.status.code(),
-        t.elapsed().as_secs_f64()
-    );
+    let (o, log) = act_output(&mut c);
     (o, log)
 }
 
@@ -768,7 +721,10 @@ fn run_hands_the_inputs_to_mbx_and_parses_none_of_them() {
     let o = r.run(
         &[
             ("context", "ctx dir"),
-            ("tags", "ghcr.io/acme/app:1.0\nghcr.io/acme/app:latest"),
+            (
+                "tags",
+                "127.0.0.1:5000/acme/app:1.0\n127.0.0.1:5000/acme/app:latest",
+            ),
             ("secrets", "TOKEN=s3cr3t-value"),
             ("cache", "none"),
             ("github-token", "ghs_tokenvalue"),
@@ -801,7 +757,7 @@ fn run_maps_every_input_to_argv_and_secrets_only_to_the_environment() {
         ("platforms", "linux/amd64\nlinux/arm64"),
         (
             "tags",
-            "ghcr.io/acme/app:1.0\nghcr.io/acme/app , ghcr.io/acme/app:sha-abc",
+            "127.0.0.1:5000/acme/app:1.0\n127.0.0.1:5000/acme/app , 127.0.0.1:5000/acme/app:sha-abc",
         ),
         ("labels", "a=1\n\n  b=two words  \n"),
         ("build-args", "X=1\nY=has,comma"),
@@ -838,9 +794,9 @@ fn run_maps_every_input_to_argv_and_secrets_only_to_the_environment() {
     assert_eq!(
         pairs(&argv, "--tag"),
         [
-            "ghcr.io/acme/app:1.0",
-            "ghcr.io/acme/app:latest",
-            "ghcr.io/acme/app:sha-abc"
+            "127.0.0.1:5000/acme/app:1.0",
+            "127.0.0.1:5000/acme/app:latest",
+            "127.0.0.1:5000/acme/app:sha-abc"
         ]
     );
     assert_eq!(pairs(&argv, "--label"), ["a=1", "b=two words"]);

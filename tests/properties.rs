@@ -897,7 +897,7 @@ proptest! {
 
     #[test]
     fn docker_config_files(v in json_mutated(vec![serde_json::json!({
-        "auths": {"127.0.0.1:5001": {"auth": "dXNlcjpwYXNz"}, "ghcr.io": {"username": "u", "password": "p"}},
+        "auths": {"127.0.0.1:5001": {"auth": "dXNlcjpwYXNz"}, "127.0.0.1:5002": {"username": "u", "password": "p"}},
         "identitytoken": "x"
     })]), edits in prop::collection::vec(edit(), 0..4)) {
         let dir = scratch();

@@ -23,41 +23,6 @@ use std::process::{Command, Output};
 
 use support::*;
 
-const ACTION: &str = "org/mbx-action";
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
-/// The commit action.yml pins its runtime step to.
-fn runtime_pin() -> String {
-    let yml = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
-    let needle = format!("uses: {ACTION}/runtime@");
-    let line = yml.lines().find(|l| l.contains(&needle)).unwrap();
-    line.split('@').nth(1).unwrap().trim().to_string()
-}
-
-/// The action as a release tag holds it.
-fn action_tree(dir: &Path) -> PathBuf {
-    let (root, a) = (repo_root(), dir.join("action"));
-    std::fs::create_dir_all(a.join("scripts")).unwrap();
-    std::fs::copy(root.join("action.yml"), a.join("action.yml")).unwrap();
-    copy_dir(&root.join("scripts/action"), &a.join("scripts/action"));
-    copy_dir(&root.join("runtime"), &a.join("runtime"));
-    copy_dir(&root.join("dist"), &a.join("dist"));
-    let _ = std::fs::remove_dir_all(a.join("dist/out"));
-    a
-}
-
 /// A git repository holding examples/hello as hello/, the reusable workflow
 /// and the caller.
 fn fixture_repo(dir: &Path) -> PathBuf {
@@ -126,18 +91,7 @@ fn act(
     for (k, v) in env {
         c.arg("--env").arg(format!("{k}={v}"));
     }
-    let t = std::time::Instant::now();
-    let o = c.output().expect("act is installed by scripts/chain-up");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    eprintln!(
-        "--- act exited {:?} in {:.1}s\n{log}",
-        o.status.code(),
-        t.elapsed().as_secs_f64()
-    );
+    let (o, log) = act_output(&mut c);
     (o, log)
 }
 
@@ -185,7 +139,7 @@ fn reusable_workflow_builds_each_platform_on_its_runner_merges_and_writes_one_su
     hold_binfmt_shared();
     let d = tempfile::tempdir().unwrap();
     let repo = fixture_repo(d.path());
-    let action = action_tree(d.path());
+    let action = action_copy(d.path());
     let image = unique_repo("run/runners-hello");
     let builder = BuilderGuard(format!("run-wf-{}", std::process::id()));
     let token = unsigned_runtime_jwt();

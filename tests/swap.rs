@@ -22,8 +22,6 @@ use std::process::Command;
 use sha2::Digest;
 use support::*;
 
-const ACTION: &str = "org/mbx-action";
-
 fn fixture() -> PathBuf {
     repo_root().join("tests/fixtures/swap")
 }
@@ -92,32 +90,6 @@ fn the_workflow_uses_no_input_the_action_does_not_declare() {
     );
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let dst = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &dst);
-        } else {
-            std::fs::copy(e.path(), &dst).unwrap();
-        }
-    }
-}
-
-/// The action as a release tag holds it (its dist/ unchanged: `mbx-binary`).
-fn action_tree(dir: &Path) -> PathBuf {
-    let root = repo_root();
-    let a = dir.join("action");
-    std::fs::create_dir_all(a.join("scripts")).unwrap();
-    std::fs::copy(root.join("action.yml"), a.join("action.yml")).unwrap();
-    copy_dir(&root.join("scripts/action"), &a.join("scripts/action"));
-    copy_dir(&root.join("runtime"), &a.join("runtime"));
-    copy_dir(&root.join("dist"), &a.join("dist"));
-    let _ = std::fs::remove_dir_all(a.join("dist/out"));
-    a
-}
-
 /// A git repository holding the app and the workflow.
 fn fixture_repo(dir: &Path) -> PathBuf {
     let r = dir.join("repo");
@@ -130,13 +102,6 @@ fn fixture_repo(dir: &Path) -> PathBuf {
     .unwrap();
     git_commit_all(&r);
     r
-}
-
-fn runtime_pin() -> String {
-    let yml = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
-    let needle = format!("uses: {ACTION}/runtime@");
-    let line = yml.lines().find(|l| l.contains(&needle)).unwrap();
-    line.split('@').nth(1).unwrap().trim().to_string()
 }
 
 /// The htpasswd registry's user and password (scripts/chain-up writes them).
@@ -190,7 +155,7 @@ fn a_build_push_action_workflow_runs_unchanged_but_for_the_uses_line() {
     require_chain();
     let d = tempfile::tempdir().unwrap();
     let repo = fixture_repo(d.path());
-    let action = action_tree(d.path());
+    let action = action_copy(d.path());
     let out = d.path().join("out");
     std::fs::create_dir_all(&out).unwrap();
     // The job's own docker config, as a runner's: docker login writes it.
@@ -259,18 +224,7 @@ fn a_build_push_action_workflow_runs_unchanged_but_for_the_uses_line() {
     for (k, v) in &env {
         c.arg("--env").arg(format!("{k}={v}"));
     }
-    let started = std::time::Instant::now();
-    let o = c.output().expect("act is installed by scripts/chain-up");
-    let log = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    eprintln!(
-        "--- act exited {:?} in {:.1}s\n{log}",
-        o.status.code(),
-        started.elapsed().as_secs_f64()
-    );
+    let (o, log) = act_output(&mut c);
     assert!(o.status.success(), "act failed:\n{log}");
     for secret in [git_token, npm_token, password.as_str()] {
         assert!(!log.contains(secret), "a secret is in the log");

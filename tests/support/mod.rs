@@ -336,3 +336,67 @@ pub fn git_commit_all(dir: &Path) {
         assert!(o.status.success(), "git {args:?}: {o:?}");
     }
 }
+
+/// The action's `uses:` name in the tests' workflows (act maps it to a copy).
+pub const ACTION: &str = "org/mbx-action";
+
+/// The commit action.yml pins its runtime step to.
+pub fn runtime_pin() -> String {
+    let yml = std::fs::read_to_string(repo_root().join("action.yml")).unwrap();
+    let needle = format!("uses: {ACTION}/runtime@");
+    let line = yml
+        .lines()
+        .find(|l| l.contains(&needle))
+        .expect("action.yml uses the runtime step");
+    let sha = line.split('@').nth(1).unwrap().trim().to_string();
+    assert!(
+        sha.len() == 40 && sha.bytes().all(|c| c.is_ascii_hexdigit()),
+        "the runtime step is pinned by a full commit sha, not `{sha}`"
+    );
+    sha
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// A copy of the action as a release tag holds it: action.yml,
+/// scripts/action/, runtime/ and dist/ (without a local dist/out).
+pub fn action_copy(dir: &Path) -> PathBuf {
+    let root = repo_root();
+    let a = dir.join("action");
+    std::fs::create_dir_all(a.join("scripts")).unwrap();
+    std::fs::copy(root.join("action.yml"), a.join("action.yml")).unwrap();
+    copy_dir(&root.join("scripts/action"), &a.join("scripts/action"));
+    copy_dir(&root.join("runtime"), &a.join("runtime"));
+    copy_dir(&root.join("dist"), &a.join("dist"));
+    let _ = std::fs::remove_dir_all(a.join("dist/out"));
+    a
+}
+
+/// Runs act and prints its whole log with the exit code and wall time (the
+/// test's own output, shown when it fails); returns the output and the log.
+pub fn act_output(c: &mut Command) -> (Output, String) {
+    let t = std::time::Instant::now();
+    let o = c.output().expect("act is installed by scripts/chain-up");
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!(
+        "--- act exited {:?} in {:.1}s\n{log}",
+        o.status.code(),
+        t.elapsed().as_secs_f64()
+    );
+    (o, log)
+}
