@@ -257,13 +257,11 @@ pub fn registry(
 /// times in all (under a minute); any other failure at once. Pushing the
 /// same index again is harmless: its digest is its content.
 fn with_retries<T>(what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
-    use backon::BackoffBuilder;
-    let mut delays = backon::ExponentialBuilder::new()
-        .with_min_delay(std::time::Duration::from_secs(1))
-        .with_max_delay(std::time::Duration::from_secs(8))
-        .with_jitter()
-        .with_max_times(MERGE_ATTEMPTS - 1)
-        .build();
+    let mut delays = crate::oci::registry::fault_delays(
+        std::time::Duration::from_secs(1),
+        std::time::Duration::from_secs(8),
+        MERGE_ATTEMPTS,
+    );
     loop {
         let e = match f() {
             Ok(v) => return Ok(v),
@@ -271,12 +269,7 @@ fn with_retries<T>(what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
         };
         let text = e.to_string();
         let delay = match delays.next() {
-            Some(d)
-                if crate::oci::registry::transient_fault(&text)
-                    && !crate::interrupt::interrupted() =>
-            {
-                d
-            }
+            Some(d) if crate::oci::registry::transient_fault(&text) => d,
             _ => return Err(e),
         };
         tracing::warn!(

@@ -280,13 +280,11 @@ fn build_pushing(
     target: &Target,
     work: &Path,
 ) -> PlatformRecord {
-    use backon::BackoffBuilder;
-    let mut delays = backon::ExponentialBuilder::new()
-        .with_min_delay(std::time::Duration::from_secs(2))
-        .with_max_delay(std::time::Duration::from_secs(10))
-        .with_jitter()
-        .with_max_times(PUSH_ATTEMPTS - 1)
-        .build();
+    let mut delays = crate::oci::registry::fault_delays(
+        std::time::Duration::from_secs(2),
+        std::time::Duration::from_secs(10),
+        PUSH_ATTEMPTS,
+    );
     let mut attempt = 1;
     loop {
         let rec = build_one(plan, build, buildx, printer, target, work);
@@ -294,7 +292,7 @@ fn build_pushing(
             (Some(e), Output::Registry { .. }) if push_fault(e) => e,
             _ => return rec,
         };
-        let Some(delay) = delays.next().filter(|_| !crate::interrupt::interrupted()) else {
+        let Some(delay) = delays.next() else {
             return rec;
         };
         attempt += 1;

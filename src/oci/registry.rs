@@ -758,6 +758,25 @@ impl Registry {
     }
 }
 
+/// The waits between attempts at a registry write that met a fault
+/// ([`transient_fault`]): exponential from `min` to `max` with jitter,
+/// `attempts - 1` of them, and none once the run is interrupted. (The
+/// reads above retry by their own deadline instead.)
+pub fn fault_delays(
+    min: Duration,
+    max: Duration,
+    attempts: usize,
+) -> impl Iterator<Item = Duration> {
+    use backon::BackoffBuilder;
+    ExponentialBuilder::new()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .with_jitter()
+        .with_max_times(attempts.saturating_sub(1))
+        .build()
+        .take_while(|_| !crate::interrupt::interrupted())
+}
+
 /// True when `text` (an error of BuildKit's push or of `imagetools
 /// create`) names a registry fault that may pass: 429, a 5xx, a connection
 /// reset, refused or cut short, a timeout. A 4xx other than 429 (denied,
