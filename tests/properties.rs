@@ -1005,6 +1005,122 @@ fn rawjson_one_huge_log_entry_is_bounded() {
     );
 }
 
+/// A Dockerfile of 200k steps (or a builder announcing as many vertices):
+/// mbx keeps at most `MAX_STEPS` in full, folds the rest into counts, and the
+/// record's totals stay right.
+#[test]
+fn rawjson_200k_steps_are_bounded() {
+    let n = 200_000usize;
+    let mut record: mbx::run::PlatformRecord = serde_json::from_value(serde_json::json!({
+        "platform": "linux/amd64", "emulated": false, "digest": null, "build_digest": null,
+        "wall_seconds": 1.0, "executed_seconds": 0.0, "steps_total": 0, "steps_cached": 0
+    }))
+    .unwrap();
+    let outcome = mbx::docker::BuildOutcome {
+        success: true,
+        status: Some(0),
+        command: "docker buildx build".into(),
+        metadata: Some(serde_json::json!({"containerimage.digest": "sha256:0"})),
+        stdout_tail: Vec::new(),
+    };
+    let started = std::time::Instant::now();
+    let peak = alloc_meter::peak_during(|| {
+        let mut p = Progress::new();
+        for first in (1..=n).step_by(100) {
+            let vertexes: Vec<String> = (first..first + 100)
+                .map(|i| {
+                    format!(
+                        r#"{{"digest":"sha256:{i:064x}","name":"[{i}/{n}] RUN step {i}","started":"2026-01-01T00:00:00Z","completed":"2026-01-01T00:00:00.{:03}Z","cached":{}}}"#,
+                        i % 1000,
+                        i % 2 == 0
+                    )
+                })
+                .collect();
+            p.feed(format!("{{\"vertexes\":[{}]}}\n", vertexes.join(",")).as_bytes());
+        }
+        p.finish();
+        assert!(p.steps().len() <= mbx::build::progress::MAX_STEPS * 5 / 4);
+        mbx::build::fill_from_outcome(&mut record, &outcome, &p);
+        let snap = p.snapshot();
+        assert_eq!((snap.done, snap.total), (n, n));
+    });
+    assert_eq!((record.steps_total, record.steps_cached), (n, n / 2));
+    let want: f64 = (1..=n)
+        .filter(|i| i % 2 == 1)
+        .map(|i| (i % 1000) as f64 / 1000.0)
+        .sum();
+    assert!(
+        (record.executed_seconds - want).abs() < 1e-3,
+        "{} vs {want}",
+        record.executed_seconds
+    );
+    // The slowest steps that ran are the ones kept.
+    assert!(record
+        .steps
+        .iter()
+        .any(|s| s.name.ends_with("RUN step 999")));
+    eprintln!("200k steps: peak {peak} bytes in {:?}", started.elapsed());
+    assert!(peak < 16 << 20, "200k steps held {peak} bytes");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Step names of megabytes (a RUN with a huge inline script, or a hostile
+/// builder) are cut at `NAME_MAX`: 64 of 1 MiB hold little; one of just
+/// under the object cap holds the cap once (not copied); one of 16 MiB is
+/// over the cap and dropped, never held twice.
+#[test]
+fn rawjson_huge_step_names_are_bounded() {
+    use mbx::build::progress::{MAX_OBJECT_BYTES, NAME_MAX};
+    let frame = |i: usize, len: usize| {
+        let mut f = format!(r#"{{"vertexes":[{{"digest":"sha256:{i}","started":"2026-01-01T00:00:00Z","name":"[{i}/64] RUN "#).into_bytes();
+        f.resize(f.len() + len, b'x');
+        f.extend_from_slice(b"\"}]}\n");
+        f
+    };
+    let mib = frame(0, 1 << 20);
+    let peak = alloc_meter::peak_during(|| {
+        let mut p = Progress::new();
+        for i in 1..=64 {
+            let f = String::from_utf8(mib.clone())
+                .unwrap()
+                .replace("sha256:0", &format!("sha256:{i}"));
+            for chunk in f.as_bytes().chunks(64 * 1024) {
+                p.feed(chunk);
+            }
+        }
+        p.finish();
+        let steps = p.steps();
+        assert_eq!(steps.len(), 64);
+        assert!(steps
+            .iter()
+            .all(|s| s.name.len() <= NAME_MAX + 3 && s.instruction));
+    });
+    eprintln!("64 names of 1 MiB: peak {peak} bytes");
+    assert!(peak < 8 << 20, "64 names of 1 MiB held {peak} bytes");
+    for (len, kept) in [(MAX_OBJECT_BYTES - 200, 1), (16 << 20, 0)] {
+        let big = frame(1, len);
+        let peak = alloc_meter::peak_during(|| {
+            let mut p = Progress::new();
+            for chunk in big.chunks(64 * 1024) {
+                p.feed(chunk);
+            }
+            p.finish();
+            assert_eq!(p.steps().len(), kept);
+            assert_eq!(p.malformed, 1 - kept);
+            assert!(p.log.as_str().len() < 2 * NAME_MAX);
+        });
+        eprintln!("a name of {len} bytes: peak {peak} bytes");
+        assert!(
+            peak < MAX_OBJECT_BYTES + (4 << 20),
+            "a name of {len} bytes held {peak} bytes"
+        );
+    }
+}
+
 /// A hostile registry, a stand-in on loopback (no real registry serves this):
 /// `/v2/` answers 200, every other request gets `head` and then, when
 /// `endless`, bytes until mbx hangs up.
