@@ -1252,6 +1252,75 @@ fn registry_endless_error_body_is_capped() {
     );
 }
 
+/// `mbx cache`'s REST client against a hostile STAND-IN FOR GITHUB on
+/// loopback (github.com cannot be reached here; the same server as above):
+/// the cache list, read as `client` does it.
+fn gha_list_against(addr: &str) -> mbx::error::Result<Vec<Entry>> {
+    tls();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let gh = gha_cache::github::GitHub::new(&format!("http://{addr}"), "o/r", "t".into())?;
+            gh.list().await
+        })
+}
+
+/// A cache list whose body never ends is refused at the cap, holding no more than it.
+#[test]
+fn github_endless_cache_list_is_capped() {
+    let refused = hostile_registry("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false);
+    assert!(gha_list_against(&refused).is_err());
+    let base = alloc_meter::peak_during(|| assert!(gha_list_against(&refused).is_err()));
+    let addr = hostile_registry(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"actions_caches\": [",
+        true,
+    );
+    let started = std::time::Instant::now();
+    let mut result = None;
+    let peak = alloc_meter::peak_during(|| result = Some(gha_list_against(&addr)));
+    let e = result.unwrap().expect_err("an endless list is an error");
+    let cap = gha_cache::github::MAX_BODY_BYTES;
+    assert!(
+        e.to_string().contains(&format!("larger than {cap} bytes")),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 1);
+    assert!(
+        peak < base + cap + (2 << 20),
+        "held {peak} bytes ({base} at rest) for a cap of {cap}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A `Content-Length` over the cap is refused before the body is read; an
+/// endless error page is read only as far as its message needs.
+#[test]
+fn github_huge_content_length_and_endless_error_are_bounded() {
+    let addr = hostile_registry(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1099511627776\r\n\r\n",
+        false,
+    );
+    let started = std::time::Instant::now();
+    let e = gha_list_against(&addr).expect_err("refused");
+    assert!(e.to_string().contains("larger than"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let addr = hostile_registry(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>",
+        true,
+    );
+    let mut result = None;
+    let peak = alloc_meter::peak_during(|| result = Some(gha_list_against(&addr)));
+    let e = result.unwrap().expect_err("500");
+    assert!(e.to_string().contains("500"), "{e}");
+    assert!(peak < 8 << 20, "held {peak} bytes of an error page");
+}
+
 /// A part (or `--record`) file of gigabytes is refused, not read whole.
 #[test]
 fn record_file_over_the_cap_is_refused() {
