@@ -1337,6 +1337,26 @@ fn record_file_over_the_cap_is_refused() {
     assert!(peak < 1 << 20, "read {peak} bytes of a file it refuses");
 }
 
+/// A Docker config file of gigabytes (`config.json`: logins) is refused, not read whole.
+#[test]
+fn docker_config_over_the_cap_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("config.json")).unwrap();
+    file.set_len(mbx::error::MAX_CONFIG_BYTES + 1).unwrap(); // sparse: no disk used
+    let d = dir.path().to_str().unwrap().to_string();
+    let env = move |k: &str| (k == "DOCKER_CONFIG").then(|| d.clone());
+    let peak = alloc_meter::peak_during(|| {
+        let e = mbx::oci::registry::docker_config("127.0.0.1:5000", &env)
+            .err()
+            .expect("refused");
+        assert!(e.contains("larger than"), "{e}");
+    });
+    assert!(
+        peak < (mbx::error::MAX_CONFIG_BYTES as usize) + (1 << 20),
+        "{peak}"
+    );
+}
+
 /// A layout whose index names `/dev/zero` through `..` is not read from.
 #[test]
 fn layout_digest_cannot_name_a_file_outside() {

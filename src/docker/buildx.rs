@@ -326,7 +326,10 @@ mod version_cache {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
-        let conf = std::fs::read_to_string(config.join("config.json")).unwrap_or_default();
+        let conf =
+            crate::error::read_capped(&config.join("config.json"), crate::error::MAX_CONFIG_BYTES)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
         if conf.contains("cliPluginsExtraDirs")
             || std::env::var_os("DOCKER_CLI_PLUGIN_EXTRA_DIRS").is_some()
         {
@@ -355,7 +358,8 @@ mod version_cache {
     }
 
     pub fn get(key: &str) -> Option<String> {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file()?).ok()?).ok()?;
+        let bytes = crate::error::read_capped(&file()?, 64 << 10).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
         (v["key"] == key).then(|| v["version"].as_str().map(str::to_string))?
     }
 

@@ -81,11 +81,14 @@ impl PushLogin {
                     std::os::unix::fs::symlink(entry.path(), dir.path().join(entry.file_name()));
             }
         }
-        let config = std::fs::read(user_dir.join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::json!({}));
+        let config = crate::error::read_capped(
+            &user_dir.join("config.json"),
+            crate::error::MAX_CONFIG_BYTES,
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
         let text = with_login(config, host, username, password).to_string();
         let path = dir.path().join("config.json");
         std::fs::OpenOptions::new()
