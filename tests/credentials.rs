@@ -175,15 +175,17 @@ fn a_login_for_the_push_keeps_the_users_store_for_other_registries() {
 /// `mbx build --push` (one runner's part) checks the push credentials
 /// before building: a wrong password is exit 2 in seconds, nothing built
 /// and no part written; none at all is exit 1 naming `docker login`; the
-/// right one pushes the part by digest to the htpasswd registry. The
-/// password is never printed. `mbx ci --mode part` checks them the same way.
+/// right one pushes the part by digest to the htpasswd registry, and `mbx
+/// merge` with the same flags tags the index there. The password is never
+/// printed. `mbx ci --mode part` checks them the same way.
 #[test]
 fn build_push_checks_and_uses_the_flags_credentials() {
     require_builder();
     let repo = format!("{AUTH_REGISTRY}/hcreds/part-{}", std::process::id());
     let root = tempfile::tempdir().unwrap();
     let hello = repo_root().join("examples/hello");
-    let part = root.path().join("part.json");
+    let part = root.path().join("parts/part.json");
+    std::fs::create_dir_all(part.parent().unwrap()).unwrap();
     let build = |login: bool| {
         let mut c = mbx();
         c.args(["build", "--platforms", "linux/amd64", "--cache", "none"])
@@ -259,10 +261,32 @@ fn build_push_checks_and_uses_the_flags_credentials() {
         &format!("{}:{}", user(), password()),
         &format!("docker://{repo}@{digest}"),
     ]);
+    // `mbx merge` pushes the index with the flags' login too.
+    let mut merge = mbx();
+    merge
+        .args(["merge", "--parts"])
+        .arg(part.parent().unwrap())
+        .args(["--tag", "v1", "--username", &user(), "--password-stdin"])
+        .env("TMPDIR", root.path())
+        .env_remove("GITHUB_ACTIONS")
+        .env_remove("GITHUB_OUTPUT")
+        .env_remove("GITHUB_STEP_SUMMARY");
+    let (out, _) = run_with_stdin(merge, &password());
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains(&password()), "the secret is printed");
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &format!("{}:{}", user(), password()),
+        &format!("docker://{repo}:v1"),
+    ]);
     let left: Vec<_> = std::fs::read_dir(root.path())
         .unwrap()
         .flatten()
-        .filter(|e| e.path() != part)
+        .filter(|e| !e.path().ends_with("parts"))
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
