@@ -40,10 +40,14 @@ pub fn apply(cmd: &mut std::process::Command) {
         return;
     };
     let mut path = std::ffi::OsString::from(dir.join(HELPER_DIR));
-    if let Some(p) = std::env::var_os("PATH").filter(|p| !p.is_empty()) {
-        path.push(":");
-        path.push(p);
-    }
+    path.push(":");
+    // The child's PATH also finds `docker` itself: with none set, the
+    // usual directories (where an unset PATH would have looked).
+    path.push(
+        std::env::var_os("PATH")
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+    );
     cmd.env("DOCKER_CONFIG", &dir)
         .env("PATH", path)
         .env(LOGIN_FILE_ENV, file);
