@@ -1585,7 +1585,7 @@ const RUNNER_IMAGE: &str = "127.0.0.1:5000/mbx/runner:bookworm";
 /// cache at /__t, RUNNER_TEMP at /__w/_temp, and, with `node`, the runner's
 /// externals read-only at /__e: this machine's node (Debian's node 20; the
 /// runner's is the upstream build of node 20 or 24) as /__e/node20/bin/node,
-/// on no PATH. The step runs as the runner runs a composite `run:` step, bash
+/// on no PATH, beside one that cannot run. The step runs as the runner runs a composite `run:` step, bash
 /// --noprofile --norc -e -o pipefail, exec-ing the script. Returns the
 /// output and what the step wrote to GITHUB_OUTPUT.
 fn fetch_in_job_container(
@@ -1615,6 +1615,9 @@ fn fetch_in_job_container(
             .to_string();
         assert!(!host_node.is_empty(), "node is not installed here");
         mounts.push(format!("{host_node}:/__e/node20/bin/node:ro"));
+        // And a newer one that does not run here, as the runner's musl build
+        // (node24_alpine) does not in a glibc image: fetch tries the next.
+        mounts.push("/bin/false:/__e/node24_alpine/bin/node:ro".to_string());
     }
     for m in mounts {
         c.args(["-v", &m]);
