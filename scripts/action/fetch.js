@@ -5,9 +5,8 @@
 // one JavaScript actions run with). Plain Node >= 18 (fetch, crypto, streams):
 // nothing to install.
 //
-//   node fetch.js json FILE KEY...      the value at KEY... in the JSON FILE: a
-//                                       string, number or boolean as text, an
-//                                       object as its keys (", "), absent: nothing
+//   node fetch.js flat FILE             every value in the JSON FILE, one
+//                                       "KEY/KEY...<TAB>VALUE" line each
 //   node fetch.js sha256 FILE...        "HEX  FILE" lines, as sha256sum prints them
 //   node fetch.js download URL OUT [--https-only]
 //                                       GET URL into OUT, following redirects
@@ -25,21 +24,29 @@ function die(message) {
   process.exit(1);
 }
 
-function json(file, keys) {
-  let v;
+// Every value, one `PATH<TAB>VALUE` line each, PATH the keys joined by `/`: a
+// string, number or boolean as text, an object as its keys (", "). One call
+// for the whole manifest: a node start costs more than reading it.
+function flat(file) {
+  let root;
   try {
-    v = JSON.parse(fs.readFileSync(file, 'utf8'));
+    root = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
     die(`${file}: ${e.message}`);
   }
-  for (const k of keys) {
-    // Own keys only: `constructor` or `__proto__` name nothing in the manifest.
-    if (v === null || typeof v !== 'object' || !Object.prototype.hasOwnProperty.call(v, k)) return;
-    v = v[k];
-  }
-  if (v === null || v === undefined) return;
-  const text = typeof v === 'object' && !Array.isArray(v) ? Object.keys(v).sort().join(', ') : String(v);
-  process.stdout.write(`${text}\n`);
+  const lines = [];
+  const oneLine = (s) => !/[\t\r\n]/.test(s);
+  (function walk(v, at) {
+    if (v === null || Array.isArray(v)) return;
+    if (typeof v === 'object') {
+      const keys = Object.keys(v).sort();
+      if (at) lines.push(`${at}\t${keys.join(', ')}`);
+      for (const k of keys) if (oneLine(k) && !k.includes('/')) walk(v[k], at ? `${at}/${k}` : k);
+    } else if (oneLine(String(v))) {
+      lines.push(`${at}\t${v}`);
+    }
+  })(root, '');
+  process.stdout.write(lines.map((l) => `${l}\n`).join(''));
 }
 
 async function sha256(files) {
@@ -91,8 +98,8 @@ async function download(url, out, httpsOnly) {
 }
 
 const [cmd, ...args] = process.argv.slice(2);
-if (cmd === 'json' && args.length >= 1) json(args[0], args.slice(1));
+if (cmd === 'flat' && args.length === 1) flat(args[0]);
 else if (cmd === 'sha256') sha256(args);
 else if (cmd === 'download' && (args.length === 2 || (args.length === 3 && args[2] === '--https-only'))) {
   download(args[0], args[1], args.length === 3);
-} else die('usage: fetch.js json FILE KEY... | sha256 FILE... | download URL OUT [--https-only]');
+} else die('usage: fetch.js flat FILE | sha256 FILE... | download URL OUT [--https-only]');
