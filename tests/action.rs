@@ -1571,6 +1571,30 @@ fn fetch_without_jq_sha256sum_or_curl_uses_wget_shasum_openssl_or_node() {
         assert_eq!(o.status.code(), Some(0), "{tools:?}: {text}");
         assert!(text.contains("built earlier"), "{tools:?}: {text}");
     }
+
+    // A self-hosted runner's own machine without them, and no node on PATH:
+    // the runner's externals beside its work folder (…/_work/_actions/…).
+    let runner = d.path().join("runner");
+    let at = runner.join(format!("_work/_actions/{ACTION}/v1"));
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::fs::rename(&action, &at).unwrap();
+    let externals = runner.join("externals/node20/bin");
+    std::fs::create_dir_all(&externals).unwrap();
+    let node = only_tools(&d.path().join("host-node"), &["node"]).join("node");
+    std::os::unix::fs::symlink(std::fs::read_link(node).unwrap(), externals.join("node")).unwrap();
+    let path = only_tools(&d.path().join("runner-host"), &others);
+    let tc = d.path().join("tool-cache-runner");
+    let o = fetch_with_path(&at, &tc, &path, &[base]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "node ({}) reads",
+            externals.join("node").display()
+        )),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(tc.join("mbx/1.2.3/x64/mbx")).unwrap(), good);
 }
 
 /// The runner image of tests/container.rs (scripts/chain/runner_image.sh):
