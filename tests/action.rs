@@ -1572,6 +1572,27 @@ fn fetch_without_jq_sha256sum_or_curl_uses_wget_shasum_openssl_or_node() {
         assert!(text.contains("built earlier"), "{tools:?}: {text}");
     }
 
+    // jq and sha256sum but nothing to download with, and no node: the tool
+    // cache still serves; a download says what it needs, before any request.
+    let path = only_tools(&d.path().join("no-getter"), FETCH_TOOLS);
+    let n = releases.requests.lock().unwrap().len();
+    let o = fetch_with_path(&action, &d.path().join("tool-cache-0"), &path, &[base]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = fetch_with_path(&action, &d.path().join("tool-cache-none"), &path, &[base]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the download of mbx needs curl or wget")
+            && text.contains("apt-get install -y curl ca-certificates"),
+        "{text}"
+    );
+    assert_eq!(releases.requests.lock().unwrap().len(), n);
+
     // A self-hosted runner's own machine without them, and no node on PATH:
     // the runner's externals beside its work folder (…/_work/_actions/…).
     let runner = d.path().join("runner");
