@@ -478,6 +478,13 @@ pub struct BuildOnlyArgs {
     pub builder: String,
     #[command(flatten)]
     pub build: BuildArgs,
+    /// Registry user (with --password-stdin) for the push; else the docker config's
+    /// credentials (`docker login REGISTRY`). Checked before anything is built.
+    #[arg(long, env = "MBX_REGISTRY_USERNAME")]
+    pub username: Option<String>,
+    /// Read the registry password or token from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// How the result is read back and what is checked (shared by `ci` and `verify`).
@@ -535,8 +542,9 @@ pub struct MergeArgs {
     /// Annotation for the merged index, index:KEY=VALUE, repeatable.
     #[arg(long = "annotation", value_name = "index:KEY=VALUE")]
     pub annotations: Vec<String>,
-    /// buildx builder whose registry settings imagetools uses, if it exists.
-    #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder")]
+    /// Accepted for scripts written for mbx < 1.1 (whose merge ran imagetools
+    /// on this builder); the merge now writes the index to the registry itself.
+    #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder", hide = true)]
     pub builder: String,
     /// Write the merged run record as JSON to FILE.
     #[arg(long, value_name = "FILE")]

@@ -115,12 +115,7 @@ pub async fn ci(
     preflight_registry(build).await?;
     clock.mark("registry preflight");
     // Held to the end of the run: the push and the merge use these credentials.
-    let _login = match &build.output {
-        Output::Registry { repository, .. } => {
-            setup::preflight::push_credentials(repository, verify.options).await?
-        }
-        Output::Layout { .. } => None,
-    };
+    let _login = push_credentials(build, verify.options).await?;
     let setup = setup(plan, qemu, tools).await?;
     for p in &setup.phases {
         timing(&format!("setup: {}", p.name), p.seconds);
@@ -142,7 +137,14 @@ pub async fn ci(
         .map(|b| b.driver.clone())
         .unwrap_or_default();
     let (mut built, result) = tokio::task::block_in_place(|| {
-        build::run(plan, build, tools.buildx, tools.printer, &driver, true)
+        build::run(
+            plan,
+            build,
+            tools.buildx,
+            tools.printer,
+            &driver,
+            Some(verify.options),
+        )
     });
     clock.mark("build + merge");
     // Emulated or not is the building node's business (multi-node builders).
@@ -269,7 +271,7 @@ async fn read_back_tags(
 pub fn build_only(plan: &Plan, build: &BuildPlan, driver: &str, tools: &Tools<'_>) -> Run {
     let started = now();
     let (built, result) = tokio::task::block_in_place(|| {
-        build::run(plan, build, tools.buildx, tools.printer, driver, false)
+        build::run(plan, build, tools.buildx, tools.printer, driver, None)
     });
     let record = assemble(
         Parts {
@@ -290,7 +292,6 @@ pub fn build_only(plan: &Plan, build: &BuildPlan, driver: &str, tools: &Tools<'_
 
 /// What `mbx merge` joins: the parts' platforms, into one repository.
 pub struct MergePlan<'a> {
-    pub builder: &'a str,
     pub repository: &'a str,
     pub tags: &'a [String],
     pub platforms: Vec<PlatformRecord>,
@@ -314,8 +315,7 @@ pub async fn merge(m: MergePlan<'_>, verify: &VerifyPlan<'_>, tools: &Tools<'_>)
     ));
     let (built, result) = tokio::task::block_in_place(|| {
         build::merge_parts(
-            tools.buildx,
-            m.builder,
+            verify.options,
             m.repository,
             m.tags,
             m.platforms,
@@ -498,6 +498,21 @@ fn join(ps: &[Platform]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Before anything is built for a push: the registry takes the push
+/// credentials; with `--username/--password-stdin`, the login that hands
+/// them to buildx until it is dropped.
+pub async fn push_credentials(
+    build: &BuildPlan,
+    options: &crate::oci::Options,
+) -> Result<Option<crate::docker::login::PushLogin>> {
+    match &build.output {
+        Output::Registry { repository, .. } => {
+            setup::preflight::push_credentials(repository, options).await
+        }
+        Output::Layout { .. } => Ok(None),
+    }
 }
 
 /// Fail in a second, not after a long build, when the registry is not there.

@@ -142,12 +142,12 @@ or enable the containerd image store in dockerd (\"features\": {\"containerd-sna
 /// Before anything is built for a push: the registry takes the push
 /// credentials (`--username/--password-stdin`, else the docker config's),
 /// so a wrong password fails in a second, not after the build. With the
-/// flags, the returned login hands them to buildx for the push (and to
-/// `imagetools create` for the merge) until it is dropped.
+/// flags, the returned login hands them to buildx for the push until it is
+/// dropped (the merge, in process, takes them from the registry options).
 pub async fn push_credentials(
     repository: &str,
     opts: &crate::oci::Options,
-) -> Result<Option<crate::docker::process::PushLogin>> {
+) -> Result<Option<crate::docker::login::PushLogin>> {
     let flags = opts.username.is_some();
     let registry = crate::oci::Registry::new(&format!("{repository}:latest"), opts)?;
     let host = registry.host().to_string();
@@ -176,7 +176,7 @@ pub async fn push_credentials(
     let (Some(user), Some(password)) = (&opts.username, &opts.password) else {
         return Ok(None);
     };
-    crate::docker::process::PushLogin::new(&host, user, password)
+    crate::docker::login::PushLogin::new(&host, user, password)
         .map(Some)
         .map_err(|why| {
             Error::env(
