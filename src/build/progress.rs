@@ -198,9 +198,12 @@ impl Progress {
     }
 
     fn is_forgotten(&self, key: &str) -> bool {
-        !self.forgotten.is_empty()
-            && !self.states.contains_key(key)
-            && self.forgotten.contains(&self.hasher.hash_one(key))
+        !self.forgotten.is_empty() && !self.states.contains_key(key) && self.was_folded(key)
+    }
+
+    /// The vertex was folded (its hash is remembered); `key` is not kept.
+    fn was_folded(&self, key: &str) -> bool {
+        !self.forgotten.is_empty() && self.forgotten.contains(&self.hasher.hash_one(key))
     }
 
     fn state(&mut self, key: &str) -> &mut StepState {
@@ -220,24 +223,23 @@ impl Progress {
             .as_deref()
             .filter(|e| !e.is_empty())
             .map(|e| cut(e, ERROR_MAX, "…"));
-        if self.is_forgotten(&key) {
-            return;
+        if !self.states.contains_key(&key) {
+            if self.was_folded(&key) {
+                return;
+            }
+            self.order.push(key.clone());
+            self.states.insert(key.clone(), StepState::default());
         }
-        self.state(&key);
-        let known = self.states[&key]
-            .step
-            .as_ref()
-            .map_or("", |s| s.name.as_str());
-        let update = super::log::VertexUpdate {
+        let state = self.states.get_mut(&key).expect("just made");
+        let known = state.step.as_ref().map_or("", |s| s.name.as_str());
+        self.log.vertex(&super::log::VertexUpdate {
             digest: &key,
             name: if name.is_empty() { known } else { &name },
             started,
             completed,
             cached: v.cached,
             error: error.as_deref(),
-        };
-        self.log.vertex(&update);
-        let state = self.states.get_mut(&key).expect("just made");
+        });
         state.record_interval(started, completed);
         let step = state.step.get_or_insert_with(|| Step {
             digest: key.clone(),
