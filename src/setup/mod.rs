@@ -15,6 +15,7 @@ use crate::docker::buildx::Buildx;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::run::{PhaseTiming, SetupRecord};
+use qemu::cannot_install;
 
 pub use crate::plan::{QemuPlan, QemuSource, DEFAULT_QEMU_IMAGE};
 
@@ -120,6 +121,62 @@ fn in_container_without_binfmt() -> bool {
     contained && !std::path::Path::new("/proc/sys/fs/binfmt_misc/status").exists()
 }
 
+/// Run the installer image through the daemon; its refusal or failure as
+/// one error (`contained`: binfmt_misc is not visible in this container, so
+/// the daemon is the only way to the host kernel's handlers).
+async fn run_installer(
+    docker: &crate::docker::Docker,
+    image: &str,
+    args: &[String],
+    platforms: &[&crate::platform::Platform],
+    contained: bool,
+) -> Result<crate::docker::engine::InstallerRun> {
+    let run = docker.run_installer(image, args).await?;
+    let command = format!("{image} {}", args.join(" "));
+    let register_on_host = "register the handlers on the host once (as root: \
+         `apt-get install qemu-user-static binfmt-support`)";
+    if let Some(why) = &run.refused {
+        let help = if contained {
+            format!(
+                "binfmt_misc is not visible in this container, so mbx asks the Docker daemon at {} \
+                 to run the installer privileged: let the runner's daemon run privileged containers \
+                 (a socket proxy or authorization plugin that refuses them, a rootless or \
+                 userns-remap daemon cannot), or run the runner's container --privileged, or {register_on_host}",
+                docker.host()
+            )
+        } else {
+            format!(
+                "the installer needs a privileged container: let the Docker daemon at {} run one \
+                 (a socket proxy or authorization plugin that refuses them, a rootless or \
+                 userns-remap daemon cannot), or {register_on_host} or with `mbx setup --qemu-from host` as root",
+                docker.host()
+            )
+        };
+        let cause = format!(
+            "the Docker daemon refused the privileged installer container `{command}`: {why}"
+        );
+        return Err(cannot_install(platforms, cause, &help));
+    }
+    if run.exit_code != 0 {
+        let cause = format!(
+            "the installer `{command}` exited with status {}{}:\n{}",
+            run.exit_code,
+            if contained {
+                " (binfmt_misc is not visible in this container, so the daemon ran it)"
+            } else {
+                ""
+            },
+            crate::error::tail(&run.output, 20, 4096)
+        );
+        let help = format!(
+            "check the installer image takes `--install ARCHS` like tonistiigi/binfmt and the daemon \
+             runs privileged containers with the host's binfmt_misc (not rootless), or {register_on_host}"
+        );
+        return Err(cannot_install(platforms, cause, &help));
+    }
+    Ok(run)
+}
+
 /// In such a container the handlers that count are the host kernel's,
 /// which the daemon reaches: the binfmt installer (privileged by the
 /// daemon, not by this container) registers what is missing and leaves
@@ -131,33 +188,23 @@ async fn qemu_through_daemon(
     actions: &mut Vec<String>,
     why: Error,
 ) -> Result<Vec<crate::run::BinfmtRecord>> {
-    let archs: Vec<&str> = plan
+    let foreign: Vec<&crate::platform::Platform> = plan
         .platforms
         .iter()
         .filter(|p| !p.is_native_on(&plan.host))
-        .map(qemu::installer_arch)
         .collect();
     let QemuSource::Image(image) = &qp.source else {
-        return Err(Error::env(
-            format!("this container cannot see or change the QEMU handlers: {why}"),
+        return Err(cannot_install(
+            &foreign,
+            format!("this container cannot see or change binfmt_misc ({why}) and --qemu-from host was asked"),
             "use --qemu-from image (the default: the installer gets its privileges from the Docker daemon), \
-             or run the runner's container --privileged",
+             or run the runner's container --privileged, or register the handlers on the host once \
+             (as root: `apt-get install qemu-user-static binfmt-support`)",
         ));
     };
+    let archs: Vec<&str> = foreign.iter().map(|p| qemu::installer_arch(p)).collect();
     let args = vec!["--install".to_string(), archs.join(",")];
-    let run = docker.run_installer(image, &args).await?;
-    if run.exit_code != 0 {
-        return Err(Error::env(
-            format!(
-                "binfmt installer `{image} {}` exited with status {} (binfmt_misc is not visible in this container, so the daemon ran it):\n{}",
-                args.join(" "),
-                run.exit_code,
-                crate::error::tail(&run.output, 20, 4096)
-            ),
-            "the Docker daemon must be able to run a privileged container (not rootless); \
-             or register the handlers on the host, or run the runner's container --privileged",
-        ));
-    }
+    run_installer(docker, image, &args, &foreign, true).await?;
     actions.push(format!(
         "ran {image} {} (privileged, through the daemon: binfmt_misc is not visible in this container)",
         args.join(" ")
@@ -206,18 +253,9 @@ async fn ensure_qemu(
             }
             args.push("--install".to_string());
             args.push(install.join(","));
-            let run = docker.run_installer(image, &args).await?;
-            if run.exit_code != 0 {
-                return Err(Error::env(
-                    format!(
-                        "binfmt installer `{image} {}` exited with status {}:\n{}",
-                        args.join(" "),
-                        run.exit_code,
-                        crate::error::tail(&run.output, 20, 4096)
-                    ),
-                    "check the installer image takes `--install ARCHS` like tonistiigi/binfmt, or use --qemu-from host",
-                ));
-            }
+            let platforms: Vec<&crate::platform::Platform> =
+                to_fix.iter().map(|f| &f.platform).collect();
+            let run = run_installer(docker, image, &args, &platforms, false).await?;
             actions.push(format!(
                 "ran {}{image} {} (privileged)",
                 if run.pulled { "(pulled) " } else { "" },

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)]
 
+pub mod docker_proxy;
 pub mod gha_v2;
 pub mod proxy;
 

@@ -1,0 +1,340 @@
+//! "Where handlers cannot be installed" (issue 15.16), for real, without
+//! touching the host's binfmt_misc: mbx sees no handler for linux/arm64,
+//! tries to install one, and every way it tries fails: one error (exit 1)
+//! naming what is missing and the ways out, nothing left behind.
+//!
+//! mbx's view of binfmt_misc is separated from the host's registrations,
+//! which other tests use:
+//! - inside the unprivileged runner container (tests/container.rs) it sees
+//!   none and cannot mount one, so it asks the daemon for a privileged
+//!   installer container; the daemon is reached through a loopback stand-in
+//!   for a Docker socket proxy that refuses privileged containers with 403
+//!   (tests/support/docker_proxy.rs: as tecnativa/docker-socket-proxy, an
+//!   authorization plugin or a userns-remap daemon would);
+//! - on the host, in a new user and mount namespace whose binfmt_misc is a
+//!   fresh, empty instance (per user namespace since Linux 6.7) mounted
+//!   read-only: a write to `register` fails, and could only ever reach that
+//!   private instance.
+//!
+//! The refusing proxy is what keeps the installer (which would write the
+//! HOST's binfmt_misc) from running; every test also compares the host's
+//! binfmt_misc before and after, holding the shared binfmt test lock so no
+//! repair test changes it meanwhile.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use support::docker_proxy::DockerProxy;
+use support::{chain_dir, repo_root, stderr, stdout};
+
+const RUNNER_IMAGE: &str = "127.0.0.1:5000/mbx/runner:bookworm";
+const HOST_BINFMT: &str = "/proc/sys/fs/binfmt_misc";
+
+/// Every entry of the host's binfmt_misc with its contents.
+fn host_binfmt() -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = std::fs::read_dir(HOST_BINFMT)
+        .unwrap_or_else(|e| panic!("read {HOST_BINFMT}: {e} (run scripts/chain-up)"))
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            // `register` is write-only.
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            (name, text)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The host's binfmt_misc, held unchanged by other tests (shared lock) for
+/// the guard's life; dropping it asserts mbx changed nothing either.
+struct Untouched {
+    before: Vec<(String, String)>,
+    _lock: support::BinfmtLock,
+}
+
+impl Untouched {
+    fn start() -> Untouched {
+        let lock = support::binfmt_shared();
+        let before = host_binfmt();
+        assert!(
+            before.iter().any(|(n, _)| n == "status"),
+            "binfmt_misc is not mounted at {HOST_BINFMT}: run scripts/chain-up"
+        );
+        Untouched {
+            before,
+            _lock: lock,
+        }
+    }
+
+    fn check(&self) {
+        assert_eq!(host_binfmt(), self.before, "the host's binfmt_misc changed");
+    }
+}
+
+/// No container of the builder or of the installer was left (or made).
+fn assert_no_containers(builder: &str) {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--format", "{{.Names}}"])
+        .output()
+        .expect("docker ps");
+    let names = String::from_utf8_lossy(&out.stdout).into_owned();
+    for n in names.lines() {
+        assert!(
+            !n.contains(builder) && !n.starts_with("mbx-binfmt-"),
+            "left behind: container {n}"
+        );
+    }
+}
+
+/// The one error line and its help, checked for the fragments.
+fn assert_one_error(out: &Output, fragments: &[&str]) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("error:")).count(),
+        1,
+        "one error: {err}"
+    );
+    for f in fragments {
+        assert!(err.contains(f), "`{f}` missing: {err}");
+    }
+    // Nothing else on stderr (e.g. mount(8)'s own complaint).
+    for l in err.lines() {
+        assert!(
+            ["mbx: ", "error: ", "help: "]
+                .iter()
+                .any(|p| l.starts_with(p)),
+            "stray line `{l}`: {err}"
+        );
+    }
+    assert!(!err.contains("building"), "refused before building: {err}");
+}
+
+/// The unprivileged runner container (no socket of its own: the daemon
+/// through the refusing proxy), running `mbx ci` for amd64 and arm64, then
+/// listing what it left in /tmp.
+fn ci_in_runner(proxy: &DockerProxy, builder: &str, qemu_from: &str) -> Output {
+    assert!(
+        support::tag_exists(RUNNER_IMAGE),
+        "the runner image {RUNNER_IMAGE} is missing: run `scripts/chain-up` (phase runner_image)"
+    );
+    let mut c = Command::new("docker");
+    c.args(["run", "--rm", "--network", "host", "--pull", "missing"])
+        .arg("-v")
+        .arg(format!(
+            "{}:/usr/local/bin/mbx:ro",
+            env!("CARGO_BIN_EXE_mbx")
+        ))
+        .arg("-v")
+        .arg(format!(
+            "{}:/src:ro",
+            repo_root().join("examples/hello").display()
+        ));
+    for f in ["mbx.toml", "buildkitd.toml"] {
+        let p = chain_dir().join(f);
+        c.arg("-v")
+            .arg(format!("{}:{}:ro", p.display(), p.display()));
+    }
+    for (k, v) in [
+        (
+            "MBX_CONFIG",
+            chain_dir().join("mbx.toml").display().to_string(),
+        ),
+        ("MBX_QEMU_IMAGE", support::BINFMT_IMAGE.to_string()),
+        ("NO_COLOR", "1".into()),
+        ("DOCKER_HOST", proxy.url.clone()),
+    ] {
+        c.args(["-e", &format!("{k}={v}")]);
+    }
+    let script = format!(
+        "mbx ci --context /src --platforms linux/amd64,linux/arm64 --cache none \
+         --qemu-from {qemu_from} --builder {builder} --image 127.0.0.1:5000/hbinfmt/refused --push; \
+         rc=$?; echo \"left in /tmp: [$(ls -A /tmp)]\"; exit $rc"
+    );
+    c.args([RUNNER_IMAGE, "bash", "-c", &script]);
+    support::run(c)
+}
+
+/// In the runner's container, binfmt_misc is out of sight and the daemon
+/// will not run the installer privileged: the error names the daemon's
+/// refusal and the ways out (privileges, the host's packages, a native
+/// node). With `--qemu-from host` mbx has no way at all and says so,
+/// without asking the daemon.
+#[test]
+fn in_a_runner_container_without_privileges_the_error_names_them() {
+    support::require_chain();
+    let guard = Untouched::start();
+    let builder = format!("hbinfmt-rc-{}", std::process::id());
+    // (--qemu-from, fragments of the message, is the installer asked for)
+    let rows: [(&str, &[&str], bool); 2] = [
+        (
+            "image",
+            &[
+                "QEMU handlers for linux/arm64 cannot be installed",
+                "the Docker daemon refused the privileged installer container",
+                "403",
+                "privileged containers are not allowed",
+                "--privileged",
+                "apt-get install qemu-user-static binfmt-support",
+                "--node tcp://HOST:PORT=linux/arm64",
+            ],
+            true,
+        ),
+        (
+            "host",
+            &[
+                "QEMU handlers for linux/arm64 cannot be installed",
+                "this container cannot see or change binfmt_misc",
+                "--privileged",
+                "apt-get install qemu-user-static binfmt-support",
+                "--node tcp://HOST:PORT=linux/arm64",
+            ],
+            false,
+        ),
+    ];
+    for (from, fragments, asks) in rows {
+        let proxy = DockerProxy::start();
+        let out = ci_in_runner(&proxy, &builder, from);
+        assert_one_error(&out, fragments);
+        assert!(
+            stdout(&out).contains("left in /tmp: []"),
+            "{}",
+            stdout(&out)
+        );
+        let refused = proxy.refused();
+        eprintln!("proxy: {:#?}", proxy.log());
+        if asks {
+            assert_eq!(
+                refused,
+                ["POST /containers/create -> 403 (privileged containers are not allowed)"],
+                "the installer was asked for, and refused"
+            );
+        } else {
+            assert!(refused.is_empty(), "{refused:?}");
+        }
+        assert_no_containers(&builder);
+        guard.check();
+    }
+}
+
+/// `mbx ci` on the host, in a new user and mount namespace where
+/// binfmt_misc is an empty instance of its own, read-only, with the daemon
+/// behind the refusing proxy; TMPDIR and the state directory are fresh.
+fn ci_in_namespace(proxy: &DockerProxy, tmp: &Path, builder: &str, qemu_from: &str) -> Output {
+    let (tmpdir, state) = (tmp.join("tmp"), tmp.join("state"));
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    std::fs::create_dir_all(&state).unwrap();
+    let mut c = Command::new("unshare");
+    c.args(["--user", "--map-root-user", "--mount", "--propagation", "private"])
+        .args([
+            "sh",
+            "-c",
+            "mount -t binfmt_misc -o ro binfmt_misc /proc/sys/fs/binfmt_misc || \
+             { echo 'cannot mount a binfmt_misc of its own in a user namespace (Linux >= 6.7 needed)' >&2; exit 99; }; \
+             exec \"$@\"",
+            "sh",
+        ])
+        .arg(env!("CARGO_BIN_EXE_mbx"))
+        .args(["ci", "--context"])
+        .arg(repo_root().join("examples/hello"))
+        .args([
+            "--platforms",
+            "linux/amd64,linux/arm64",
+            "--cache",
+            "none",
+            "--qemu-from",
+            qemu_from,
+            "--builder",
+            builder,
+            "--image",
+            "127.0.0.1:5000/hbinfmt/refused",
+            "--push",
+        ])
+        .env("MBX_CONFIG", chain_dir().join("mbx.toml"))
+        .env("MBX_QEMU_IMAGE", support::BINFMT_IMAGE)
+        .env("NO_COLOR", "1")
+        .env("DOCKER_HOST", &proxy.url)
+        .env("TMPDIR", &tmpdir)
+        .env("MBX_STATE_DIR", &state);
+    support::run(c)
+}
+
+/// Files under `dir`, recursively (directories mbx creates count too).
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        out.push(e.path().display().to_string());
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_under(&e.path()));
+        }
+    }
+    out
+}
+
+/// On a machine whose binfmt_misc is read-only and whose daemon refuses
+/// privileged containers: `--qemu-from host` cannot write `register`,
+/// `--qemu-from image` is refused by the daemon; each says what is missing.
+#[test]
+fn read_only_binfmt_misc_and_a_refusing_daemon_name_the_ways_out() {
+    support::require_chain();
+    let guard = Untouched::start();
+    let builder = format!("hbinfmt-ns-{}", std::process::id());
+    // (--qemu-from, fragments of the message, is the installer asked for)
+    let rows: [(&str, &[&str], bool); 2] = [
+        (
+            "host",
+            &[
+                "QEMU handlers for linux/arm64 cannot be installed",
+                "cannot write to /proc/sys/fs/binfmt_misc/register: Read-only file system",
+                "binfmt_misc is read-only here",
+                "--privileged",
+                "--qemu-from image",
+                "apt-get install qemu-user-static binfmt-support",
+                "--node tcp://HOST:PORT=linux/arm64",
+            ],
+            false,
+        ),
+        (
+            "image",
+            &[
+                "QEMU handlers for linux/arm64 cannot be installed",
+                "the Docker daemon refused the privileged installer container",
+                "403",
+                "the installer needs a privileged container",
+                "apt-get install qemu-user-static binfmt-support",
+                "--qemu-from host",
+                "--node tcp://HOST:PORT=linux/arm64",
+            ],
+            true,
+        ),
+    ];
+    for (from, fragments, asks) in rows {
+        let proxy = DockerProxy::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let out = ci_in_namespace(&proxy, tmp.path(), &builder, from);
+        assert_ne!(out.status.code(), Some(99), "{}", stderr(&out));
+        assert_one_error(&out, fragments);
+        eprintln!("proxy: {:#?}", proxy.log());
+        let refused = proxy.refused();
+        if asks {
+            assert_eq!(
+                refused,
+                ["POST /containers/create -> 403 (privileged containers are not allowed)"]
+            );
+        } else {
+            assert!(refused.is_empty(), "{refused:?}");
+        }
+        let left = files_under(&tmp.path().join("tmp"));
+        assert!(left.is_empty(), "left in TMPDIR: {left:?}");
+        assert_no_containers(&builder);
+        let inspect = Command::new("docker")
+            .args(["buildx", "inspect", &builder])
+            .output()
+            .unwrap();
+        assert!(!inspect.status.success(), "builder {builder} was created");
+        guard.check();
+    }
+}
