@@ -27,9 +27,9 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use support::docker_proxy::DockerProxy;
+use support::runner::{in_runner, require_runner_image};
 use support::{chain_dir, repo_root, stderr, stdout};
 
-const RUNNER_IMAGE: &str = "127.0.0.1:5000/mbx/runner:bookworm";
 const HOST_BINFMT: &str = "/proc/sys/fs/binfmt_misc";
 
 /// Every entry of the host's binfmt_misc with its contents.
@@ -117,45 +117,13 @@ fn assert_one_error(out: &Output, fragments: &[&str]) {
 /// through the refusing proxy), running `mbx ci` for amd64 and arm64, then
 /// listing what it left in /tmp.
 fn ci_in_runner(proxy: &DockerProxy, builder: &str, qemu_from: &str) -> Output {
-    assert!(
-        support::tag_exists(RUNNER_IMAGE),
-        "the runner image {RUNNER_IMAGE} is missing: run `scripts/chain-up` (phase runner_image)"
-    );
-    let mut c = Command::new("docker");
-    c.args(["run", "--rm", "--network", "host", "--pull", "missing"])
-        .arg("-v")
-        .arg(format!(
-            "{}:/usr/local/bin/mbx:ro",
-            env!("CARGO_BIN_EXE_mbx")
-        ))
-        .arg("-v")
-        .arg(format!(
-            "{}:/src:ro",
-            repo_root().join("examples/hello").display()
-        ));
-    for f in ["mbx.toml", "buildkitd.toml"] {
-        let p = chain_dir().join(f);
-        c.arg("-v")
-            .arg(format!("{}:{}:ro", p.display(), p.display()));
-    }
-    for (k, v) in [
-        (
-            "MBX_CONFIG",
-            chain_dir().join("mbx.toml").display().to_string(),
-        ),
-        ("MBX_QEMU_IMAGE", support::BINFMT_IMAGE.to_string()),
-        ("NO_COLOR", "1".into()),
-        ("DOCKER_HOST", proxy.url.clone()),
-    ] {
-        c.args(["-e", &format!("{k}={v}")]);
-    }
+    require_runner_image();
     let script = format!(
         "mbx ci --context /src --platforms linux/amd64,linux/arm64 --cache none \
          --qemu-from {qemu_from} --builder {builder} --image 127.0.0.1:5000/hbinfmt/refused --push; \
          rc=$?; echo \"left in /tmp: [$(ls -A /tmp)]\"; exit $rc"
     );
-    c.args([RUNNER_IMAGE, "bash", "-c", &script]);
-    support::run(c)
+    in_runner(false, &[("DOCKER_HOST", &proxy.url)], &[], &script)
 }
 
 /// In the runner's container, binfmt_misc is out of sight and the daemon
@@ -165,7 +133,6 @@ fn ci_in_runner(proxy: &DockerProxy, builder: &str, qemu_from: &str) -> Output {
 /// without asking the daemon.
 #[test]
 fn in_a_runner_container_without_privileges_the_error_names_them() {
-    support::require_chain();
     let guard = Untouched::start();
     let builder = format!("hbinfmt-rc-{}", std::process::id());
     // (--qemu-from, fragments of the message, is the installer asked for)
@@ -179,7 +146,7 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
                 "privileged containers are not allowed",
                 "--privileged",
                 "apt-get install qemu-user-static binfmt-support",
-                "--node tcp://HOST:PORT=linux/arm64",
+                "--driver remote --node tcp://HOST:PORT=linux/arm64",
             ],
             true,
         ),
@@ -190,7 +157,7 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
                 "this container cannot see or change binfmt_misc",
                 "--privileged",
                 "apt-get install qemu-user-static binfmt-support",
-                "--node tcp://HOST:PORT=linux/arm64",
+                "--driver remote --node tcp://HOST:PORT=linux/arm64",
             ],
             false,
         ),
@@ -293,7 +260,7 @@ fn read_only_binfmt_misc_and_a_refusing_daemon_name_the_ways_out() {
                 "--privileged",
                 "--qemu-from image",
                 "apt-get install qemu-user-static binfmt-support",
-                "--node tcp://HOST:PORT=linux/arm64",
+                "--driver remote --node tcp://HOST:PORT=linux/arm64",
             ],
             false,
         ),
@@ -306,7 +273,7 @@ fn read_only_binfmt_misc_and_a_refusing_daemon_name_the_ways_out() {
                 "the installer needs a privileged container",
                 "apt-get install qemu-user-static binfmt-support",
                 "--qemu-from host",
-                "--node tcp://HOST:PORT=linux/arm64",
+                "--driver remote --node tcp://HOST:PORT=linux/arm64",
             ],
             true,
         ),

@@ -415,17 +415,26 @@ pub fn host_interpreter(platform: &Platform) -> Option<(String, &'static str)> {
 
 /// Why handlers could not be installed, as one error: what failed
 /// (`cause`), what the user can change (`help`), and last the way around
-/// emulation altogether, a native node.
+/// emulation altogether, native nodes (remote nodes skip this host's
+/// handlers: `builder::builds_elsewhere`).
 pub fn cannot_install(platforms: &[&Platform], cause: String, help: &str) -> Error {
     let list: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
+    let nodes: Vec<String> = list
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match list.len() {
+            1 => format!("--node tcp://HOST:PORT={p}"),
+            _ => format!("--node tcp://HOST{}:PORT={p}", i + 1),
+        })
+        .collect();
     Error::env(
         format!(
             "QEMU handlers for {} cannot be installed: {cause}",
             list.join(", ")
         ),
         format!(
-            "{help}; or build on a native node instead of emulating (--node tcp://HOST:PORT={})",
-            list.join(",")
+            "{help}; or build on native BuildKit nodes instead of emulating (--driver remote {})",
+            nodes.join(" ")
         ),
     )
 }
@@ -563,6 +572,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("lacks the F flag"), "{e}");
+    }
+
+    #[test]
+    fn cannot_install_names_one_native_node_per_platform() {
+        let (arm, s390x) = (p("linux/arm64"), p("linux/s390x"));
+        let e = cannot_install(&[&arm], "why".into(), "help");
+        assert_eq!(
+            e.to_string(),
+            "QEMU handlers for linux/arm64 cannot be installed: why"
+        );
+        assert!(e
+            .help()
+            .unwrap()
+            .ends_with("(--driver remote --node tcp://HOST:PORT=linux/arm64)"));
+        let e = cannot_install(&[&arm, &s390x], "why".into(), "help");
+        assert!(e.help().unwrap().ends_with(
+            "(--driver remote --node tcp://HOST1:PORT=linux/arm64 --node tcp://HOST2:PORT=linux/s390x)"
+        ), "{:?}", e.help());
+        // Each suggested node parses as mbx's own --node.
+        let nodes = crate::plan::nodes(
+            &[
+                "tcp://HOST1:PORT=linux/arm64".into(),
+                "tcp://HOST2:PORT=linux/s390x".into(),
+            ],
+            "remote",
+        )
+        .unwrap();
+        assert_eq!(nodes.len(), 2);
     }
 
     #[test]
