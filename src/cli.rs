@@ -535,8 +535,9 @@ pub struct MergeArgs {
     /// Annotation for the merged index, index:KEY=VALUE, repeatable.
     #[arg(long = "annotation", value_name = "index:KEY=VALUE")]
     pub annotations: Vec<String>,
-    /// buildx builder whose registry settings imagetools uses, if it exists.
-    #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder")]
+    /// Accepted for scripts written for mbx < 1.1 (whose merge ran imagetools
+    /// on this builder); the merge now writes the index to the registry itself.
+    #[arg(long, env = "MBX_BUILDER", default_value = "ci-builder", hide = true)]
     pub builder: String,
     /// Write the merged run record as JSON to FILE.
     #[arg(long, value_name = "FILE")]

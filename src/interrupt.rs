@@ -1,5 +1,5 @@
-//! Ctrl-C (SIGINT) and SIGTERM: stop the child processes (buildx builds,
-//! imagetools) cleanly, then let the pipeline report what was pushed.
+//! Ctrl-C (SIGINT) and SIGTERM: stop the child processes (buildx builds)
+//! cleanly, then let the pipeline report what was pushed.
 //! With no child running, exit at once: 130 after SIGINT, 143 after SIGTERM
 //! (128 + the signal, as a shell reports it).
 

@@ -142,7 +142,14 @@ pub async fn ci(
         .map(|b| b.driver.clone())
         .unwrap_or_default();
     let (mut built, result) = tokio::task::block_in_place(|| {
-        build::run(plan, build, tools.buildx, tools.printer, &driver, true)
+        build::run(
+            plan,
+            build,
+            tools.buildx,
+            tools.printer,
+            &driver,
+            Some(verify.options),
+        )
     });
     clock.mark("build + merge");
     // Emulated or not is the building node's business (multi-node builders).
@@ -269,7 +276,7 @@ async fn read_back_tags(
 pub fn build_only(plan: &Plan, build: &BuildPlan, driver: &str, tools: &Tools<'_>) -> Run {
     let started = now();
     let (built, result) = tokio::task::block_in_place(|| {
-        build::run(plan, build, tools.buildx, tools.printer, driver, false)
+        build::run(plan, build, tools.buildx, tools.printer, driver, None)
     });
     let record = assemble(
         Parts {
@@ -290,7 +297,6 @@ pub fn build_only(plan: &Plan, build: &BuildPlan, driver: &str, tools: &Tools<'_
 
 /// What `mbx merge` joins: the parts' platforms, into one repository.
 pub struct MergePlan<'a> {
-    pub builder: &'a str,
     pub repository: &'a str,
     pub tags: &'a [String],
     pub platforms: Vec<PlatformRecord>,
@@ -314,8 +320,7 @@ pub async fn merge(m: MergePlan<'_>, verify: &VerifyPlan<'_>, tools: &Tools<'_>)
     ));
     let (built, result) = tokio::task::block_in_place(|| {
         build::merge_parts(
-            tools.buildx,
-            m.builder,
+            verify.options,
             m.repository,
             m.tags,
             m.platforms,

@@ -1482,12 +1482,311 @@ fn fetch_at_a_ref_with_no_release_runs_the_source_build_or_says_what_it_needs() 
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains("is not an executable file"), "{text}");
 
-    // Neither jq nor sha256sum (a bare job container): both named at once.
+    // Neither jq nor sha256sum nor curl, and no node to do without them (no
+    // runner's node at /__e here): everything missing named in one error.
     let bare = only_tools(&d.path().join("bare"), &["bash", "env", "dirname"]);
     let o = fetch_with_path(&action, &tc, &bare, &[]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(1), "{text}");
-    assert!(text.contains("needs jq sha256sum"), "{text}");
+    assert!(
+        text.contains("needs jq and sha256sum (and curl or wget to download a release)"),
+        "{text}"
+    );
+    assert!(text.contains("found no node to do without"), "{text}");
+    assert!(
+        text.contains("apt-get install -y jq coreutils curl ca-certificates"),
+        "{text}"
+    );
+    assert_eq!(text.matches("::error").count(), 1, "{text}");
+}
+
+/// Without jq, sha256sum or curl, fetch does the same with what is there:
+/// wget, shasum or openssl, and node (scripts/action/fetch.js) for any part
+/// no tool does. Each set downloads and verifies a release, refuses a
+/// corrupted one, and finds a source build under the same key (computed here
+/// from `sha256sum`'s lines, so every tool must print them alike).
+#[test]
+fn fetch_without_jq_sha256sum_or_curl_uses_wget_shasum_openssl_or_node() {
+    let d = tempfile::tempdir().unwrap();
+    let good = b"#!/bin/sh\necho mbx stand-in\n".to_vec();
+    let bad_sha = sha256_hex(b"#!/bin/sh\necho the bytes the manifest names\n");
+    let releases = serve_releases(HashMap::from([
+        (format!("/v1.2.3/mbx-{TARGET}"), good.clone()),
+        (format!("/v1.2.2/mbx-{TARGET}"), good.clone()),
+    ]));
+    let mut m = release_manifest("1.2.3", &sha256_hex(&good));
+    m["history"] = serde_json::json!({"1.2.2": {TARGET: bad_sha}});
+    let action = action_tree(d.path(), Some(&m));
+    let unreleased = action_tree(
+        &d.path().join("unreleased"),
+        Some(&unreleased_manifest("1.0.0")),
+    );
+    make_sources_unique(&unreleased, "tools");
+    let base = ("MBX_DOWNLOAD_BASE", releases.base.as_str());
+    let others: Vec<&str> = FETCH_TOOLS
+        .iter()
+        .copied()
+        .filter(|t| !["jq", "sha256sum"].contains(t))
+        .collect();
+    // (tools besides the others, what node does: a fragment of its line)
+    let rows: [(&[&str], Option<&str>); 3] = [
+        (&["wget", "shasum", "perl", "jq"], None),
+        (&["curl", "openssl", "node"], Some("no jq in")),
+        (&["node"], Some("no jq, sha256sum, curl or wget in")),
+    ];
+    for (i, (tools, by_node)) in rows.iter().enumerate() {
+        let mut set = others.clone();
+        set.extend_from_slice(tools);
+        let path = only_tools(&d.path().join(format!("row{i}")), &set);
+        let tc = d.path().join(format!("tool-cache-{i}"));
+        let o = fetch_with_path(&action, &tc, &path, &[base]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{tools:?}: {text}");
+        assert_eq!(std::fs::read(tc.join("mbx/1.2.3/x64/mbx")).unwrap(), good);
+        assert!(text.contains("downloaded, sha256"), "{tools:?}: {text}");
+        match by_node {
+            Some(f) => assert!(
+                text.contains(f) && text.contains("node ("),
+                "{tools:?}: {text}"
+            ),
+            None => assert!(!text.contains("node ("), "{tools:?}: {text}"),
+        }
+        // The manifest names other bytes than the server's: refused, not kept.
+        let o = fetch_with_path(&action, &tc, &path, &[base, ("MBX_VERSION", "1.2.2")]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(1), "{tools:?}: {text}");
+        assert!(
+            text.contains("sha256 mismatch") && text.contains(&bad_sha),
+            "{tools:?}: {text}"
+        );
+        let left: Vec<_> = std::fs::read_dir(tc.join("mbx/1.2.2/x64"))
+            .unwrap()
+            .flatten()
+            .collect();
+        assert!(left.is_empty(), "{tools:?}: {left:?}");
+        // A source build of these sources, found under the same key.
+        seed_source_build(&tc, &unreleased, Path::new("/bin/true"));
+        let o = fetch_with_path(&unreleased, &tc, &path, &[]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{tools:?}: {text}");
+        assert!(text.contains("built earlier"), "{tools:?}: {text}");
+    }
+
+    // jq and sha256sum but nothing to download with, and no node: the tool
+    // cache still serves; a download says what it needs, before any request.
+    let path = only_tools(&d.path().join("no-getter"), FETCH_TOOLS);
+    let n = releases.requests.lock().unwrap().len();
+    let o = fetch_with_path(&action, &d.path().join("tool-cache-0"), &path, &[base]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    let o = fetch_with_path(&action, &d.path().join("tool-cache-none"), &path, &[base]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the download of mbx needs curl or wget")
+            && text.contains("apt-get install -y curl ca-certificates"),
+        "{text}"
+    );
+    assert_eq!(releases.requests.lock().unwrap().len(), n);
+
+    // A self-hosted runner's own machine without them, and no node on PATH:
+    // the runner's externals beside its work folder (…/_work/_actions/…).
+    let runner = d.path().join("runner");
+    let at = runner.join(format!("_work/_actions/{ACTION}/v1"));
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::fs::rename(&action, &at).unwrap();
+    let externals = runner.join("externals/node20/bin");
+    std::fs::create_dir_all(&externals).unwrap();
+    let node = only_tools(&d.path().join("host-node"), &["node"]).join("node");
+    std::os::unix::fs::symlink(std::fs::read_link(node).unwrap(), externals.join("node")).unwrap();
+    let path = only_tools(&d.path().join("runner-host"), &others);
+    let tc = d.path().join("tool-cache-runner");
+    let o = fetch_with_path(&at, &tc, &path, &[base]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "node ({}) reads",
+            externals.join("node").display()
+        )),
+        "{text}"
+    );
+    assert_eq!(std::fs::read(tc.join("mbx/1.2.3/x64/mbx")).unwrap(), good);
+}
+
+/// The runner image of tests/container.rs (scripts/chain/runner_image.sh):
+/// Debian bookworm minbase, the docker CLI and buildx; no jq, curl or wget.
+const RUNNER_IMAGE: &str = "127.0.0.1:5000/mbx/runner:bookworm";
+
+/// The fetch step of a job with `container:`, as GitHub's runner runs it,
+/// imitated with `docker run` (act runs a job container's JavaScript steps
+/// with the image's own node, so it cannot show this): the runner image with
+/// sha256sum removed too (`rm` inside the throwaway container, before the
+/// step); the action at /__w/_actions/org/mbx-action/v1 (read-only), the tool
+/// cache at /__t, RUNNER_TEMP at /__w/_temp, and, with `node`, the runner's
+/// externals read-only at /__e: this machine's node (Debian's node 20; the
+/// runner's is the upstream build of node 20 or 24) as /__e/node20/bin/node,
+/// on no PATH, beside one that cannot run. The step runs as the runner runs a composite `run:` step, bash
+/// --noprofile --norc -e -o pipefail, exec-ing the script. Returns the
+/// output and what the step wrote to GITHUB_OUTPUT.
+fn fetch_in_job_container(
+    action: &Path,
+    work: &Path,
+    node: bool,
+    env: &[(&str, &str)],
+) -> (Output, String) {
+    let (temp, tc) = (work.join("_temp"), work.join("tool-cache"));
+    std::fs::create_dir_all(&temp).unwrap();
+    std::fs::create_dir_all(&tc).unwrap();
+    std::fs::write(temp.join("output"), "").unwrap();
+    let mut c = Command::new("docker");
+    c.args(["run", "--rm", "--network", "host", "--pull", "missing"]);
+    let mut mounts = vec![
+        format!("{}:/__w/_actions/{ACTION}/v1:ro", action.display()),
+        format!("{}:/__w/_temp", temp.display()),
+        format!("{}:/__t", tc.display()),
+    ];
+    if node {
+        let host_node = Command::new("sh")
+            .args(["-c", "command -v node"])
+            .output()
+            .unwrap();
+        let host_node = String::from_utf8_lossy(&host_node.stdout)
+            .trim()
+            .to_string();
+        assert!(!host_node.is_empty(), "node is not installed here");
+        mounts.push(format!("{host_node}:/__e/node20/bin/node:ro"));
+        // And a newer one that does not run here, as the runner's musl build
+        // (node24_alpine) does not in a glibc image: fetch tries the next.
+        mounts.push("/bin/false:/__e/node24_alpine/bin/node:ro".to_string());
+    }
+    for m in mounts {
+        c.args(["-v", &m]);
+    }
+    let runner_env = [
+        ("GITHUB_ACTION_PATH", format!("/__w/_actions/{ACTION}/v1")),
+        ("GITHUB_WORKSPACE", "/__w/app/app".into()),
+        ("GITHUB_OUTPUT", "/__w/_temp/output".into()),
+        ("RUNNER_OS", "Linux".into()),
+        ("RUNNER_ARCH", "X64".into()),
+        ("RUNNER_TEMP", "/__w/_temp".into()),
+        ("RUNNER_TOOL_CACHE", "/__t".into()),
+    ];
+    for (k, v) in runner_env {
+        c.args(["-e", &format!("{k}={v}")]);
+    }
+    for (k, v) in env {
+        c.args(["-e", &format!("{k}={v}")]);
+    }
+    let script = r#"rm -f /usr/bin/sha256sum
+for t in jq curl wget sha256sum shasum openssl node; do
+  if command -v "$t"; then echo "the container has $t" >&2; exit 99; fi
+done
+exec bash --noprofile --norc -e -o pipefail -c 'exec "$GITHUB_ACTION_PATH/scripts/action/fetch"'"#;
+    c.args([RUNNER_IMAGE, "bash", "-c", script]);
+    let o = support::run(c);
+    assert_ne!(o.status.code(), Some(99), "{}", stderr(&o));
+    (o, read(&temp.join("output")))
+}
+
+#[test]
+fn fetch_in_a_bare_job_container_downloads_and_verifies_with_the_runners_node() {
+    require_chain();
+    assert!(
+        tag_exists(RUNNER_IMAGE),
+        "the runner image {RUNNER_IMAGE} is missing: run `scripts/chain-up` (phase runner_image)"
+    );
+    let d = tempfile::tempdir().unwrap();
+    let good = b"#!/bin/sh\necho mbx stand-in\n".to_vec();
+    let sha = sha256_hex(&good);
+    let mut corrupted = good.clone();
+    corrupted[12] ^= 0x01;
+    let releases = serve_releases(HashMap::from([
+        (format!("/v1.2.3/mbx-{TARGET}"), good.clone()),
+        (format!("/v1.2.2/mbx-{TARGET}"), corrupted),
+    ]));
+    let mut m = release_manifest("1.2.3", &sha);
+    m["history"] = serde_json::json!({"1.2.2": {TARGET: sha}});
+    let action = action_tree(d.path(), Some(&m));
+    let work = d.path().join("work");
+    let base = ("MBX_DOWNLOAD_BASE", releases.base.as_str());
+    let requests = || releases.requests.lock().unwrap().len();
+
+    // Cold: node reads the manifest, downloads and checks the sha256.
+    let (o, output) = fetch_in_job_container(&action, &work, true, &[base]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}{}", stderr(&o));
+    assert!(
+        text.contains("mbx: no jq, sha256sum, curl or wget in this container (the job's container: image, or a runner in a container): node (/__e/node20/bin/node) reads dist/manifest.json, checks sha256, downloads"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("downloaded, sha256 {sha} verified")),
+        "{text}"
+    );
+    assert_eq!(output, "path=/__t/mbx/1.2.3/x64/mbx\n");
+    assert_eq!(
+        std::fs::read(work.join("tool-cache/mbx/1.2.3/x64/mbx")).unwrap(),
+        good
+    );
+    assert_eq!(requests(), 1);
+    // Warm: the tool cache, checked again, no request.
+    let (o, output) = fetch_in_job_container(&action, &work, true, &[base]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("from the tool cache, sha256"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(output, "path=/__t/mbx/1.2.3/x64/mbx\n");
+    assert_eq!(requests(), 1);
+    // A corrupted download (one bit): refused, nothing kept, no output.
+    let (o, output) =
+        fetch_in_job_container(&action, &work, true, &[base, ("MBX_VERSION", "1.2.2")]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!(
+            "::error title=mbx::sha256 mismatch for {}/v1.2.2/mbx-{TARGET}",
+            releases.base
+        )),
+        "{text}"
+    );
+    assert_eq!(requests(), 2);
+    assert_eq!(output, "");
+    let left: Vec<_> = std::fs::read_dir(work.join("tool-cache/mbx/1.2.2/x64"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // No node either (no externals at /__e): all that is missing, once.
+    let (o, _) = fetch_in_job_container(&action, &work, false, &[base]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("the action needs jq and sha256sum (and curl or wget to download a release) in this container"),
+        "{text}"
+    );
+    assert_eq!(text.matches("::error").count(), 1, "{text}");
+    assert_eq!(requests(), 2);
+
+    // A ref with no release: the source build, which needs cargo, says so.
+    let unreleased = action_tree(&d.path().join("u"), Some(&unreleased_manifest("1.0.0")));
+    let (o, _) = fetch_in_job_container(&unreleased, &work, true, &[]);
+    let text = stdout(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "so the action builds mbx from its own tree, and there is no cargo in this container"
+        ),
+        "{text}"
+    );
 }
 
 /// The real source build, as a runner without a release does it: `cargo

@@ -213,6 +213,30 @@ fn ci_local_writes_a_two_platform_oci_layout_then_pushes_from_cache() {
             .unwrap();
         assert_eq!(listed["digest"], p["digest"]);
     }
+    // mbx writes the index itself: the same document (children, platforms,
+    // attestations, media types) as buildx's own `imagetools create` makes
+    // from the same pushed digests (key order aside: the digests differ).
+    let sources: Vec<String> = r2["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| format!("{repo}@{}", p["build_digest"].as_str().unwrap()))
+        .collect();
+    let dry = std::process::Command::new("docker")
+        .args(["buildx", "imagetools", "create", "--dry-run"])
+        .args(&sources)
+        .output()
+        .unwrap();
+    assert!(
+        dry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
+    assert_eq!(
+        json(&String::from_utf8_lossy(&dry.stdout)),
+        index,
+        "the index mbx pushed is the one imagetools create would write"
+    );
 }
 
 #[test]

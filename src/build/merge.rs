@@ -1,5 +1,6 @@
 //! Joining per-platform results into one multi-platform index: in an OCI
-//! layout on disk, or in the registry with `docker buildx imagetools create`.
+//! layout on disk, or in the registry (written as `docker buildx imagetools
+//! create` writes it, pushed in process).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,9 +8,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::digest::sha256;
-use crate::docker::buildx::Buildx;
 use crate::error::{Error, Result};
-use crate::oci::{is_index_type, Descriptor};
+use crate::oci::{is_index_type, Descriptor, Options, Registry};
 use crate::platform::Platform;
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -90,16 +90,7 @@ pub fn layouts(
             }
         }
     }
-    let index_annotations = annotate(&mut children, annotations);
-    let mut index = json!({
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": children,
-    });
-    if !index_annotations.is_empty() {
-        index["annotations"] = Value::Object(index_annotations);
-    }
-    let bytes = serde_json::to_vec_pretty(&index).expect("json");
+    let (bytes, media_type) = index(&mut children, annotations);
     let digest = sha256(&bytes);
     std::fs::write(blobs.join(digest.trim_start_matches("sha256:")), &bytes)
         .map_err(|e| io("write index", e))?;
@@ -123,7 +114,7 @@ pub fn layouts(
     Ok(Merged {
         index_digest: digest,
         descriptor: crate::run::IndexDescriptor {
-            media_type: OCI_INDEX.into(),
+            media_type: media_type.into(),
             size: bytes.len() as u64,
         },
         platform_digests: platform_digests(&children),
@@ -178,111 +169,166 @@ fn child_descriptor(d: &Value, platform: &Platform) -> Value {
     d
 }
 
-/// Merge pushed per-platform digests into one index under every tag.
-/// The dry run prints the exact bytes that are pushed, so the index digest
-/// is known without a second read; it runs beside the push.
-pub fn registry(
-    buildx: &Buildx,
-    builder: &str,
+/// Merge pushed per-platform digests into one index under every tag, in
+/// process: each platform's manifest read (a per-platform index gives its
+/// children: the image and its attestation), the index written as
+/// `docker buildx imagetools create` writes it, then PUT under every tag
+/// at once. Registry faults are retried until `opts.timeout`.
+pub async fn registry(
+    opts: &Options,
     repository: &str,
     tags: &[String],
-    digests: &[String],
+    sources: &[(Platform, String)],
     annotations: &[String],
 ) -> Result<Merged> {
-    let tags: Vec<String> = tags.iter().map(|t| format!("{repository}:{t}")).collect();
-    let sources: Vec<String> = digests
-        .iter()
-        .map(|d| format!("{repository}@{d}"))
-        .collect();
-    let fail = |e: Error| {
+    let pushed_by_digest = || {
+        sources
+            .iter()
+            .map(|(_, d)| format!("{repository}@{d}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let fail = |e: Error, moved: &[&String]| {
+        let moved = match moved {
+            [] => "no tag moved".to_string(),
+            m => format!(
+                "only {} moved (to an index holding every platform)",
+                m.iter().map(|t| t.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        };
         Error::build(
-        format!("merging the platforms into {repository} failed: {e}"),
-        "the per-platform images were pushed by digest but no tag points at them; check registry access and run again",
-    )
+            format!("merging the platforms into {repository} failed: {e}"),
+            format!(
+                "{moved}; pushed by digest only: {}. Check the registry and run again (or join them with `mbx merge`)",
+                pushed_by_digest()
+            ),
+        )
     };
-    let create = |dry_run: bool| {
-        with_retries(&format!("merging into {repository}"), || {
-            buildx.imagetools_create(builder, &tags, &sources, annotations, dry_run)
-        })
-    };
-    let fail = |e: Error| {
-        let mut e = fail(e);
-        if let Error::Build { help, .. } = &mut e {
-            *help = format!(
-                "no tag moved; pushed by digest only: {}. Check the registry and run again (or join them with `mbx merge`)",
-                sources.join(", ")
-            );
-        }
-        e
-    };
-    // The dry run (the exact bytes) beside the push: one imagetools round
-    // trip of wall time instead of two. The push decides whether tags moved.
-    let (printed, pushed) = std::thread::scope(|s| {
-        let dry = s.spawn(|| create(true));
-        let pushed = create(false);
-        (dry.join(), pushed)
+    let first = tags.first().map_or("latest", String::as_str);
+    let reg = Registry::new(&format!("{repository}:{first}"), opts).map_err(|e| fail(e, &[]))?;
+    let reg = &reg;
+    let read = sources.iter().map(|(platform, digest)| async move {
+        let (bytes, _) = reg.manifest(digest).await?;
+        Ok::<_, Error>((platform, digest, bytes))
     });
-    pushed.map_err(fail)?;
-    let printed = match printed {
-        Ok(Ok(p)) => p,
-        _ => create(true).map_err(|e| {
-            Error::build(
-                format!("the index is pushed under every tag of {repository}, but printing it failed: {e}"),
-                "read it back with `mbx verify IMAGE`",
-            )
-        })?,
-    };
-    let bytes = printed.strip_suffix('\n').unwrap_or(&printed).as_bytes();
-    let index: Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::build(format!("imagetools printed no index: {e}"), ""))?;
-    Ok(Merged {
-        index: bytes.to_vec(),
-        index_digest: sha256(bytes),
+    let mut children: Vec<Value> = Vec::new();
+    for (platform, digest, bytes) in futures::future::try_join_all(read)
+        .await
+        .map_err(|e| fail(e, &[]))?
+    {
+        children.extend(children_of(platform, digest, &bytes));
+    }
+    let (bytes, media_type) = index(&mut children, annotations);
+    let merged = Merged {
+        index_digest: sha256(&bytes),
         descriptor: crate::run::IndexDescriptor {
-            media_type: index["mediaType"].as_str().unwrap_or(OCI_INDEX).to_string(),
+            media_type: media_type.to_string(),
             size: bytes.len() as u64,
         },
-        platform_digests: platform_digests(
-            index["manifests"]
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or(&[]),
-        ),
-    })
+        platform_digests: platform_digests(&children),
+        index: bytes,
+    };
+    put_everywhere(reg, tags, &merged)
+        .await
+        .map_err(|(e, moved)| fail(e, &moved.iter().collect::<Vec<_>>()))?;
+    Ok(merged)
 }
 
-/// `f` again while it fails on a registry fault that may pass (a 5xx, 429,
-/// a reset connection: [`crate::oci::registry::transient_fault`]), with
-/// exponential backoff and jitter from 1 s, at most [`MERGE_ATTEMPTS`]
-/// times in all (under a minute); any other failure at once. Pushing the
-/// same index again is harmless: its digest is its content.
-fn with_retries<T>(what: &str, mut f: impl FnMut() -> Result<T>) -> Result<T> {
-    let mut delays = crate::oci::registry::fault_delays(
-        std::time::Duration::from_secs(1),
-        std::time::Duration::from_secs(8),
-        MERGE_ATTEMPTS,
-    );
-    loop {
-        let e = match f() {
-            Ok(v) => return Ok(v),
-            Err(e) => e,
-        };
-        let text = e.to_string();
-        let delay = match delays.next() {
-            Some(d) if crate::oci::registry::transient_fault(&text) => d,
-            _ => return Err(e),
-        };
-        tracing::warn!(
-            "{what}: registry fault, trying again in {:.1}s: {}",
-            delay.as_secs_f64(),
-            text.lines().last().unwrap_or("")
-        );
-        std::thread::sleep(delay);
+/// The index under every tag, all at once; on a failure the error and the
+/// tags that did move.
+async fn put_everywhere(
+    reg: &Registry,
+    tags: &[String],
+    merged: &Merged,
+) -> std::result::Result<(), (Error, Vec<String>)> {
+    let puts = tags.iter().map(|t| async move {
+        let answered = reg
+            .put_manifest(t, &merged.descriptor.media_type, &merged.index)
+            .await?;
+        match answered {
+            Some(d) if d != merged.index_digest => Err(Error::build(
+                format!(
+                    "the registry stored the index under {t} as {d}, not {}",
+                    merged.index_digest
+                ),
+                "",
+            )),
+            _ => Ok(()),
+        }
+    });
+    let results = futures::future::join_all(puts).await;
+    let moved: Vec<String> = tags
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_ok())
+        .map(|(t, _)| t.clone())
+        .collect();
+    match results.into_iter().find_map(|r| r.err()) {
+        Some(e) => Err((e, moved)),
+        None => Ok(()),
     }
 }
 
-/// Attempts at each `imagetools create` (the dry run and the push).
-pub const MERGE_ATTEMPTS: usize = 5;
+/// What one pushed platform puts in the merged index: a per-platform index
+/// (image + attestation) gives its children as they are; an image manifest
+/// is one descriptor with the platform it was built for.
+fn children_of(platform: &Platform, digest: &str, bytes: &[u8]) -> Vec<Value> {
+    let doc: Value = serde_json::from_slice(bytes).unwrap_or_default();
+    let media_type = match doc["mediaType"].as_str() {
+        Some(mt) => mt.to_string(),
+        None if doc.get("manifests").is_some() => OCI_INDEX.to_string(),
+        None => OCI_MANIFEST.to_string(),
+    };
+    if is_index_type(&media_type) {
+        return doc["manifests"].as_array().cloned().unwrap_or_default();
+    }
+    let d = json!({"mediaType": media_type, "digest": digest, "size": bytes.len()});
+    vec![child_descriptor(&d, platform)]
+}
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// The merged index's bytes and media type, as imagetools create writes
+/// them: an OCI index (a Docker manifest list only when every child is a
+/// Docker manifest and no annotation asks for an OCI one), indented by two.
+fn index(children: &mut [Value], annotations: &[String]) -> (Vec<u8>, &'static str) {
+    let index_annotations = annotate(children, annotations);
+    let docker = annotations.is_empty()
+        && !children.is_empty()
+        && children.iter().all(|c| {
+            c["mediaType"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("application/vnd.docker."))
+        });
+    let media_type = if docker { DOCKER_LIST } else { OCI_INDEX };
+    let mut index = json!({
+        "schemaVersion": 2,
+        "mediaType": media_type,
+        "manifests": children,
+    });
+    if !index_annotations.is_empty() {
+        index["annotations"] = Value::Object(index_annotations);
+    }
+    (serde_json::to_vec_pretty(&index).expect("json"), media_type)
+}
+
+/// The registry options for `repository` when the run pushes to `first`:
+/// `--username/--password-stdin` are for the output's registry only (as the
+/// push's login is); another registry's come from the docker config.
+fn options_for(opts: &Options, first: &str, repository: &str) -> Options {
+    let host = |r: &str| {
+        crate::plan::ImageRef::parse(r)
+            .map(|r| r.registry().to_string())
+            .unwrap_or_default()
+    };
+    let mut o = opts.clone();
+    if host(first) != host(repository) {
+        o.username = None;
+        o.password = None;
+    }
+    o
+}
 
 /// The `name=` field of a per-platform push: the output's repository and
 /// every other one, quoted when several (buildx reads the field as CSV).
@@ -310,32 +356,34 @@ pub fn more_refs(more: &[(String, Vec<String>)]) -> Vec<String> {
         .collect()
 }
 
-/// [`registry`] for the output's repository, then for every other one from
-/// its own copy of the platforms: the same index (same bytes, same digest)
-/// under every tag in every repository.
-pub fn registries(
-    buildx: &Buildx,
-    builder: &str,
+/// [`registry`] for the output's repository, then for every other one
+/// (each holds its own copy of the platforms): the same index (same bytes,
+/// same digest) under every tag in every repository.
+pub async fn registries(
+    opts: &Options,
     (repository, tags): (&str, &[String]),
     more: &[(String, Vec<String>)],
-    digests: &[String],
+    sources: &[(Platform, String)],
     annotations: &[String],
 ) -> Result<Merged> {
-    let merged = registry(buildx, builder, repository, tags, digests, annotations)?;
+    let merged = registry(opts, repository, tags, sources, annotations).await?;
     for (repo, tags) in more {
-        let other = registry(buildx, builder, repo, tags, digests, annotations).map_err(|e| {
-            Error::build(
-                format!("{e} (the index is in {repository} already)"),
-                e.help().unwrap_or_default().to_string(),
-            )
-        })?;
+        let o = options_for(opts, repository, repo);
+        let other = registry(&o, repo, tags, sources, annotations)
+            .await
+            .map_err(|e| {
+                Error::build(
+                    format!("{e} (the index is in {repository} already)"),
+                    e.help().unwrap_or_default().to_string(),
+                )
+            })?;
         if other.index_digest != merged.index_digest {
             return Err(Error::build(
                 format!(
                     "the index in {repo} is {}, not {} as in {repository}",
                     other.index_digest, merged.index_digest
                 ),
-                "the registries store the index differently; check both with `mbx verify`",
+                "the registries store the platforms differently; check both with `mbx verify`",
             ));
         }
     }
@@ -387,5 +435,57 @@ mod tests {
             staging(&more, "linux-arm64")[0].0,
             "h:5001/a:mbx-staging-linux-arm64"
         );
+    }
+
+    #[test]
+    fn the_index_is_oci_unless_every_child_is_a_docker_manifest_and_nothing_is_annotated() {
+        let amd64: Platform = "linux/amd64".parse().unwrap();
+        let docker = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
+        let mut children = children_of(&amd64, "sha256:1", docker);
+        assert_eq!(
+            children[0]["platform"],
+            json!({"os": "linux", "architecture": "amd64"})
+        );
+        assert_eq!(children[0]["size"], docker.len());
+        assert_eq!(index(&mut children.clone(), &[]).1, DOCKER_LIST);
+        assert_eq!(index(&mut children, &["index:a=b".into()]).1, OCI_INDEX);
+        // A per-platform index (image + attestation) gives its children as they are.
+        let per_platform = serde_json::to_vec(&json!({
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {"mediaType": OCI_MANIFEST, "digest": "sha256:2", "size": 3,
+                 "platform": {"os": "linux", "architecture": "arm64"}},
+                {"mediaType": OCI_MANIFEST, "digest": "sha256:4", "size": 5,
+                 "platform": {"os": "unknown", "architecture": "unknown"},
+                 "annotations": {"vnd.docker.reference.type": "attestation-manifest"}},
+            ],
+        }))
+        .unwrap();
+        let mut children = children_of(&amd64, "sha256:9", &per_platform);
+        assert_eq!(children.len(), 2);
+        let (bytes, mt) = index(&mut children, &[]);
+        assert_eq!(mt, OCI_INDEX);
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v["manifests"][1]["annotations"]["vnd.docker.reference.type"],
+            "attestation-manifest"
+        );
+        assert_eq!(
+            platform_digests(v["manifests"].as_array().unwrap()).len(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_login_flags_go_to_the_output_registry_only() {
+        let opts = Options {
+            username: Some("u".into()),
+            password: Some("p".into()),
+            ..Options::default()
+        };
+        let same = options_for(&opts, "127.0.0.1:5000/a", "127.0.0.1:5000/b");
+        assert_eq!(same.username.as_deref(), Some("u"));
+        let other = options_for(&opts, "127.0.0.1:5000/a", "127.0.0.1:5001/a");
+        assert!(other.username.is_none() && other.password.is_none());
     }
 }

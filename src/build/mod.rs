@@ -37,8 +37,8 @@ pub struct BuildRecord {
     pub notes: Vec<String>,
 }
 
-/// Build every platform, then merge (unless `merge` is false and the output
-/// is a registry: multi-runner parts, joined later by `mbx merge`). `driver`
+/// Build every platform, then merge: a registry output with the registry
+/// options `merge` (none: multi-runner parts, joined later by `mbx merge`). `driver`
 /// is the builder's driver (the docker driver pushes staging tags). On a
 /// failed platform the record still holds every platform's result and the
 /// error says what failed.
@@ -48,7 +48,7 @@ pub fn run(
     buildx: &Buildx,
     printer: &Printer,
     driver: &str,
-    merge: bool,
+    merge: Option<&crate::oci::Options>,
 ) -> (BuildRecord, Result<()>) {
     let mut record = BuildRecord::default();
     (record.output, record.tags) = destination(&build.output);
@@ -70,7 +70,7 @@ fn run_into(
     buildx: &Buildx,
     printer: &Printer,
     driver: &str,
-    merge: bool,
+    merge: Option<&crate::oci::Options>,
     record: &mut BuildRecord,
 ) -> Result<()> {
     remove_stale_work_dirs();
@@ -123,7 +123,7 @@ fn run_into(
         }
         return Err(e);
     }
-    if !merge && matches!(build.output, Output::Registry { .. }) {
+    if merge.is_none() && matches!(build.output, Output::Registry { .. }) {
         printer.status(&match &build.json {
             Some(p) => format!(
                 "pushed by digest only, no tag moved; the part is {}: join the parts with `mbx merge --parts DIR`",
@@ -146,13 +146,7 @@ fn run_into(
     }
     printer.status("merging platforms into one index");
     let merging = Instant::now();
-    let merged = merge_all(
-        plan,
-        build,
-        buildx,
-        &record.platforms,
-        parts_root.as_deref(),
-    )?;
+    let merged = merge_all(plan, build, merge, &record.platforms, parts_root.as_deref())?;
     let seconds = merging.elapsed().as_secs_f64();
     tracing::debug!(phase = "merge", seconds, "timing");
     apply_merge(&mut record.platforms, &merged);
@@ -386,7 +380,7 @@ fn failure(output: &Output, platforms: &[PlatformRecord]) -> Option<Error> {
 fn merge_all(
     plan: &Plan,
     build: &BuildPlan,
-    buildx: &Buildx,
+    registry: Option<&crate::oci::Options>,
     platforms: &[PlatformRecord],
     parts_root: Option<&Path>,
 ) -> Result<merge::Merged> {
@@ -404,20 +398,31 @@ fn merge_all(
             m
         }
         Output::Registry { repository, tags } => {
-            let digests: Vec<String> = platforms
-                .iter()
-                .filter_map(|r| r.build_digest.clone())
-                .collect();
-            merge::registries(
-                buildx,
-                &plan.builder.name,
+            let registry = registry.expect("a registry output is merged with registry options");
+            let sources = sources(platforms);
+            block_on(merge::registries(
+                registry,
                 (repository, tags),
                 &build.more_repositories,
-                &digests,
+                &sources,
                 &build.index_annotations,
-            )
+            ))
         }
     }
+}
+
+/// Each pushed platform and its digest: what the merge joins.
+fn sources(platforms: &[PlatformRecord]) -> Vec<(Platform, String)> {
+    platforms
+        .iter()
+        .filter_map(|r| Some((r.platform.clone(), r.build_digest.clone()?)))
+        .collect()
+}
+
+/// `fut` to its end from the build stage (synchronous, run by the pipeline
+/// inside `block_in_place` on the multi-thread runtime).
+fn block_on<F: std::future::Future>(fut: F) -> F::Output {
+    tokio::runtime::Handle::current().block_on(fut)
 }
 
 /// Each platform's digest as it stands in the merged index.
@@ -433,8 +438,7 @@ fn apply_merge(platforms: &mut [PlatformRecord], merged: &merge::Merged) {
 /// `mbx merge`: the parts' platforms (pushed by digest on other runners)
 /// joined into one index under `tags` in `repository`.
 pub fn merge_parts(
-    buildx: &Buildx,
-    builder: &str,
+    registry: &crate::oci::Options,
     repository: &str,
     tags: &[String],
     platforms: Vec<PlatformRecord>,
@@ -446,17 +450,19 @@ pub fn merge_parts(
         platforms,
         ..BuildRecord::default()
     };
-    let digests: Vec<String> = record
-        .platforms
-        .iter()
-        .filter_map(|p| p.build_digest.clone())
-        .collect();
-    let result =
-        merge::registry(buildx, builder, repository, tags, &digests, annotations).map(|merged| {
-            apply_merge(&mut record.platforms, &merged);
-            record.index_descriptor = Some(merged.descriptor.clone());
-            record.index_digest = Some(merged.index_digest);
-        });
+    let sources = sources(&record.platforms);
+    let result = block_on(merge::registry(
+        registry,
+        repository,
+        tags,
+        &sources,
+        annotations,
+    ))
+    .map(|merged| {
+        apply_merge(&mut record.platforms, &merged);
+        record.index_descriptor = Some(merged.descriptor.clone());
+        record.index_digest = Some(merged.index_digest);
+    });
     (record, result)
 }
 

@@ -29,7 +29,6 @@ pub async fn merge(args: MergeArgs) -> Result<ExitStatus> {
         tags,
         required,
         annotations: &args.annotations,
-        builder: &args.builder,
         verify: &args.verify,
         json: args.json.clone(),
         report: ReportOptions::default(),
@@ -68,7 +67,6 @@ pub async fn from_outputs(args: CiArgs) -> Result<ExitStatus> {
         tags,
         required,
         annotations: &args.build.annotations,
-        builder: &args.builder.builder,
         verify: &args.verify,
         json: args.build.json.clone(),
         report: ReportOptions::from_flags(&args.report)?,
@@ -127,7 +125,6 @@ struct Joining<'a> {
     tags: Vec<String>,
     required: Vec<Platform>,
     annotations: &'a [String],
-    builder: &'a str,
     verify: &'a VerifyFlags,
     json: Option<PathBuf>,
     report: ReportOptions,
@@ -145,16 +142,11 @@ async fn join(j: Joining<'_>) -> Result<ExitStatus> {
     }
     let (checks, options) = plan::verify(j.verify, false)?;
     let (buildx, printer) = (Buildx::default(), Printer::new(false));
-    let builder = match buildx.inspect(j.builder, false) {
-        Ok(Some(_)) => j.builder.to_string(),
-        _ => String::new(),
-    };
     let tools = Tools {
         buildx: &buildx,
         printer: &printer,
     };
     let m = MergePlan {
-        builder: &builder,
         repository: &j.parts.repository,
         tags: &j.tags,
         platforms: j.parts.platforms.clone(),

@@ -251,38 +251,6 @@ impl Buildx {
             stdout_tail,
         })
     }
-
-    /// `docker buildx imagetools create`: with `dry_run` prints the index it
-    /// would push; returns stdout.
-    pub fn imagetools_create(
-        &self,
-        builder: &str,
-        tags: &[String],
-        sources: &[String],
-        annotations: &[String],
-        dry_run: bool,
-    ) -> Result<String> {
-        let mut a = os_args(["buildx", "imagetools", "create"]);
-        if !builder.is_empty() {
-            a.push("--builder".into());
-            a.push(builder.into());
-        }
-        if dry_run {
-            a.push("--dry-run".into());
-        }
-        for an in annotations {
-            a.push("--annotation".into());
-            a.push(an.into());
-        }
-        for t in tags {
-            a.push("--tag".into());
-            a.push(t.into());
-        }
-        for s in sources {
-            a.push(s.into());
-        }
-        self.run(a).map_err(Error::from)
-    }
 }
 
 /// The buildx version remembered between runs. The key names the docker CLI

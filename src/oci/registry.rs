@@ -100,6 +100,8 @@ pub struct Registry {
     creds: Credentials,
     scheme: &'static str,
     authz: tokio::sync::Mutex<Authz>,
+    /// The same for writes (a token with push scope).
+    push_authz: tokio::sync::Mutex<Authz>,
     started: Instant,
     timeout: Duration,
 }
@@ -295,6 +297,7 @@ impl Registry {
             creds,
             scheme: if insecure { "http" } else { "https" },
             authz: tokio::sync::Mutex::new(Authz::Unknown),
+            push_authz: tokio::sync::Mutex::new(Authz::Unknown),
             started: Instant::now(),
             timeout: opts.timeout,
         })
@@ -335,11 +338,22 @@ impl Registry {
 
     /// The Authorization header, from the handshake (done once; again after a 401).
     async fn authorization(&self, renew: bool) -> Result<Option<String>> {
-        let mut slot = self.authz.lock().await;
+        self.authorization_for(RegistryOperation::Pull, renew).await
+    }
+
+    async fn authorization_for(
+        &self,
+        op: RegistryOperation,
+        renew: bool,
+    ) -> Result<Option<String>> {
+        let mut slot = match op {
+            RegistryOperation::Pull => self.authz.lock().await,
+            RegistryOperation::Push => self.push_authz.lock().await,
+        };
         if let (Authz::Header(h), false) = (&*slot, renew) {
             return Ok(h.clone());
         }
-        let header = self.login(RegistryOperation::Pull).await?;
+        let header = self.login(op).await?;
         *slot = Authz::Header(header.clone());
         Ok(header)
     }
@@ -427,6 +441,112 @@ impl Registry {
                 Fault::Fatal(e) | Fault::NotYet(e) => e,
                 Fault::Transient { fault, .. } => self.unreachable(&fault),
             })
+    }
+
+    /// PUT `body` (a manifest or an index of `media_type`) under
+    /// `reference` (a tag or a digest) with push rights. Connection faults,
+    /// 429 and 5xx are retried with backoff (or the server's `Retry-After`)
+    /// until the timeout; a 401 gets one fresh login; any other refusal
+    /// fails at once with the registry's own message. Returns the digest
+    /// the registry names in `Docker-Content-Digest`, when it does.
+    pub async fn put_manifest(
+        &self,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<Option<String>> {
+        let what = self.reference_for(reference);
+        let url = self.url("manifests", reference);
+        let deadline = self.started + self.timeout;
+        let renewed = AtomicBool::new(false);
+        let attempt = || async {
+            loop {
+                let auth = self
+                    .within(
+                        &what,
+                        self.authorization_for(RegistryOperation::Push, false),
+                    )
+                    .await
+                    .and_then(|a| a)
+                    .map_err(Fault::Fatal)?;
+                let mut req = self
+                    .http
+                    .put(&url)
+                    .header(reqwest::header::CONTENT_TYPE, media_type)
+                    .body(body.to_vec());
+                if let Some(h) = auth {
+                    req = req.header(reqwest::header::AUTHORIZATION, h);
+                }
+                let resp = match self.within(&what, req.send()).await.map_err(Fault::Fatal)? {
+                    Ok(resp) if resp.status().is_success() => {
+                        return Ok(resp
+                            .headers()
+                            .get("docker-content-digest")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string))
+                    }
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        return Err(Fault::Transient {
+                            fault: format!("{what}: {}", crate::error::chain(&e)),
+                            retry_after: None,
+                        })
+                    }
+                };
+                if resp.status().as_u16() == 401 && !renewed.swap(true, Ordering::SeqCst) {
+                    self.authorization_for(RegistryOperation::Push, true)
+                        .await
+                        .map_err(Fault::Fatal)?;
+                    continue;
+                }
+                return Err(self.write_fault(resp, &what).await);
+            }
+        };
+        attempt
+            .retry(backoff())
+            .when(|f: &Fault| matches!(f, Fault::Transient { .. }))
+            .adjust(|f, delay| match f {
+                Fault::Transient { retry_after, .. } => retry_after
+                    .or(delay)
+                    .filter(|d| Instant::now() + *d <= deadline),
+                _ => None,
+            })
+            .notify(|f, delay| {
+                if let Fault::Transient { fault, .. } = f {
+                    tracing::warn!(%fault, ?delay, "registry fault while pushing, trying again");
+                }
+            })
+            .await
+            .map_err(|f| match f {
+                Fault::Fatal(e) | Fault::NotYet(e) => e,
+                Fault::Transient { fault, .. } => Error::verify(
+                    format!(
+                        "gave up pushing to {} after {:.0}s: {fault}",
+                        self.host(),
+                        self.started.elapsed().as_secs_f64()
+                    ),
+                    "the registry kept failing; check it and run again, or raise --timeout",
+                ),
+            })
+    }
+
+    /// What a refused write means.
+    async fn write_fault(&self, resp: reqwest::Response, what: &str) -> Fault {
+        let status = resp.status().as_u16();
+        let retry_after = retry_after(resp.headers());
+        let body = match self.at_most(what, resp, 64 * 1024).await {
+            Ok((b, _)) => String::from_utf8_lossy(&b).into_owned(),
+            Err(_) => String::new(),
+        };
+        let message = format!("pushing {what} failed: HTTP {status} {}", brief(&body));
+        match status {
+            401 | 403 => Fault::Fatal(self.denied(status, &message)),
+            429 | 500..=599 => Fault::Transient {
+                fault: message,
+                retry_after,
+            },
+            _ => Fault::Fatal(Error::verify(message, "")),
+        }
     }
 
     fn unreachable(&self, why: &str) -> Error {
@@ -549,12 +669,7 @@ impl Registry {
     /// What a non-success answer means.
     async fn fault(&self, resp: reqwest::Response, what: &str, top: bool) -> Fault {
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(resp.headers());
         // Enough of an error body for its message; a registry may send gigabytes.
         let body = match self.at_most(what, resp, 64 * 1024).await {
             Ok((b, _)) => String::from_utf8_lossy(&b).into_owned(),
@@ -823,6 +938,15 @@ fn hex(b: &[u8]) -> String {
 }
 
 /// The first error code of an OCI error envelope (`{"errors":[{"code":…}]}`).
+/// The `Retry-After` of a 429 or 503, in seconds.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
 fn registry_error_code(body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     v["errors"][0]["code"].as_str().map(str::to_string)

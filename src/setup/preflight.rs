@@ -142,8 +142,8 @@ or enable the containerd image store in dockerd (\"features\": {\"containerd-sna
 /// Before anything is built for a push: the registry takes the push
 /// credentials (`--username/--password-stdin`, else the docker config's),
 /// so a wrong password fails in a second, not after the build. With the
-/// flags, the returned login hands them to buildx for the push (and to
-/// `imagetools create` for the merge) until it is dropped.
+/// flags, the returned login hands them to buildx for the push until it is
+/// dropped (the merge, in process, takes them from the registry options).
 pub async fn push_credentials(
     repository: &str,
     opts: &crate::oci::Options,
