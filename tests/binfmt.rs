@@ -115,11 +115,11 @@ fn assert_one_error(out: &Output, fragments: &[&str]) {
 
 /// The unprivileged runner container (no socket of its own: the daemon
 /// through the refusing proxy), running `mbx ci` for amd64 and arm64, then
-/// listing what it left in /tmp.
-fn ci_in_runner(proxy: &DockerProxy, builder: &str, qemu_from: &str) -> Output {
+/// listing what it left in /tmp; `prelude` runs first.
+fn ci_in_runner(proxy: &DockerProxy, builder: &str, prelude: &str, qemu_from: &str) -> Output {
     require_runner_image();
     let script = format!(
-        "mbx ci --context /src --platforms linux/amd64,linux/arm64 --cache none \
+        "{prelude} mbx ci --context /src --platforms linux/amd64,linux/arm64 --cache none \
          --qemu-from {qemu_from} --builder {builder} --image 127.0.0.1:5000/hbinfmt/refused --push; \
          rc=$?; echo \"left in /tmp: [$(ls -A /tmp)]\"; exit $rc"
     );
@@ -135,22 +135,24 @@ fn ci_in_runner(proxy: &DockerProxy, builder: &str, qemu_from: &str) -> Output {
 fn in_a_runner_container_without_privileges_the_error_names_them() {
     let guard = Untouched::start();
     let builder = format!("hbinfmt-rc-{}", std::process::id());
-    // (--qemu-from, fragments of the message, is the installer asked for)
-    let rows: [(&str, &[&str], bool); 2] = [
+    let refused: &[&str] = &[
+        "QEMU handlers for linux/arm64 cannot be installed",
+        "the Docker daemon refused the privileged installer container",
+        "403",
+        "privileged containers are not allowed",
+        "binfmt_misc is not visible in this container",
+        "--privileged",
+        "apt-get install qemu-user-static binfmt-support",
+        "--driver remote --node tcp://HOST:PORT=linux/arm64",
+    ];
+    // (prelude, --qemu-from, fragments of the message, is the installer asked for)
+    let rows: [(&str, &str, &[&str], bool); 3] = [
+        ("", "image", refused, true),
+        // As actions-runner-controller's pods on containerd: no /.dockerenv;
+        // root without CAP_SYS_ADMIN is in a container all the same.
+        ("rm /.dockerenv &&", "image", refused, true),
         (
-            "image",
-            &[
-                "QEMU handlers for linux/arm64 cannot be installed",
-                "the Docker daemon refused the privileged installer container",
-                "403",
-                "privileged containers are not allowed",
-                "--privileged",
-                "apt-get install qemu-user-static binfmt-support",
-                "--driver remote --node tcp://HOST:PORT=linux/arm64",
-            ],
-            true,
-        ),
-        (
+            "",
             "host",
             &[
                 "QEMU handlers for linux/arm64 cannot be installed",
@@ -162,9 +164,9 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
             false,
         ),
     ];
-    for (from, fragments, asks) in rows {
+    for (prelude, from, fragments, asks) in rows {
         let proxy = DockerProxy::start();
-        let out = ci_in_runner(&proxy, &builder, from);
+        let out = ci_in_runner(&proxy, &builder, prelude, from);
         assert_one_error(&out, fragments);
         assert!(
             stdout(&out).contains("left in /tmp: []"),

@@ -211,12 +211,35 @@ impl Docker {
     }
 }
 
+/// Is this process in a container (a runner's: Docker, Podman,
+/// actions-runner-controller's pods, whose containerd leaves no
+/// `/.dockerenv`)? Root without CAP_SYS_ADMIN counts: it is one for every
+/// purpose mbx has (it can neither mount nor register binfmt_misc).
+pub fn in_container() -> bool {
+    use std::path::Path;
+    Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || root_without_sys_admin()
+}
+
+fn root_without_sys_admin() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return false;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << 21) == 0) // CAP_SYS_ADMIN
+}
+
 fn unreachable(host: &str, why: &str) -> Error {
     // In a runner's container (self-hosted in Docker, DinD, actions-runner-
     // controller) the daemon is the host's or a sidecar's: say what the
     // container needs.
-    let contained = std::path::Path::new("/.dockerenv").exists()
-        || std::path::Path::new("/run/.containerenv").exists();
+    let contained = in_container();
     let help = match (contained, std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty())) {
         (true, Some(h)) => format!(
             "this runs in a container and DOCKER_HOST={h} does not answer: start the Docker-in-Docker sidecar (it runs --privileged, with /sys/fs/cgroup) or wait for it, or mount the host's socket instead (-v /var/run/docker.sock:/var/run/docker.sock) and unset DOCKER_HOST"

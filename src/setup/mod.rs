@@ -110,15 +110,11 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
     })
 }
 
-/// Inspect the handlers; repair what is broken (or everything with
-/// `reset`) from the chosen source; inspect again and fail with what is
-/// still wrong.
 /// A runner's container (Docker, DinD, actions-runner-controller) sees no
 /// binfmt_misc of its own and may not mount one (no CAP_SYS_ADMIN).
 fn in_container_without_binfmt() -> bool {
-    let contained = std::path::Path::new("/.dockerenv").exists()
-        || std::path::Path::new("/run/.containerenv").exists();
-    contained && !std::path::Path::new("/proc/sys/fs/binfmt_misc/status").exists()
+    crate::docker::engine::in_container()
+        && !std::path::Path::new("/proc/sys/fs/binfmt_misc/status").exists()
 }
 
 /// Run the installer image through the daemon; its refusal or failure as
@@ -212,6 +208,9 @@ async fn qemu_through_daemon(
     Ok(Vec::new())
 }
 
+/// Inspect the handlers; repair what is broken (or everything with
+/// `reset`) from the chosen source; inspect again and fail with what is
+/// still wrong.
 async fn ensure_qemu(
     plan: &Plan,
     docker: &crate::docker::Docker,
