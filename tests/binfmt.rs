@@ -135,28 +135,50 @@ fn ci_in_runner(proxy: &DockerProxy, builder: &str, prelude: &str, qemu_from: &s
 fn in_a_runner_container_without_privileges_the_error_names_them() {
     let guard = Untouched::start();
     let builder = format!("hbinfmt-rc-{}", std::process::id());
-    let refused: &[&str] = &[
-        "QEMU handlers for linux/arm64 cannot be installed",
-        "the Docker daemon refused the privileged installer container",
-        "403",
-        "privileged containers are not allowed",
-        "binfmt_misc is not visible in this container",
-        "--privileged",
-        "apt-get install qemu-user-static binfmt-support",
-        "--driver remote --node tcp://HOST:PORT=linux/arm64",
-    ];
+    let refused = |place: &'static str| -> Vec<&'static str> {
+        vec![
+            "QEMU handlers for linux/arm64 cannot be installed",
+            "the Docker daemon refused the privileged installer container",
+            "403",
+            "privileged containers are not allowed",
+            place,
+            "--privileged",
+            "apt-get install qemu-user-static binfmt-support",
+            "--driver remote --node tcp://HOST:PORT=linux/arm64",
+        ]
+    };
     // (prelude, --qemu-from, fragments of the message, is the installer asked for)
-    let rows: [(&str, &str, &[&str], bool); 3] = [
-        ("", "image", refused, true),
+    let rows: [(&str, &str, Vec<&str>, bool); 4] = [
+        (
+            "",
+            "image",
+            refused("binfmt_misc is not visible in this container"),
+            true,
+        ),
         // As actions-runner-controller's pods on containerd: no /.dockerenv;
         // root without CAP_SYS_ADMIN is in a container all the same.
-        ("rm /.dockerenv &&", "image", refused, true),
+        (
+            "rm /.dockerenv &&",
+            "image",
+            refused("binfmt_misc is not visible in this container"),
+            true,
+        ),
+        // ... and its runner user (not root): mbx cannot tell it is in a
+        // container, but binfmt_misc is out of its sight all the same.
+        (
+            "rm /.dockerenv && install -d -o 1001 -g 1001 /home/u1001 && \
+             HOME=/home/u1001 setpriv --reuid 1001 --regid 1001 --clear-groups",
+            "image",
+            refused("binfmt_misc is not visible here"),
+            true,
+        ),
         (
             "",
             "host",
-            &[
+            vec![
                 "QEMU handlers for linux/arm64 cannot be installed",
-                "this container cannot see or change binfmt_misc",
+                "--qemu-from host needs binfmt_misc, which is out of reach in this container",
+                "cannot be mounted here (mount: ",
                 "--privileged",
                 "apt-get install qemu-user-static binfmt-support",
                 "--driver remote --node tcp://HOST:PORT=linux/arm64",
@@ -167,7 +189,7 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
     for (prelude, from, fragments, asks) in rows {
         let proxy = DockerProxy::start();
         let out = ci_in_runner(&proxy, &builder, prelude, from);
-        assert_one_error(&out, fragments);
+        assert_one_error(&out, &fragments);
         assert!(
             stdout(&out).contains("left in /tmp: []"),
             "{}",

@@ -110,31 +110,40 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
     })
 }
 
-/// A runner's container (Docker, DinD, actions-runner-controller) sees no
-/// binfmt_misc of its own and may not mount one (no CAP_SYS_ADMIN).
-fn in_container_without_binfmt() -> bool {
-    crate::docker::engine::in_container()
-        && !std::path::Path::new("/proc/sys/fs/binfmt_misc/status").exists()
+/// Where binfmt_misc is out of sight (not mounted, and mbx may not mount
+/// it: no CAP_SYS_ADMIN), as the messages say it: "in this container" (a
+/// runner's container: Docker, DinD, actions-runner-controller), else
+/// "here" (a container mbx cannot tell, e.g. a non-root pod). None when
+/// binfmt_misc is visible.
+fn binfmt_hidden() -> Option<&'static str> {
+    if std::path::Path::new("/proc/sys/fs/binfmt_misc/status").exists() {
+        return None;
+    }
+    Some(if crate::docker::engine::in_container() {
+        "in this container"
+    } else {
+        "here"
+    })
 }
 
 /// Run the installer image through the daemon; its refusal or failure as
-/// one error (`contained`: binfmt_misc is not visible in this container, so
-/// the daemon is the only way to the host kernel's handlers).
+/// one error (`hidden`: where binfmt_misc is not visible, so the daemon is
+/// the only way to the host kernel's handlers).
 async fn run_installer(
     docker: &crate::docker::Docker,
     image: &str,
     args: &[String],
     platforms: &[&crate::platform::Platform],
-    contained: bool,
+    hidden: Option<&str>,
 ) -> Result<crate::docker::engine::InstallerRun> {
     let run = docker.run_installer(image, args).await?;
     let command = format!("{image} {}", args.join(" "));
     let register_on_host = "register the handlers on the host once (as root: \
          `apt-get install qemu-user-static binfmt-support`)";
     if let Some(why) = &run.refused {
-        let help = if contained {
+        let help = if let Some(place) = hidden {
             format!(
-                "binfmt_misc is not visible in this container, so mbx asks the Docker daemon at {} \
+                "binfmt_misc is not visible {place}, so mbx asks the Docker daemon at {} \
                  to run the installer privileged: let the runner's daemon run privileged containers \
                  (a socket proxy or authorization plugin that refuses them, a rootless or \
                  userns-remap daemon cannot), or run the runner's container --privileged, or {register_on_host}",
@@ -157,11 +166,9 @@ async fn run_installer(
         let cause = format!(
             "the installer `{command}` exited with status {}{}:\n{}",
             run.exit_code,
-            if contained {
-                " (binfmt_misc is not visible in this container, so the daemon ran it)"
-            } else {
-                ""
-            },
+            hidden
+                .map(|place| format!(" (binfmt_misc is not visible {place}, so the daemon ran it)"))
+                .unwrap_or_default(),
             crate::error::tail(&run.output, 20, 4096)
         );
         let help = format!(
@@ -173,16 +180,17 @@ async fn run_installer(
     Ok(run)
 }
 
-/// In such a container the handlers that count are the host kernel's,
-/// which the daemon reaches: the binfmt installer (privileged by the
-/// daemon, not by this container) registers what is missing and leaves
-/// what is there. With `--qemu-from host` there is nothing mbx can do here.
+/// Where binfmt_misc is hidden (`place`, see `binfmt_hidden`) the handlers
+/// that count are the host kernel's, which the daemon reaches: the binfmt
+/// installer (privileged by the daemon, not by this container) registers
+/// what is missing and leaves what is there. With `--qemu-from host` there
+/// is nothing mbx can do here.
 async fn qemu_through_daemon(
     plan: &Plan,
     docker: &crate::docker::Docker,
     qp: &QemuPlan,
     actions: &mut Vec<String>,
-    why: Error,
+    (place, why): (&str, Error),
 ) -> Result<Vec<crate::run::BinfmtRecord>> {
     let foreign: Vec<&crate::platform::Platform> = plan
         .platforms
@@ -192,7 +200,7 @@ async fn qemu_through_daemon(
     let QemuSource::Image(image) = &qp.source else {
         return Err(cannot_install(
             &foreign,
-            format!("this container cannot see or change binfmt_misc ({why}) and --qemu-from host was asked"),
+            format!("--qemu-from host needs binfmt_misc, which is out of reach {place}: {why}"),
             "use --qemu-from image (the default: the installer gets its privileges from the Docker daemon), \
              or run the runner's container --privileged, or register the handlers on the host once \
              (as root: `apt-get install qemu-user-static binfmt-support`)",
@@ -200,9 +208,9 @@ async fn qemu_through_daemon(
     };
     let archs: Vec<&str> = foreign.iter().map(|p| qemu::installer_arch(p)).collect();
     let args = vec!["--install".to_string(), archs.join(",")];
-    run_installer(docker, image, &args, &foreign, true).await?;
+    run_installer(docker, image, &args, &foreign, Some(place)).await?;
     actions.push(format!(
-        "ran {image} {} (privileged, through the daemon: binfmt_misc is not visible in this container)",
+        "ran {image} {} (privileged, through the daemon: binfmt_misc is not visible {place})",
         args.join(" ")
     ));
     Ok(Vec::new())
@@ -218,9 +226,11 @@ async fn ensure_qemu(
     actions: &mut Vec<String>,
 ) -> Result<Vec<crate::run::BinfmtRecord>> {
     let findings = match qemu::inspect(&plan.platforms, &plan.host, None) {
-        Err(e) if in_container_without_binfmt() => {
-            return qemu_through_daemon(plan, docker, qp, actions, e).await
-        }
+        // An unknown architecture stays an input error.
+        Err(e @ Error::Environment { .. }) => match binfmt_hidden() {
+            Some(place) => return qemu_through_daemon(plan, docker, qp, actions, (place, e)).await,
+            None => return Err(e),
+        },
         r => r?,
     };
     let to_fix: Vec<&qemu::Finding> = findings
@@ -254,7 +264,7 @@ async fn ensure_qemu(
             args.push(install.join(","));
             let platforms: Vec<&crate::platform::Platform> =
                 to_fix.iter().map(|f| &f.platform).collect();
-            let run = run_installer(docker, image, &args, &platforms, false).await?;
+            let run = run_installer(docker, image, &args, &platforms, None).await?;
             actions.push(format!(
                 "ran {}{image} {} (privileged)",
                 if run.pulled { "(pulled) " } else { "" },
