@@ -10,7 +10,9 @@
 //!   installer container; the daemon is reached through a loopback stand-in
 //!   for a Docker socket proxy that refuses privileged containers with 403
 //!   (tests/support/docker_proxy.rs: as tecnativa/docker-socket-proxy, an
-//!   authorization plugin or a userns-remap daemon would);
+//!   authorization plugin or a userns-remap daemon would), or starts it
+//!   without the privileges (as a rootless daemon before Linux 6.7 does in
+//!   effect: the installer runs and fails);
 //! - on the host, in a new user and mount namespace whose binfmt_misc is a
 //!   fresh, empty instance (per user namespace since Linux 6.7) mounted
 //!   read-only: a write to `register` fails, and could only ever reach that
@@ -26,7 +28,7 @@ mod support;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use support::docker_proxy::DockerProxy;
+use support::docker_proxy::{DockerProxy, Policy};
 use support::runner::{in_runner, require_runner_image};
 use support::{chain_dir, repo_root, stderr, stdout};
 
@@ -74,24 +76,80 @@ impl Untouched {
     }
 }
 
-/// No container of the builder was left (or made), and none at all was
-/// created through the proxy (other tests may run installers meanwhile:
-/// the proxy's log is this test's own).
-fn assert_no_containers(builder: &str, proxy: &DockerProxy) {
-    let out = Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}}"])
-        .output()
-        .expect("docker ps");
-    let names = String::from_utf8_lossy(&out.stdout).into_owned();
-    for n in names.lines() {
-        assert!(!n.contains(builder), "left behind: container {n}");
+/// What the installer container met at the daemon (through the proxy).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Installer {
+    /// mbx did not ask for it.
+    NotAsked,
+    /// Asked for and refused (403).
+    Refused,
+    /// Run without privileges: it started and failed.
+    Unprivileged,
+}
+
+impl Installer {
+    fn proxy(self) -> DockerProxy {
+        DockerProxy::start_with(match self {
+            Installer::Unprivileged => Policy::Unprivileged,
+            _ => Policy::Refuse,
+        })
     }
-    let created: Vec<String> = proxy
-        .log()
-        .into_iter()
-        .filter(|l| l.starts_with("POST /containers/create -> forwarded"))
-        .collect();
-    assert!(created.is_empty(), "containers created: {created:?}");
+
+    /// The proxy saw what was expected; no container of the builder was
+    /// made, and the installer's (if one ran) is gone. Only the proxy's own
+    /// log counts: other tests may run installers meanwhile.
+    fn check(self, proxy: &DockerProxy, builder: &str) {
+        let log = proxy.log();
+        eprintln!("proxy: {log:#?}");
+        let refused = proxy.refused();
+        let created = log
+            .iter()
+            .any(|l| l == "POST /containers/create -> forwarded");
+        match self {
+            Installer::NotAsked => assert!(refused.is_empty() && !created, "{log:?}"),
+            Installer::Refused => assert_eq!(
+                (refused, created),
+                (
+                    vec![
+                        "POST /containers/create -> 403 (privileged containers are not allowed)"
+                            .to_string()
+                    ],
+                    false
+                )
+            ),
+            Installer::Unprivileged => {
+                assert!(
+                    refused.is_empty() && log.iter().any(|l| l.ends_with("-> without privileges")),
+                    "{log:?}"
+                );
+                let ids: Vec<&str> = log
+                    .iter()
+                    .filter_map(|l| {
+                        l.strip_prefix("POST /containers/")?
+                            .strip_suffix("/start -> forwarded")
+                    })
+                    .collect();
+                assert_eq!(ids.len(), 1, "{log:?}");
+                let inspect = Command::new("docker")
+                    .args(["container", "inspect", ids[0]])
+                    .output()
+                    .unwrap();
+                assert!(
+                    !inspect.status.success(),
+                    "installer container {} left",
+                    ids[0]
+                );
+            }
+        }
+        let out = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}}"])
+            .output()
+            .expect("docker ps");
+        let names = String::from_utf8_lossy(&out.stdout).into_owned();
+        for n in names.lines() {
+            assert!(!n.contains(builder), "left behind: container {n}");
+        }
+    }
 }
 
 /// The one error line and its help, checked for the fragments.
@@ -106,12 +164,16 @@ fn assert_one_error(out: &Output, fragments: &[&str]) {
     for f in fragments {
         assert!(err.contains(f), "`{f}` missing: {err}");
     }
-    // Nothing else on stderr (e.g. mount(8)'s own complaint).
+    // Nothing else on stderr (e.g. mount(8)'s own complaint) but the
+    // error's own lines (an installer's output tail) before its help.
+    let mut in_error = false;
     for l in err.lines() {
+        in_error = (in_error || l.starts_with("error: ")) && !l.starts_with("help: ");
         assert!(
-            ["mbx: ", "error: ", "help: "]
-                .iter()
-                .any(|p| l.starts_with(p)),
+            in_error
+                || ["mbx: ", "error: ", "help: "]
+                    .iter()
+                    .any(|p| l.starts_with(p)),
             "stray line `{l}`: {err}"
         );
     }
@@ -152,13 +214,31 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
             "--driver remote --node tcp://HOST:PORT=linux/arm64",
         ]
     };
-    // (prelude, --qemu-from, fragments of the message, is the installer asked for)
-    let rows: [(&str, &str, Vec<&str>, bool); 4] = [
+    // (prelude, --qemu-from, fragments of the message, the installer)
+    let rows: [(&str, &str, Vec<&str>, Installer); 5] = [
         (
             "",
             "image",
             refused("binfmt_misc is not visible in this container"),
-            true,
+            Installer::Refused,
+        ),
+        // A daemon that runs it, but without power over the host's
+        // binfmt_misc (rootless on a kernel before 6.7): it fails, and its
+        // output is in the error.
+        (
+            "",
+            "image",
+            vec![
+                "QEMU handlers for linux/arm64 cannot be installed",
+                "the installer `127.0.0.1:5000/mbx/binfmt:local --install arm64` exited with status",
+                "(binfmt_misc is not visible in this container, so the daemon ran it)",
+                "permission denied",
+                "rootless",
+                "--privileged",
+                "apt-get install qemu-user-static binfmt-support",
+                "--driver remote --node tcp://HOST:PORT=linux/arm64",
+            ],
+            Installer::Unprivileged,
         ),
         // As actions-runner-controller's pods on containerd: no /.dockerenv;
         // root without CAP_SYS_ADMIN is in a container all the same.
@@ -166,7 +246,7 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
             "rm /.dockerenv &&",
             "image",
             refused("binfmt_misc is not visible in this container"),
-            true,
+            Installer::Refused,
         ),
         // ... and its runner user (not root): mbx cannot tell it is in a
         // container, but binfmt_misc is out of its sight all the same.
@@ -175,7 +255,7 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
              HOME=/home/u1001 setpriv --reuid 1001 --regid 1001 --clear-groups",
             "image",
             refused("binfmt_misc is not visible here"),
-            true,
+            Installer::Refused,
         ),
         (
             "",
@@ -188,11 +268,11 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
                 "apt-get install qemu-user-static binfmt-support",
                 "--driver remote --node tcp://HOST:PORT=linux/arm64",
             ],
-            false,
+            Installer::NotAsked,
         ),
     ];
-    for (prelude, from, fragments, asks) in rows {
-        let proxy = DockerProxy::start();
+    for (prelude, from, fragments, installer) in rows {
+        let proxy = installer.proxy();
         let out = ci_in_runner(&proxy, &builder, prelude, from);
         assert_one_error(&out, &fragments);
         assert!(
@@ -200,18 +280,7 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
             "{}",
             stdout(&out)
         );
-        let refused = proxy.refused();
-        eprintln!("proxy: {:#?}", proxy.log());
-        if asks {
-            assert_eq!(
-                refused,
-                ["POST /containers/create -> 403 (privileged containers are not allowed)"],
-                "the installer was asked for, and refused"
-            );
-        } else {
-            assert!(refused.is_empty(), "{refused:?}");
-        }
-        assert_no_containers(&builder, &proxy);
+        installer.check(&proxy, &builder);
         guard.check();
     }
 }
@@ -278,8 +347,8 @@ fn read_only_binfmt_misc_and_a_refusing_daemon_name_the_ways_out() {
     support::require_chain();
     let guard = Untouched::start();
     let builder = format!("hbinfmt-ns-{}", std::process::id());
-    // (--qemu-from, fragments of the message, is the installer asked for)
-    let rows: [(&str, &[&str], bool); 2] = [
+    // (--qemu-from, fragments of the message, the installer)
+    let rows: [(&str, &[&str], Installer); 3] = [
         (
             "host",
             &[
@@ -291,7 +360,7 @@ fn read_only_binfmt_misc_and_a_refusing_daemon_name_the_ways_out() {
                 "apt-get install qemu-user-static binfmt-support",
                 "--driver remote --node tcp://HOST:PORT=linux/arm64",
             ],
-            false,
+            Installer::NotAsked,
         ),
         (
             "image",
@@ -304,28 +373,30 @@ fn read_only_binfmt_misc_and_a_refusing_daemon_name_the_ways_out() {
                 "--qemu-from host",
                 "--driver remote --node tcp://HOST:PORT=linux/arm64",
             ],
-            true,
+            Installer::Refused,
+        ),
+        (
+            "image",
+            &[
+                "QEMU handlers for linux/arm64 cannot be installed",
+                "the installer `127.0.0.1:5000/mbx/binfmt:local --install arm64` exited with status",
+                "permission denied",
+                "rootless",
+                "--qemu-from host",
+                "--driver remote --node tcp://HOST:PORT=linux/arm64",
+            ],
+            Installer::Unprivileged,
         ),
     ];
-    for (from, fragments, asks) in rows {
-        let proxy = DockerProxy::start();
+    for (from, fragments, installer) in rows {
+        let proxy = installer.proxy();
         let tmp = tempfile::tempdir().unwrap();
         let out = ci_in_namespace(&proxy, tmp.path(), &builder, from);
         assert_ne!(out.status.code(), Some(99), "{}", stderr(&out));
         assert_one_error(&out, fragments);
-        eprintln!("proxy: {:#?}", proxy.log());
-        let refused = proxy.refused();
-        if asks {
-            assert_eq!(
-                refused,
-                ["POST /containers/create -> 403 (privileged containers are not allowed)"]
-            );
-        } else {
-            assert!(refused.is_empty(), "{refused:?}");
-        }
+        installer.check(&proxy, &builder);
         let left = files_under(&tmp.path().join("tmp"));
         assert!(left.is_empty(), "left in TMPDIR: {left:?}");
-        assert_no_containers(&builder, &proxy);
         let inspect = Command::new("docker")
             .args(["buildx", "inspect", &builder])
             .output()

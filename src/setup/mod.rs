@@ -138,22 +138,28 @@ async fn run_installer(
 ) -> Result<crate::docker::engine::InstallerRun> {
     let run = docker.run_installer(image, args).await?;
     let command = format!("{image} {}", args.join(" "));
-    let register_on_host = "register the handlers on the host once (as root: \
-         `apt-get install qemu-user-static binfmt-support`)";
+    let register_on_host = format!(
+        "register the handlers on the host once (as root: `apt-get install qemu-user-static binfmt-support`{}",
+        if hidden.is_some() {
+            "), or run the runner's container --privileged"
+        } else {
+            ", or `mbx setup --qemu-from host`)"
+        }
+    );
     if let Some(why) = &run.refused {
         let help = if let Some(place) = hidden {
             format!(
                 "binfmt_misc is not visible {place}, so mbx asks the Docker daemon at {} \
                  to run the installer privileged: let the runner's daemon run privileged containers \
                  (a socket proxy or authorization plugin that refuses them, a rootless or \
-                 userns-remap daemon cannot), or run the runner's container --privileged, or {register_on_host}",
+                 userns-remap daemon cannot), or {register_on_host}",
                 docker.host()
             )
         } else {
             format!(
                 "the installer needs a privileged container: let the Docker daemon at {} run one \
                  (a socket proxy or authorization plugin that refuses them, a rootless or \
-                 userns-remap daemon cannot), or {register_on_host} or with `mbx setup --qemu-from host` as root",
+                 userns-remap daemon cannot), or {register_on_host}",
                 docker.host()
             )
         };
@@ -172,8 +178,9 @@ async fn run_installer(
             crate::error::tail(&run.output, 20, 4096)
         );
         let help = format!(
-            "check the installer image takes `--install ARCHS` like tonistiigi/binfmt and the daemon \
-             runs privileged containers with the host's binfmt_misc (not rootless), or {register_on_host}"
+            "the daemon must run the installer privileged over the host's binfmt_misc (a rootless \
+             daemon cannot) and the image must take `--install ARCHS` like tonistiigi/binfmt; \
+             or {register_on_host}"
         );
         return Err(cannot_install(platforms, cause, &help));
     }

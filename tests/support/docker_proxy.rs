@@ -8,6 +8,11 @@
 //! and every other write the list below does not name. Reads are forwarded
 //! byte for byte.
 //!
+//! `Policy::Unprivileged` instead starts such a container without the
+//! privileges (the rest still refused): as a rootless daemon on a kernel
+//! before 6.7 does in effect, the container runs but cannot mount or write
+//! the host's binfmt_misc (an unprivileged container cannot).
+//!
 //! The refusal is also what keeps tests safe: a privileged binfmt installer
 //! run through the real daemon would register handlers in the HOST's
 //! binfmt_misc (global for the initial user namespace), which other tests
@@ -20,6 +25,14 @@ use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Policy {
+    /// 403 for a privileged container.
+    Refuse,
+    /// Create it without `Privileged` (other privileges still get 403).
+    Unprivileged,
+}
+
 pub struct DockerProxy {
     /// `tcp://127.0.0.1:PORT`, for DOCKER_HOST.
     pub url: String,
@@ -31,6 +44,10 @@ const UPSTREAM: &str = "/var/run/docker.sock";
 
 impl DockerProxy {
     pub fn start() -> DockerProxy {
+        DockerProxy::start_with(Policy::Refuse)
+    }
+
+    pub fn start_with(policy: Policy) -> DockerProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("tcp://{}", listener.local_addr().unwrap());
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -39,7 +56,7 @@ impl DockerProxy {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let l = l.clone();
-                std::thread::spawn(move || handle(stream, &l));
+                std::thread::spawn(move || handle(stream, policy, &l));
             }
         });
         DockerProxy { url, log }
@@ -191,14 +208,25 @@ fn privileges(body: &[u8]) -> Option<String> {
     None
 }
 
-fn handle(mut s: TcpStream, log: &Mutex<Vec<String>>) {
-    let Some(req) = read_request(&mut s) else {
+fn handle(mut s: TcpStream, policy: Policy, log: &Mutex<Vec<String>>) {
+    let Some(mut req) = read_request(&mut s) else {
         let _ = s.write_all(
             b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         );
         return;
     };
     let what = format!("{} {}", req.method, req.path);
+    if policy == Policy::Unprivileged && req.method == "POST" && req.path == "/containers/create" {
+        if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&req.body) {
+            if v["HostConfig"]["Privileged"].as_bool() == Some(true) {
+                v["HostConfig"]["Privileged"] = serde_json::Value::Bool(false);
+                req.body = serde_json::to_vec(&v).unwrap();
+                log.lock()
+                    .unwrap()
+                    .push(format!("{what} -> without privileges"));
+            }
+        }
+    }
     if let Some(why) = refusal(&req) {
         log.lock().unwrap().push(format!("{what} -> 403 ({why})"));
         // The body authorization plugins answer with.
