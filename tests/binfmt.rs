@@ -85,12 +85,15 @@ enum Installer {
     Refused,
     /// Run without privileges: it started and failed.
     Unprivileged,
+    /// Run as `true`: it succeeded and changed nothing here.
+    Elsewhere,
 }
 
 impl Installer {
     fn proxy(self) -> DockerProxy {
         DockerProxy::start_with(match self {
             Installer::Unprivileged => Policy::Unprivileged,
+            Installer::Elsewhere => Policy::Elsewhere,
             _ => Policy::Refuse,
         })
     }
@@ -117,7 +120,7 @@ impl Installer {
                     false
                 )
             ),
-            Installer::Unprivileged => {
+            Installer::Unprivileged | Installer::Elsewhere => {
                 assert!(
                     refused.is_empty() && log.iter().any(|l| l.ends_with("-> without privileges")),
                     "{log:?}"
@@ -339,16 +342,17 @@ fn files_under(dir: &Path) -> Vec<String> {
     out
 }
 
-/// On a machine whose binfmt_misc is read-only and whose daemon refuses
-/// privileged containers: `--qemu-from host` cannot write `register`,
-/// `--qemu-from image` is refused by the daemon; each says what is missing.
+/// On a machine whose binfmt_misc is read-only: `--qemu-from host` cannot
+/// write `register`; `--qemu-from image` meets a daemon that refuses the
+/// privileged installer, runs it without privileges, or runs it where this
+/// machine's binfmt_misc is out of its reach; each says what is missing.
 #[test]
 fn read_only_binfmt_misc_and_a_refusing_daemon_name_the_ways_out() {
     support::require_chain();
     let guard = Untouched::start();
     let builder = format!("hbinfmt-ns-{}", std::process::id());
     // (--qemu-from, fragments of the message, the installer)
-    let rows: [(&str, &[&str], Installer); 3] = [
+    let rows: [(&str, &[&str], Installer); 4] = [
         (
             "host",
             &[
@@ -386,6 +390,21 @@ fn read_only_binfmt_misc_and_a_refusing_daemon_name_the_ways_out() {
                 "--driver remote --node tcp://HOST:PORT=linux/arm64",
             ],
             Installer::Unprivileged,
+        ),
+        // A daemon on another kernel (or rootless since 6.7, with a
+        // binfmt_misc of its own): the installer succeeds, nothing changes
+        // here, and mbx, inspecting again, says so.
+        (
+            "image",
+            &[
+                "QEMU handlers for linux/arm64 cannot be installed",
+                "the installer `127.0.0.1:5000/mbx/binfmt:local` exited 0, yet this machine's binfmt_misc \
+                 is unchanged (linux/arm64: no binfmt_misc handler)",
+                "point DOCKER_HOST at this machine's daemon",
+                "--qemu-from host",
+                "--driver remote --node tcp://HOST:PORT=linux/arm64",
+            ],
+            Installer::Elsewhere,
         ),
     ];
     for (from, fragments, installer) in rows {

@@ -223,6 +223,39 @@ async fn qemu_through_daemon(
     Ok(Vec::new())
 }
 
+/// The installer exited 0, yet this machine's binfmt_misc still lacks
+/// handlers: the daemon's containers do not reach it (a DOCKER_HOST on
+/// another machine, a rootless daemon registering in its own instance).
+fn unchanged_after_installer(
+    image: &str,
+    docker: &crate::docker::Docker,
+    after: &[qemu::Finding],
+    problems: Error,
+) -> Error {
+    let platforms: Vec<&crate::platform::Platform> = after
+        .iter()
+        .filter(|f| f.problem.is_some())
+        .map(|f| &f.platform)
+        .collect();
+    let what = problems.to_string();
+    let what = what
+        .strip_prefix("QEMU emulation is not ready:")
+        .unwrap_or(&what)
+        .trim()
+        .replace("\n  ", "; ");
+    cannot_install(
+        &platforms,
+        format!("the installer `{image}` exited 0, yet this machine's binfmt_misc is unchanged ({what})"),
+        &format!(
+            "the Docker daemon at {} runs its containers over another binfmt_misc than this machine's \
+             (a daemon on another machine, a rootless daemon): point DOCKER_HOST at this machine's daemon, \
+             or register the handlers here (as root: `apt-get install qemu-user-static binfmt-support`, \
+             or `mbx setup --qemu-from host`)",
+            docker.host()
+        ),
+    )
+}
+
 /// Inspect the handlers; repair what is broken (or everything with
 /// `reset`) from the chosen source; inspect again and fail with what is
 /// still wrong.
@@ -281,7 +314,10 @@ async fn ensure_qemu(
     }
     let after = qemu::inspect(&plan.platforms, &plan.host, None)?;
     if let Some(e) = qemu::problems_error(&after) {
-        return Err(e);
+        return Err(match &qp.source {
+            QemuSource::Image(image) => unchanged_after_installer(image, docker, &after, e),
+            QemuSource::Host => e,
+        });
     }
     Ok(after
         .into_iter()

@@ -31,6 +31,11 @@ pub enum Policy {
     Refuse,
     /// Create it without `Privileged` (other privileges still get 403).
     Unprivileged,
+    /// Create it without `Privileged`, its command replaced by `true`: as a
+    /// daemon whose containers reach another binfmt_misc than the caller's
+    /// (on another machine; rootless since Linux 6.7, registering in its
+    /// own instance), the installer succeeds and changes nothing here.
+    Elsewhere,
 }
 
 pub struct DockerProxy {
@@ -216,10 +221,14 @@ fn handle(mut s: TcpStream, policy: Policy, log: &Mutex<Vec<String>>) {
         return;
     };
     let what = format!("{} {}", req.method, req.path);
-    if policy == Policy::Unprivileged && req.method == "POST" && req.path == "/containers/create" {
+    if policy != Policy::Refuse && req.method == "POST" && req.path == "/containers/create" {
         if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&req.body) {
             if v["HostConfig"]["Privileged"].as_bool() == Some(true) {
                 v["HostConfig"]["Privileged"] = serde_json::Value::Bool(false);
+                if policy == Policy::Elsewhere {
+                    v["Entrypoint"] = serde_json::json!(["true"]);
+                    v["Cmd"] = serde_json::json!([]);
+                }
                 req.body = serde_json::to_vec(&v).unwrap();
                 log.lock()
                     .unwrap()
