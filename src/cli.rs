@@ -478,6 +478,13 @@ pub struct BuildOnlyArgs {
     pub builder: String,
     #[command(flatten)]
     pub build: BuildArgs,
+    /// Registry user (with --password-stdin) for the push; else the docker config's
+    /// credentials (`docker login REGISTRY`). Checked before anything is built.
+    #[arg(long, env = "MBX_REGISTRY_USERNAME")]
+    pub username: Option<String>,
+    /// Read the registry password or token from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
 }
 
 /// How the result is read back and what is checked (shared by `ci` and `verify`).

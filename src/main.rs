@@ -4,6 +4,16 @@ use mbx::cli::Command;
 use mbx::commands;
 
 fn main() {
+    // Run as `docker-credential-mbx-PID` by the docker CLI: mbx's own
+    // credential helper for `--username/--password-stdin` (src/docker/login.rs).
+    if std::env::args_os()
+        .next()
+        .is_some_and(|a| mbx::docker::login::is_helper(&a))
+    {
+        let (code, out) = mbx::docker::login::helper_main();
+        let _ = writeln!(std::io::stdout(), "{out}");
+        std::process::exit(code);
+    }
     // `mbx ci --inputs-from-env` also takes the action's inputs (src/inputs.rs).
     let cli = mbx::inputs::parse();
     tracing_subscriber::fmt()

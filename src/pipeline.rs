@@ -115,12 +115,7 @@ pub async fn ci(
     preflight_registry(build).await?;
     clock.mark("registry preflight");
     // Held to the end of the run: the push and the merge use these credentials.
-    let _login = match &build.output {
-        Output::Registry { repository, .. } => {
-            setup::preflight::push_credentials(repository, verify.options).await?
-        }
-        Output::Layout { .. } => None,
-    };
+    let _login = push_credentials(build, verify.options).await?;
     let setup = setup(plan, qemu, tools).await?;
     for p in &setup.phases {
         timing(&format!("setup: {}", p.name), p.seconds);
@@ -503,6 +498,21 @@ fn join(ps: &[Platform]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Before anything is built for a push: the registry takes the push
+/// credentials; with `--username/--password-stdin`, the login that hands
+/// them to buildx until it is dropped.
+pub async fn push_credentials(
+    build: &BuildPlan,
+    options: &crate::oci::Options,
+) -> Result<Option<crate::docker::login::PushLogin>> {
+    match &build.output {
+        Output::Registry { repository, .. } => {
+            setup::preflight::push_credentials(repository, options).await
+        }
+        Output::Layout { .. } => Ok(None),
+    }
 }
 
 /// Fail in a second, not after a long build, when the registry is not there.

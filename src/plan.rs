@@ -1296,35 +1296,11 @@ pub fn verify(
             "pass --timeout SECONDS or a duration, e.g. --timeout 60 or --timeout 90s",
         ));
     }
-    let password = if flags.password_stdin {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
-            Error::input(
-                format!("cannot read the password from stdin: {e}"),
-                "pipe the password or token into mbx",
-            )
-        })?;
-        let s = s.trim_end_matches(['\n', '\r']).to_string();
-        if s.is_empty() {
-            return Err(Error::input(
-                "--password-stdin read an empty password",
-                "pipe the password or token into mbx, e.g. `echo \"$TOKEN\" | mbx …`",
-            ));
-        }
-        Some(s)
-    } else {
-        None
-    };
+    let password = password(flags.username.as_deref(), flags.password_stdin)?;
     if flags.max_layer_bytes == 0 {
         return Err(Error::input(
             "--max-layer-bytes 0 would refuse every layer",
             "pass --max-layer-bytes with a positive number of bytes (default 2 GiB)",
-        ));
-    }
-    if password.is_some() != flags.username.is_some() {
-        return Err(Error::input(
-            "--username and --password-stdin go together",
-            "pass both, e.g. `echo \"$TOKEN\" | mbx verify REF --username USER --password-stdin`",
         ));
     }
     Ok((
@@ -1341,6 +1317,44 @@ pub fn verify(
             timeout: flags.timeout,
         },
     ))
+}
+
+/// `mbx build`'s `--username/--password-stdin` → how the push reaches the
+/// registry (the password read from stdin).
+pub fn push_login(username: Option<&str>, password_stdin: bool) -> Result<crate::oci::Options> {
+    Ok(crate::oci::Options {
+        password: password(username, password_stdin)?,
+        username: username.map(str::to_string),
+        ..Default::default()
+    })
+}
+
+/// The password of `--password-stdin` (read from stdin), which goes with `--username`.
+fn password(username: Option<&str>, password_stdin: bool) -> Result<Option<String>> {
+    if password_stdin != username.is_some() {
+        return Err(Error::input(
+            "--username and --password-stdin go together",
+            "pass both, e.g. `echo \"$TOKEN\" | mbx verify REF --username USER --password-stdin`",
+        ));
+    }
+    if !password_stdin {
+        return Ok(None);
+    }
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
+        Error::input(
+            format!("cannot read the password from stdin: {e}"),
+            "pipe the password or token into mbx",
+        )
+    })?;
+    let s = s.trim_end_matches(['\n', '\r']).to_string();
+    if s.is_empty() {
+        return Err(Error::input(
+            "--password-stdin read an empty password",
+            "pipe the password or token into mbx, e.g. `echo \"$TOKEN\" | mbx …`",
+        ));
+    }
+    Ok(Some(s))
 }
 
 /// What to check beyond the index and the configs.

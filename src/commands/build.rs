@@ -16,6 +16,7 @@ use crate::setup::QemuPlan;
 pub async fn build(args: BuildOnlyArgs) -> Result<ExitStatus> {
     plan::builder_name(&args.builder)?;
     let build = plan::build(&args.build, args.local)?;
+    let login = plan::push_login(args.username.as_deref(), args.password_stdin)?;
     let plan = Plan {
         platforms: plan::platforms(&args.platforms)?,
         host: Platform::host(),
@@ -41,6 +42,8 @@ pub async fn build(args: BuildOnlyArgs) -> Result<ExitStatus> {
     };
     emit.check()?;
     pipeline::preflight_registry(&build).await?;
+    // Held to the end: the push uses these credentials.
+    let _login = pipeline::push_credentials(&build, &login).await?;
     // In use until this run ends: another run's cleanup leaves it alone.
     let setup_lock = crate::setup::lock::setup(&plan.builder.name)?;
     crate::setup::lock::use_builder(&plan.builder.name, &setup_lock)?;
@@ -76,6 +79,7 @@ pub async fn part(args: CiArgs) -> Result<ExitStatus> {
         build: Some(build.clone()),
         local: args.local,
     };
+    let (_, options) = plan::verify(&args.verify, false)?;
     let qemu = QemuPlan::from_args(&args.qemu, &config);
     let github = GithubTargets::from_env();
     let emit = Emit {
@@ -93,6 +97,7 @@ pub async fn part(args: CiArgs) -> Result<ExitStatus> {
         printer: &printer,
     };
     pipeline::preflight_registry(&build).await?;
+    let _login = pipeline::push_credentials(&build, &options).await?;
     let started = now();
     let setup = pipeline::setup(&plan, &qemu, &tools).await?;
     let driver = setup.builder.as_ref().map(|b| b.driver.clone());

@@ -6,6 +6,7 @@ pub mod buildkit;
 pub mod buildx;
 pub mod engine;
 pub mod load;
+pub mod login;
 pub mod process;
 
 pub use crate::error::CommandError;

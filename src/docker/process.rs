@@ -2,12 +2,11 @@
 //! command line, exit status and the tail of each stream.
 
 use std::ffi::OsString;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::RwLock;
 
 use crate::error::{tail, CommandError};
+
+pub use crate::docker::login::PushLogin;
 
 /// How much of a failed child's output an error keeps.
 const TAIL_LINES: usize = 30;
@@ -32,12 +31,11 @@ pub fn display_command(program: &str, args: &[OsString], secrets: &[String]) -> 
 /// Make `cmd`'s child die with mbx: when mbx is killed outright (SIGKILL,
 /// no chance to clean up), the kernel sends the child SIGTERM instead of
 /// leaving it running (a `docker buildx build` would go on pushing). While a
-/// [`PushLogin`] is alive the child also sees its docker config.
+/// [`PushLogin`] is alive the child also sees its docker config and
+/// credential helper.
 pub fn die_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Command {
     use std::os::unix::process::CommandExt;
-    if let Some(dir) = RUN_CONFIG.read().expect("run config").as_ref() {
-        cmd.env("DOCKER_CONFIG", dir);
-    }
+    crate::docker::login::apply(cmd);
     // SAFETY: prctl(2) is async-signal-safe and touches no memory of ours.
     unsafe {
         cmd.pre_exec(|| {
@@ -45,104 +43,6 @@ pub fn die_with_parent(cmd: &mut std::process::Command) -> &mut std::process::Co
             Ok(())
         })
     }
-}
-
-/// The docker config of this run (a [`PushLogin`]'s), if any.
-static RUN_CONFIG: RwLock<Option<PathBuf>> = RwLock::new(None);
-
-/// The credentials of `--username/--password-stdin` for the docker CLI and
-/// buildx (which hands them to BuildKit for the push) for as long as this
-/// lives: a docker config of this run's own, in a private temporary
-/// directory, holding the user's config plus these credentials, every
-/// other entry of the user's config directory (buildx's builders,
-/// contexts, plugins) linked in. Nothing of the user's is changed; the
-/// directory is removed on drop (and, named like a build's scratch
-/// directory, by the next run if this one is killed outright).
-pub struct PushLogin {
-    dir: tempfile::TempDir,
-}
-
-impl PushLogin {
-    pub fn new(host: &str, username: &str, password: &str) -> Result<PushLogin, String> {
-        let user_dir = std::env::var_os("DOCKER_CONFIG")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
-            .ok_or("neither DOCKER_CONFIG nor HOME is set")?;
-        // buildx keeps its builders there: it must exist before it is linked.
-        let _ = std::fs::create_dir_all(user_dir.join("buildx"));
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("mbx-build-{}-login-", std::process::id()))
-            .tempdir()
-            .map_err(|e| format!("cannot create a temporary docker config: {e}"))?;
-        for entry in std::fs::read_dir(&user_dir).into_iter().flatten().flatten() {
-            if entry.file_name() != "config.json" {
-                let _ =
-                    std::os::unix::fs::symlink(entry.path(), dir.path().join(entry.file_name()));
-            }
-        }
-        let config = std::fs::read(user_dir.join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::json!({}));
-        let text = with_login(config, host, username, password).to_string();
-        let path = dir.path().join("config.json");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, text.as_bytes()))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        *RUN_CONFIG.write().expect("run config") = Some(dir.path().to_path_buf());
-        crate::interrupt::remove_on_exit(dir.path());
-        Ok(PushLogin { dir })
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for PushLogin {
-    fn drop(&mut self) {
-        *RUN_CONFIG.write().expect("run config") = None;
-        crate::interrupt::keep_on_exit(self.dir.path());
-    }
-}
-
-/// `config` (a docker config.json) with basic credentials for `host` that
-/// the docker CLI takes before any other: in `auths`, with no credential
-/// helper for the host and no `credsStore` (which would be asked instead).
-fn with_login(
-    mut config: serde_json::Value,
-    host: &str,
-    user: &str,
-    password: &str,
-) -> serde_json::Value {
-    use base64::Engine;
-    // Docker keeps Docker Hub's credentials under its v1 address.
-    let key = match host {
-        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "https://index.docker.io/v1/",
-        h => h,
-    };
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-    let obj = config.as_object_mut().expect("an object");
-    if let Some(helpers) = obj.get_mut("credHelpers").and_then(|h| h.as_object_mut()) {
-        helpers.remove(key);
-    }
-    if obj.remove("credsStore").is_some() {
-        tracing::debug!(
-            "--username/--password-stdin: the docker config's credsStore is not used for this run"
-        );
-    }
-    let auths = obj.entry("auths").or_insert_with(|| serde_json::json!({}));
-    if !auths.is_object() {
-        *auths = serde_json::json!({});
-    }
-    auths[key] = serde_json::json!({ "auth": auth });
-    config
 }
 
 /// A push that stops moving: a registry that accepts an upload and then
@@ -329,24 +229,6 @@ mod tests {
         assert_eq!(err.status, Some(3));
         assert_eq!(err.stderr_tail, "bad");
         assert_eq!(err.stdout_tail, "out");
-    }
-
-    #[test]
-    fn login_config_takes_the_flags_first() {
-        let user = serde_json::json!({
-            "auths": {"127.0.0.1:5001": {"auth": "b2xkOm9sZA=="}, "ghcr.io": {"auth": "eDp5"}},
-            "credHelpers": {"127.0.0.1:5001": "gcloud", "gcr.io": "gcloud"},
-            "credsStore": "desktop",
-            "cliPluginsExtraDirs": ["/x"],
-        });
-        let c = with_login(user, "127.0.0.1:5001", "mbx", "pw");
-        assert_eq!(c["auths"]["127.0.0.1:5001"]["auth"], "bWJ4OnB3"); // mbx:pw
-        assert_eq!(c["auths"]["ghcr.io"]["auth"], "eDp5", "other hosts kept");
-        assert_eq!(c["credHelpers"], serde_json::json!({"gcr.io": "gcloud"}));
-        assert!(c.get("credsStore").is_none());
-        assert_eq!(c["cliPluginsExtraDirs"][0], "/x");
-        let hub = with_login(serde_json::json!({}), "docker.io", "u", "p");
-        assert!(hub["auths"]["https://index.docker.io/v1/"].is_object());
     }
 
     #[test]

@@ -147,7 +147,7 @@ or enable the containerd image store in dockerd (\"features\": {\"containerd-sna
 pub async fn push_credentials(
     repository: &str,
     opts: &crate::oci::Options,
-) -> Result<Option<crate::docker::process::PushLogin>> {
+) -> Result<Option<crate::docker::login::PushLogin>> {
     let flags = opts.username.is_some();
     let registry = crate::oci::Registry::new(&format!("{repository}:latest"), opts)?;
     let host = registry.host().to_string();
@@ -176,7 +176,7 @@ pub async fn push_credentials(
     let (Some(user), Some(password)) = (&opts.username, &opts.password) else {
         return Ok(None);
     };
-    crate::docker::process::PushLogin::new(&host, user, password)
+    crate::docker::login::PushLogin::new(&host, user, password)
         .map(Some)
         .map_err(|why| {
             Error::env(
