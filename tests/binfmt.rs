@@ -288,45 +288,67 @@ fn in_a_runner_container_without_privileges_the_error_names_them() {
     }
 }
 
+/// The script that gives a new user and mount namespace an empty,
+/// read-only binfmt_misc of its own, then runs its arguments. Since Linux
+/// 6.7 a user namespace mounts a binfmt_misc instance of its own (the real
+/// thing, empty); before (Debian 12's 6.1), a read-only tmpfs holding what
+/// mbx looks for (`status`, `register`) stands in for it, a fake that
+/// fails a write the same way (EROFS). MBX_TEST_BINFMT_TMPFS=1 picks the
+/// stand-in on any kernel.
+fn private_binfmt_misc() -> &'static str {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut v = release
+        .split(['.', '-'])
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap_or(0), v.next().unwrap_or(0));
+    let instance = (major, minor) >= (6, 7) && std::env::var_os("MBX_TEST_BINFMT_TMPFS").is_none();
+    if instance {
+        "mount -t binfmt_misc -o ro binfmt_misc /proc/sys/fs/binfmt_misc || exit 99; exec \"$@\""
+    } else {
+        "d=/proc/sys/fs/binfmt_misc; mount -t tmpfs -o size=64k hbinfmt $d && echo enabled >$d/status && \
+         : >$d/register && mount -o remount,ro $d || exit 99; exec \"$@\""
+    }
+}
+
 /// `mbx ci` on the host, in a new user and mount namespace where
-/// binfmt_misc is an empty instance of its own, read-only, with the daemon
-/// behind the refusing proxy; TMPDIR and the state directory are fresh.
+/// binfmt_misc is empty, read-only and its own (`private_binfmt_misc`),
+/// with the daemon behind the proxy; TMPDIR and the state directory are
+/// fresh.
 fn ci_in_namespace(proxy: &DockerProxy, tmp: &Path, builder: &str, qemu_from: &str) -> Output {
     let (tmpdir, state) = (tmp.join("tmp"), tmp.join("state"));
     std::fs::create_dir_all(&tmpdir).unwrap();
     std::fs::create_dir_all(&state).unwrap();
     let mut c = Command::new("unshare");
-    c.args(["--user", "--map-root-user", "--mount", "--propagation", "private"])
-        .args([
-            "sh",
-            "-c",
-            "mount -t binfmt_misc -o ro binfmt_misc /proc/sys/fs/binfmt_misc || \
-             { echo 'cannot mount a binfmt_misc of its own in a user namespace (Linux >= 6.7 needed)' >&2; exit 99; }; \
-             exec \"$@\"",
-            "sh",
-        ])
-        .arg(env!("CARGO_BIN_EXE_mbx"))
-        .args(["ci", "--context"])
-        .arg(repo_root().join("examples/hello"))
-        .args([
-            "--platforms",
-            "linux/amd64,linux/arm64",
-            "--cache",
-            "none",
-            "--qemu-from",
-            qemu_from,
-            "--builder",
-            builder,
-            "--image",
-            "127.0.0.1:5000/hbinfmt/refused",
-            "--push",
-        ])
-        .env("MBX_CONFIG", chain_dir().join("mbx.toml"))
-        .env("MBX_QEMU_IMAGE", support::BINFMT_IMAGE)
-        .env("NO_COLOR", "1")
-        .env("DOCKER_HOST", &proxy.url)
-        .env("TMPDIR", &tmpdir)
-        .env("MBX_STATE_DIR", &state);
+    c.args([
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "--propagation",
+        "private",
+    ])
+    .args(["sh", "-c", private_binfmt_misc(), "sh"])
+    .arg(env!("CARGO_BIN_EXE_mbx"))
+    .args(["ci", "--context"])
+    .arg(repo_root().join("examples/hello"))
+    .args([
+        "--platforms",
+        "linux/amd64,linux/arm64",
+        "--cache",
+        "none",
+        "--qemu-from",
+        qemu_from,
+        "--builder",
+        builder,
+        "--image",
+        "127.0.0.1:5000/hbinfmt/refused",
+        "--push",
+    ])
+    .env("MBX_CONFIG", chain_dir().join("mbx.toml"))
+    .env("MBX_QEMU_IMAGE", support::BINFMT_IMAGE)
+    .env("NO_COLOR", "1")
+    .env("DOCKER_HOST", &proxy.url)
+    .env("TMPDIR", &tmpdir)
+    .env("MBX_STATE_DIR", &state);
     support::run(c)
 }
 
@@ -411,7 +433,12 @@ fn read_only_binfmt_misc_and_a_refusing_daemon_name_the_ways_out() {
         let proxy = installer.proxy();
         let tmp = tempfile::tempdir().unwrap();
         let out = ci_in_namespace(&proxy, tmp.path(), &builder, from);
-        assert_ne!(out.status.code(), Some(99), "{}", stderr(&out));
+        assert_ne!(
+            out.status.code(),
+            Some(99),
+            "cannot give a user namespace a binfmt_misc of its own: {}",
+            stderr(&out)
+        );
         assert_one_error(&out, fragments);
         installer.check(&proxy, &builder);
         let left = files_under(&tmp.path().join("tmp"));
