@@ -223,8 +223,8 @@ async fn qemu_through_daemon(
     Ok(Vec::new())
 }
 
-/// The installer exited 0, yet this machine's binfmt_misc still lacks
-/// handlers: the daemon's containers do not reach it (a DOCKER_HOST on
+/// The installer exited 0, yet this machine's binfmt_misc still has no
+/// handler for some platforms: the daemon's containers do not reach it (a DOCKER_HOST on
 /// another machine, a rootless daemon registering in its own instance).
 fn unchanged_after_installer(
     image: &str,
@@ -232,6 +232,15 @@ fn unchanged_after_installer(
     after: &[qemu::Finding],
     problems: Error,
 ) -> Error {
+    // A handler there but wrong (no F flag, disabled): the installer did
+    // reach this binfmt_misc; the problems say what it left.
+    if after.iter().any(|f| {
+        f.problem
+            .as_ref()
+            .is_some_and(|p| *p != qemu::Problem::Missing)
+    }) {
+        return problems;
+    }
     let platforms: Vec<&crate::platform::Platform> = after
         .iter()
         .filter(|f| f.problem.is_some())
