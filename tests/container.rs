@@ -11,57 +11,10 @@
 
 mod support;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use support::{chain_dir, repo_root, stderr};
-
-const RUNNER_IMAGE: &str = "127.0.0.1:5000/mbx/runner:bookworm";
-
-fn require_runner_image() {
-    support::require_chain();
-    assert!(
-        support::tag_exists(RUNNER_IMAGE),
-        "the runner image {RUNNER_IMAGE} is missing: run `scripts/chain-up` (phase runner_image)"
-    );
-}
-
-/// `docker run` of the runner image, unprivileged, with mbx mounted, the
-/// chain's config and the example context; `socket`: the host's Docker
-/// socket; `extra`: more `docker run` arguments.
-fn in_runner(socket: bool, env: &[(&str, &str)], extra: &[&str], script: &str) -> Output {
-    let mut c = Command::new("docker");
-    c.args(["run", "--rm", "--network", "host", "--pull", "missing"])
-        .args(extra)
-        .arg("-v")
-        .arg(format!(
-            "{}:/usr/local/bin/mbx:ro",
-            env!("CARGO_BIN_EXE_mbx")
-        ))
-        .arg("-v")
-        .arg(format!(
-            "{}:/src:ro",
-            repo_root().join("examples/hello").display()
-        ));
-    for f in ["mbx.toml", "buildkitd.toml"] {
-        let p = chain_dir().join(f);
-        c.arg("-v")
-            .arg(format!("{}:{}:ro", p.display(), p.display()));
-    }
-    c.args([
-        "-e",
-        &format!("MBX_CONFIG={}", chain_dir().join("mbx.toml").display()),
-    ])
-    .args(["-e", &format!("MBX_QEMU_IMAGE={}", support::BINFMT_IMAGE)])
-    .args(["-e", "NO_COLOR=1"]);
-    if socket {
-        c.args(["-v", "/var/run/docker.sock:/var/run/docker.sock"]);
-    }
-    for (k, v) in env {
-        c.args(["-e", &format!("{k}={v}")]);
-    }
-    c.args([RUNNER_IMAGE, "bash", "-c", script]);
-    support::run(c)
-}
+use support::runner::{in_runner, require_runner_image};
+use support::stderr;
 
 /// With the socket: `mbx ci` builds both platforms on a builder it creates
 /// through the host's daemon, pushes, reads back; its cleanup removes it.

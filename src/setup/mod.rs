@@ -15,6 +15,7 @@ use crate::docker::buildx::Buildx;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::run::{PhaseTiming, SetupRecord};
+use qemu::cannot_install;
 
 pub use crate::plan::{QemuPlan, QemuSource, DEFAULT_QEMU_IMAGE};
 
@@ -109,62 +110,164 @@ pub async fn run(plan: &Plan, buildx: &Buildx, qemu_plan: &QemuPlan) -> Result<S
     })
 }
 
-/// Inspect the handlers; repair what is broken (or everything with
-/// `reset`) from the chosen source; inspect again and fail with what is
-/// still wrong.
-/// A runner's container (Docker, DinD, actions-runner-controller) sees no
-/// binfmt_misc of its own and may not mount one (no CAP_SYS_ADMIN).
-fn in_container_without_binfmt() -> bool {
-    let contained = std::path::Path::new("/.dockerenv").exists()
-        || std::path::Path::new("/run/.containerenv").exists();
-    contained && !std::path::Path::new("/proc/sys/fs/binfmt_misc/status").exists()
+/// Where binfmt_misc is out of sight (not mounted, and mbx may not mount
+/// it: no CAP_SYS_ADMIN), as the messages say it: "in this container" (a
+/// runner's container: Docker, DinD, actions-runner-controller), else
+/// "here" (a container mbx cannot tell, e.g. a non-root pod). None when
+/// binfmt_misc is visible.
+fn binfmt_hidden() -> Option<&'static str> {
+    if std::path::Path::new("/proc/sys/fs/binfmt_misc/status").exists() {
+        return None;
+    }
+    Some(if crate::docker::engine::in_container() {
+        "in this container"
+    } else {
+        "here"
+    })
 }
 
-/// In such a container the handlers that count are the host kernel's,
-/// which the daemon reaches: the binfmt installer (privileged by the
-/// daemon, not by this container) registers what is missing and leaves
-/// what is there. With `--qemu-from host` there is nothing mbx can do here.
+/// Run the installer image through the daemon; its refusal or failure as
+/// one error (`hidden`: where binfmt_misc is not visible, so the daemon is
+/// the only way to the host kernel's handlers).
+async fn run_installer(
+    docker: &crate::docker::Docker,
+    image: &str,
+    args: &[String],
+    platforms: &[&crate::platform::Platform],
+    hidden: Option<&str>,
+) -> Result<crate::docker::engine::InstallerRun> {
+    let run = docker.run_installer(image, args).await?;
+    let command = format!("{image} {}", args.join(" "));
+    let register_on_host = format!(
+        "register the handlers on the host once (as root: `apt-get install qemu-user-static binfmt-support`{}",
+        if hidden.is_some() {
+            "), or run the runner's container --privileged"
+        } else {
+            ", or `mbx setup --qemu-from host`)"
+        }
+    );
+    if let Some(why) = &run.refused {
+        let help = if let Some(place) = hidden {
+            format!(
+                "binfmt_misc is not visible {place}, so mbx asks the Docker daemon at {} \
+                 to run the installer privileged: let the runner's daemon run privileged containers \
+                 (a socket proxy or authorization plugin that refuses them, a rootless or \
+                 userns-remap daemon cannot), or {register_on_host}",
+                docker.host()
+            )
+        } else {
+            format!(
+                "the installer needs a privileged container: let the Docker daemon at {} run one \
+                 (a socket proxy or authorization plugin that refuses them, a rootless or \
+                 userns-remap daemon cannot), or {register_on_host}",
+                docker.host()
+            )
+        };
+        let cause = format!(
+            "the Docker daemon refused the privileged installer container `{command}`: {why}"
+        );
+        return Err(cannot_install(platforms, cause, &help));
+    }
+    if run.exit_code != 0 {
+        let cause = format!(
+            "the installer `{command}` exited with status {}{}:\n{}",
+            run.exit_code,
+            hidden
+                .map(|place| format!(" (binfmt_misc is not visible {place}, so the daemon ran it)"))
+                .unwrap_or_default(),
+            crate::error::tail(&run.output, 20, 4096)
+        );
+        let help = format!(
+            "the daemon must run the installer privileged over the host's binfmt_misc (a rootless \
+             daemon cannot) and the image must take `--install ARCHS` like tonistiigi/binfmt; \
+             or {register_on_host}"
+        );
+        return Err(cannot_install(platforms, cause, &help));
+    }
+    Ok(run)
+}
+
+/// Where binfmt_misc is hidden (`place`, see `binfmt_hidden`) the handlers
+/// that count are the host kernel's, which the daemon reaches: the binfmt
+/// installer (privileged by the daemon, not by this container) registers
+/// what is missing and leaves what is there. With `--qemu-from host` there
+/// is nothing mbx can do here.
 async fn qemu_through_daemon(
     plan: &Plan,
     docker: &crate::docker::Docker,
     qp: &QemuPlan,
     actions: &mut Vec<String>,
-    why: Error,
+    (place, why): (&str, Error),
 ) -> Result<Vec<crate::run::BinfmtRecord>> {
-    let archs: Vec<&str> = plan
+    let foreign: Vec<&crate::platform::Platform> = plan
         .platforms
         .iter()
         .filter(|p| !p.is_native_on(&plan.host))
-        .map(qemu::installer_arch)
         .collect();
     let QemuSource::Image(image) = &qp.source else {
-        return Err(Error::env(
-            format!("this container cannot see or change the QEMU handlers: {why}"),
+        return Err(cannot_install(
+            &foreign,
+            format!("--qemu-from host needs binfmt_misc, which is out of reach {place}: {why}"),
             "use --qemu-from image (the default: the installer gets its privileges from the Docker daemon), \
-             or run the runner's container --privileged",
+             or run the runner's container --privileged, or register the handlers on the host once \
+             (as root: `apt-get install qemu-user-static binfmt-support`)",
         ));
     };
+    let archs: Vec<&str> = foreign.iter().map(|p| qemu::installer_arch(p)).collect();
     let args = vec!["--install".to_string(), archs.join(",")];
-    let run = docker.run_installer(image, &args).await?;
-    if run.exit_code != 0 {
-        return Err(Error::env(
-            format!(
-                "binfmt installer `{image} {}` exited with status {} (binfmt_misc is not visible in this container, so the daemon ran it):\n{}",
-                args.join(" "),
-                run.exit_code,
-                crate::error::tail(&run.output, 20, 4096)
-            ),
-            "the Docker daemon must be able to run a privileged container (not rootless); \
-             or register the handlers on the host, or run the runner's container --privileged",
-        ));
-    }
+    run_installer(docker, image, &args, &foreign, Some(place)).await?;
     actions.push(format!(
-        "ran {image} {} (privileged, through the daemon: binfmt_misc is not visible in this container)",
+        "ran {image} {} (privileged, through the daemon: binfmt_misc is not visible {place})",
         args.join(" ")
     ));
     Ok(Vec::new())
 }
 
+/// The installer exited 0, yet this machine's binfmt_misc still has no
+/// handler for some platforms: the daemon's containers do not reach it (a DOCKER_HOST on
+/// another machine, a rootless daemon registering in its own instance).
+fn unchanged_after_installer(
+    image: &str,
+    docker: &crate::docker::Docker,
+    after: &[qemu::Finding],
+    problems: Error,
+) -> Error {
+    // A handler there but wrong (no F flag, disabled): the installer did
+    // reach this binfmt_misc; the problems say what it left.
+    if after.iter().any(|f| {
+        f.problem
+            .as_ref()
+            .is_some_and(|p| *p != qemu::Problem::Missing)
+    }) {
+        return problems;
+    }
+    let platforms: Vec<&crate::platform::Platform> = after
+        .iter()
+        .filter(|f| f.problem.is_some())
+        .map(|f| &f.platform)
+        .collect();
+    let what = problems.to_string();
+    let what = what
+        .strip_prefix("QEMU emulation is not ready:")
+        .unwrap_or(&what)
+        .trim()
+        .replace("\n  ", "; ");
+    cannot_install(
+        &platforms,
+        format!("the installer `{image}` exited 0, yet this machine's binfmt_misc is unchanged ({what})"),
+        &format!(
+            "the Docker daemon at {} runs its containers over another binfmt_misc than this machine's \
+             (a daemon on another machine, a rootless daemon): point DOCKER_HOST at this machine's daemon, \
+             or register the handlers here (as root: `apt-get install qemu-user-static binfmt-support`, \
+             or `mbx setup --qemu-from host`)",
+            docker.host()
+        ),
+    )
+}
+
+/// Inspect the handlers; repair what is broken (or everything with
+/// `reset`) from the chosen source; inspect again and fail with what is
+/// still wrong.
 async fn ensure_qemu(
     plan: &Plan,
     docker: &crate::docker::Docker,
@@ -172,9 +275,11 @@ async fn ensure_qemu(
     actions: &mut Vec<String>,
 ) -> Result<Vec<crate::run::BinfmtRecord>> {
     let findings = match qemu::inspect(&plan.platforms, &plan.host, None) {
-        Err(e) if in_container_without_binfmt() => {
-            return qemu_through_daemon(plan, docker, qp, actions, e).await
-        }
+        // An unknown architecture stays an input error.
+        Err(e @ Error::Environment { .. }) => match binfmt_hidden() {
+            Some(place) => return qemu_through_daemon(plan, docker, qp, actions, (place, e)).await,
+            None => return Err(e),
+        },
         r => r?,
     };
     let to_fix: Vec<&qemu::Finding> = findings
@@ -206,18 +311,9 @@ async fn ensure_qemu(
             }
             args.push("--install".to_string());
             args.push(install.join(","));
-            let run = docker.run_installer(image, &args).await?;
-            if run.exit_code != 0 {
-                return Err(Error::env(
-                    format!(
-                        "binfmt installer `{image} {}` exited with status {}:\n{}",
-                        args.join(" "),
-                        run.exit_code,
-                        crate::error::tail(&run.output, 20, 4096)
-                    ),
-                    "check the installer image takes `--install ARCHS` like tonistiigi/binfmt, or use --qemu-from host",
-                ));
-            }
+            let platforms: Vec<&crate::platform::Platform> =
+                to_fix.iter().map(|f| &f.platform).collect();
+            let run = run_installer(docker, image, &args, &platforms, None).await?;
             actions.push(format!(
                 "ran {}{image} {} (privileged)",
                 if run.pulled { "(pulled) " } else { "" },
@@ -227,7 +323,10 @@ async fn ensure_qemu(
     }
     let after = qemu::inspect(&plan.platforms, &plan.host, None)?;
     if let Some(e) = qemu::problems_error(&after) {
-        return Err(e);
+        return Err(match &qp.source {
+            QemuSource::Image(image) => unchanged_after_installer(image, docker, &after, e),
+            QemuSource::Host => e,
+        });
     }
     Ok(after
         .into_iter()

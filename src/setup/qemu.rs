@@ -143,17 +143,35 @@ fn ensure_mounted(dir: &Path) -> Result<()> {
     if dir.join("status").exists() {
         return Ok(());
     }
-    let mounted = std::process::Command::new("mount")
+    // mount's own complaint goes into the error, not onto the terminal.
+    let mount = std::process::Command::new("mount")
         .args(["-t", "binfmt_misc", "binfmt_misc"])
         .arg(dir)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if mounted && dir.join("status").exists() {
+        .stdin(std::process::Stdio::null())
+        .output();
+    if matches!(&mount, Ok(o) if o.status.success()) && dir.join("status").exists() {
         return Ok(());
     }
+    let why = match &mount {
+        Ok(o) => String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_end_matches('.')
+            .to_string(),
+        Err(e) => format!("mount: {e}"),
+    };
     Err(Error::env(
-        format!("binfmt_misc is not mounted at {}", dir.display()),
+        format!(
+            "binfmt_misc is not mounted at {}{}",
+            dir.display(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" and cannot be mounted here ({why})")
+            }
+        ),
         format!(
             "run as root: mount -t binfmt_misc binfmt_misc {}",
             dir.display()
@@ -406,11 +424,48 @@ pub fn host_interpreter(platform: &Platform) -> Option<(String, &'static str)> {
     None
 }
 
-fn write_entry(path: &Path, text: &str) -> Result<()> {
+/// Why handlers could not be installed, as one error: what failed
+/// (`cause`), what the user can change (`help`), and last the way around
+/// emulation altogether, native nodes (remote nodes skip this host's
+/// handlers: `builder::builds_elsewhere`).
+pub fn cannot_install(platforms: &[&Platform], cause: String, help: &str) -> Error {
+    let list: Vec<String> = platforms.iter().map(|p| p.to_string()).collect();
+    let nodes: Vec<String> = list
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match list.len() {
+            1 => format!("--node tcp://HOST:PORT={p}"),
+            _ => format!("--node tcp://HOST{}:PORT={p}", i + 1),
+        })
+        .collect();
+    Error::env(
+        format!(
+            "QEMU handlers for {} cannot be installed: {cause}",
+            list.join(", ")
+        ),
+        format!(
+            "{help}; or build on native BuildKit nodes instead of emulating (--driver remote {})",
+            nodes.join(" ")
+        ),
+    )
+}
+
+fn write_entry(path: &Path, text: &str, platform: &Platform) -> Result<()> {
     std::fs::write(path, text).map_err(|e| {
-        Error::env(
-            format!("cannot write `{text}` to {}: {e}", path.display()),
-            "run mbx as root (binfmt_misc registration needs CAP_SYS_ADMIN), or use --qemu-from image",
+        let help = if e.raw_os_error() == Some(libc::EROFS) {
+            "binfmt_misc is read-only here (a container without --privileged, or a read-only mount): \
+             register the handlers where it is writable (on the host, as root: \
+             `apt-get install qemu-user-static binfmt-support`), or run the runner's container --privileged, \
+             or use --qemu-from image (a privileged installer container through the Docker daemon)"
+        } else {
+            "registering needs root (CAP_SYS_ADMIN over the host's binfmt_misc): run mbx as root, \
+             or use --qemu-from image (a privileged installer container through the Docker daemon), \
+             or register the handlers on the host (as root: `apt-get install qemu-user-static binfmt-support`)"
+        };
+        cannot_install(
+            &[platform],
+            format!("cannot write to {}: {e}", path.display()),
+            help,
         )
     })
 }
@@ -422,7 +477,7 @@ pub fn unregister(dir: Option<&Path>, f: &Finding) -> Result<Vec<String>> {
     for h in &f.handlers {
         let p = dir.join(&h.name);
         if p.exists() {
-            write_entry(&p, "-1")?;
+            write_entry(&p, "-1", &f.platform)?;
             done.push(format!("unregistered {} ({})", h.name, f.platform));
         }
     }
@@ -435,22 +490,21 @@ pub fn repair_from_host(dir: Option<&Path>, f: &Finding, reset: bool) -> Result<
     let d = dir_or_default(dir);
     if f.problem == Some(Problem::Disabled) && !reset {
         let h = &f.handlers[0];
-        write_entry(&d.join(&h.name), "1")?;
+        write_entry(&d.join(&h.name), "1", &f.platform)?;
         return Ok(vec![format!("enabled {} ({})", h.name, f.platform)]);
     }
     let Some((interp, flags)) = host_interpreter(&f.platform) else {
-        return Err(Error::env(
-            format!(
-                "{}: the host has no qemu-user-static interpreter for it",
-                f.platform
-            ),
-            "install it (Debian/Ubuntu: apt-get install qemu-user-static) or use --qemu-from image",
+        return Err(cannot_install(
+            &[&f.platform],
+            "the host has no qemu-user-static interpreter for it".into(),
+            "install it (as root: `apt-get install qemu-user-static binfmt-support`), \
+             or use --qemu-from image (a privileged installer container through the Docker daemon)",
         ));
     };
     let mut done = unregister(dir, f)?;
     let name = format!("qemu-{}", qemu_arch(&f.platform).expect("known arch"));
     let line = register_line(&name, &f.platform, &interp, flags).expect("known arch");
-    write_entry(&d.join("register"), &line)?;
+    write_entry(&d.join("register"), &line, &f.platform)?;
     done.push(format!(
         "registered {name} ({}) → {interp}, flags {flags}",
         f.platform
@@ -529,6 +583,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("lacks the F flag"), "{e}");
+    }
+
+    #[test]
+    fn cannot_install_names_one_native_node_per_platform() {
+        let (arm, s390x) = (p("linux/arm64"), p("linux/s390x"));
+        let e = cannot_install(&[&arm], "why".into(), "help");
+        assert_eq!(
+            e.to_string(),
+            "QEMU handlers for linux/arm64 cannot be installed: why"
+        );
+        assert!(e
+            .help()
+            .unwrap()
+            .ends_with("(--driver remote --node tcp://HOST:PORT=linux/arm64)"));
+        let e = cannot_install(&[&arm, &s390x], "why".into(), "help");
+        assert!(e.help().unwrap().ends_with(
+            "(--driver remote --node tcp://HOST1:PORT=linux/arm64 --node tcp://HOST2:PORT=linux/s390x)"
+        ), "{:?}", e.help());
+        // Each suggested node parses as mbx's own --node.
+        let nodes = crate::plan::nodes(
+            &[
+                "tcp://HOST1:PORT=linux/arm64".into(),
+                "tcp://HOST2:PORT=linux/s390x".into(),
+            ],
+            "remote",
+        )
+        .unwrap();
+        assert_eq!(nodes.len(), 2);
     }
 
     #[test]

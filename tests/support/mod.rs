@@ -5,8 +5,10 @@
 
 #![allow(dead_code)]
 
+pub mod docker_proxy;
 pub mod gha_v2;
 pub mod proxy;
+pub mod runner;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
