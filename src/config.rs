@@ -68,12 +68,17 @@ impl Config {
     }
 
     pub fn read(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::input(
-                format!("cannot read config file `{}`: {e}", path.display()),
-                "fix its permissions or point MBX_CONFIG elsewhere",
-            )
-        })?;
+        let text = crate::error::read_capped(path, 1 << 20)
+            .and_then(|b| {
+                String::from_utf8(b)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            })
+            .map_err(|e| {
+                Error::input(
+                    format!("cannot read config file `{}`: {e}", path.display()),
+                    "fix its permissions or point MBX_CONFIG elsewhere",
+                )
+            })?;
         let mut c: Config = toml::from_str(&text).map_err(|e| {
             Error::input(
                 format!("config file `{}` is not valid: {e}", path.display()),

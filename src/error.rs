@@ -133,6 +133,29 @@ pub fn tail(text: &str, max_lines: usize, max_bytes: usize) -> String {
     out
 }
 
+/// A file from outside (a Docker config, a buildx state file) read whole,
+/// but only up to `max` bytes: a larger one is an `InvalidData` error saying
+/// so, read no further than the cap.
+pub fn read_capped(path: &std::path::Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = std::fs::File::open(path)?;
+    // Room for what the file says it holds (up to the cap): read_to_end
+    // then never doubles past it.
+    let size = file.metadata().map_or(0, |m| m.len()).min(max + 1);
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is larger than {max} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The most read of a Docker config file (`config.json`: logins, helpers).
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

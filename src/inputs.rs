@@ -331,7 +331,8 @@ impl RunInfo {
             _ => None,
         };
         let private = var("GITHUB_EVENT_PATH")
-            .and_then(|p| std::fs::read(p).ok())
+            // GitHub's event payloads are at most 25 MB.
+            .and_then(|p| crate::error::read_capped(std::path::Path::new(&p), 64 << 20).ok())
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
             .and_then(|e| e["repository"]["private"].as_bool());
         let no_default_attestations = var("BUILDX_NO_DEFAULT_ATTESTATIONS")

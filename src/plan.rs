@@ -1340,13 +1340,25 @@ fn password(username: Option<&str>, password_stdin: bool) -> Result<Option<Strin
     if !password_stdin {
         return Ok(None);
     }
+    // A token is at most a few KiB: a longer stdin is not one (never read whole).
+    const MAX_PASSWORD_BYTES: u64 = 64 << 10;
     let mut s = String::new();
-    std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::io::stdin(), MAX_PASSWORD_BYTES + 1),
+        &mut s,
+    )
+    .map_err(|e| {
         Error::input(
             format!("cannot read the password from stdin: {e}"),
             "pipe the password or token into mbx",
         )
     })?;
+    if s.len() as u64 > MAX_PASSWORD_BYTES {
+        return Err(Error::input(
+            format!("--password-stdin read more than {MAX_PASSWORD_BYTES} bytes: not a password"),
+            "pipe only the password or token into mbx (e.g. `echo \"$TOKEN\" | mbx … --password-stdin`)",
+        ));
+    }
     let s = s.trim_end_matches(['\n', '\r']).to_string();
     if s.is_empty() {
         return Err(Error::input(

@@ -1054,3 +1054,64 @@ fn in_a_workflow_index_contents_attribute_blobs_and_make_prune_exact() {
     assert_eq!(left.len(), 22 - 8);
     assert!(left.iter().any(|k| k.starts_with("Linux-node")));
 }
+
+/// A STAND-IN FOR A BROKEN GITHUB on loopback (github.com cannot be reached
+/// here): every request gets a 200 whose JSON body never ends. `mbx cache
+/// usage` stops at the cap with one error naming it, exit 1, in bounded time.
+#[test]
+fn an_endless_answer_is_refused_at_the_cap() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let mut w = conn;
+                let _ = w.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"actions_caches\": [",
+                );
+                let chunk = vec![b' '; 64 * 1024];
+                // 1 GiB at most, should mbx never hang up.
+                for _ in 0..16_384 {
+                    if w.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut c = mbx();
+    c.args(["cache", "usage", "--repo", "o/r"])
+        .env("GITHUB_API_URL", &url)
+        .env("GITHUB_TOKEN", READ_TOKEN);
+    for v in [
+        "ACTIONS_CACHE_URL",
+        "ACTIONS_RESULTS_URL",
+        "ACTIONS_RUNTIME_TOKEN",
+    ] {
+        c.env_remove(v);
+    }
+    let started = std::time::Instant::now();
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "larger than {} bytes",
+            mbx::gha_cache::github::MAX_BODY_BYTES
+        )),
+        "{err}"
+    );
+    assert!(err.contains("GITHUB_API_URL"), "{err}");
+    assert!(!err.contains(READ_TOKEN));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -221,3 +221,45 @@ fn report_rejects_a_file_that_is_not_a_record() {
         stderr(&o)
     );
 }
+
+/// `--password-stdin` reads at most 64 KiB (a token is a few): a longer
+/// stdin (a file piped by mistake, `yes`) is refused as input, unread past
+/// the cap, before anything touches the registry.
+#[test]
+fn password_stdin_longer_than_any_token_is_bad_input() {
+    use std::io::Write;
+    let mut c = mbx();
+    c.args([
+        "verify",
+        "127.0.0.1:5000/hcaps/none:1",
+        "--username",
+        "u",
+        "--password-stdin",
+    ])
+    .stdin(std::process::Stdio::piped())
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Endless until mbx stops reading (it hangs up at the cap).
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..16_384 {
+            if stdin.write_all(&chunk).is_err() {
+                return;
+            }
+        }
+    });
+    let o = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--password-stdin read more than 65536 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("xxxx"),
+        "the password is never printed"
+    );
+}

@@ -1005,6 +1005,122 @@ fn rawjson_one_huge_log_entry_is_bounded() {
     );
 }
 
+/// A Dockerfile of 200k steps (or a builder announcing as many vertices):
+/// mbx keeps at most `MAX_STEPS` in full, folds the rest into counts, and the
+/// record's totals stay right.
+#[test]
+fn rawjson_200k_steps_are_bounded() {
+    let n = 200_000usize;
+    let mut record: mbx::run::PlatformRecord = serde_json::from_value(serde_json::json!({
+        "platform": "linux/amd64", "emulated": false, "digest": null, "build_digest": null,
+        "wall_seconds": 1.0, "executed_seconds": 0.0, "steps_total": 0, "steps_cached": 0
+    }))
+    .unwrap();
+    let outcome = mbx::docker::BuildOutcome {
+        success: true,
+        status: Some(0),
+        command: "docker buildx build".into(),
+        metadata: Some(serde_json::json!({"containerimage.digest": "sha256:0"})),
+        stdout_tail: Vec::new(),
+    };
+    let started = std::time::Instant::now();
+    let peak = alloc_meter::peak_during(|| {
+        let mut p = Progress::new();
+        for first in (1..=n).step_by(100) {
+            let vertexes: Vec<String> = (first..first + 100)
+                .map(|i| {
+                    format!(
+                        r#"{{"digest":"sha256:{i:064x}","name":"[{i}/{n}] RUN step {i}","started":"2026-01-01T00:00:00Z","completed":"2026-01-01T00:00:00.{:03}Z","cached":{}}}"#,
+                        i % 1000,
+                        i % 2 == 0
+                    )
+                })
+                .collect();
+            p.feed(format!("{{\"vertexes\":[{}]}}\n", vertexes.join(",")).as_bytes());
+        }
+        p.finish();
+        assert!(p.steps().len() <= mbx::build::progress::MAX_STEPS * 5 / 4);
+        mbx::build::fill_from_outcome(&mut record, &outcome, &p);
+        let snap = p.snapshot();
+        assert_eq!((snap.done, snap.total), (n, n));
+    });
+    assert_eq!((record.steps_total, record.steps_cached), (n, n / 2));
+    let want: f64 = (1..=n)
+        .filter(|i| i % 2 == 1)
+        .map(|i| (i % 1000) as f64 / 1000.0)
+        .sum();
+    assert!(
+        (record.executed_seconds - want).abs() < 1e-3,
+        "{} vs {want}",
+        record.executed_seconds
+    );
+    // The slowest steps that ran are the ones kept.
+    assert!(record
+        .steps
+        .iter()
+        .any(|s| s.name.ends_with("RUN step 999")));
+    eprintln!("200k steps: peak {peak} bytes in {:?}", started.elapsed());
+    assert!(peak < 16 << 20, "200k steps held {peak} bytes");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Step names of megabytes (a RUN with a huge inline script, or a hostile
+/// builder) are cut at `NAME_MAX`: 64 of 1 MiB hold little; one of just
+/// under the object cap holds the cap once (not copied); one of 16 MiB is
+/// over the cap and dropped, never held twice.
+#[test]
+fn rawjson_huge_step_names_are_bounded() {
+    use mbx::build::progress::{MAX_OBJECT_BYTES, NAME_MAX};
+    let frame = |i: usize, len: usize| {
+        let mut f = format!(r#"{{"vertexes":[{{"digest":"sha256:{i}","started":"2026-01-01T00:00:00Z","name":"[{i}/64] RUN "#).into_bytes();
+        f.resize(f.len() + len, b'x');
+        f.extend_from_slice(b"\"}]}\n");
+        f
+    };
+    let mib = frame(0, 1 << 20);
+    let peak = alloc_meter::peak_during(|| {
+        let mut p = Progress::new();
+        for i in 1..=64 {
+            let f = String::from_utf8(mib.clone())
+                .unwrap()
+                .replace("sha256:0", &format!("sha256:{i}"));
+            for chunk in f.as_bytes().chunks(64 * 1024) {
+                p.feed(chunk);
+            }
+        }
+        p.finish();
+        let steps = p.steps();
+        assert_eq!(steps.len(), 64);
+        assert!(steps
+            .iter()
+            .all(|s| s.name.len() <= NAME_MAX + 3 && s.instruction));
+    });
+    eprintln!("64 names of 1 MiB: peak {peak} bytes");
+    assert!(peak < 8 << 20, "64 names of 1 MiB held {peak} bytes");
+    for (len, kept) in [(MAX_OBJECT_BYTES - 200, 1), (16 << 20, 0)] {
+        let big = frame(1, len);
+        let peak = alloc_meter::peak_during(|| {
+            let mut p = Progress::new();
+            for chunk in big.chunks(64 * 1024) {
+                p.feed(chunk);
+            }
+            p.finish();
+            assert_eq!(p.steps().len(), kept);
+            assert_eq!(p.malformed, 1 - kept);
+            assert!(p.log.as_str().len() < 2 * NAME_MAX);
+        });
+        eprintln!("a name of {len} bytes: peak {peak} bytes");
+        assert!(
+            peak < MAX_OBJECT_BYTES + (4 << 20),
+            "a name of {len} bytes held {peak} bytes"
+        );
+    }
+}
+
 /// A hostile registry, a stand-in on loopback (no real registry serves this):
 /// `/v2/` answers 200, every other request gets `head` and then, when
 /// `endless`, bytes until mbx hangs up.
@@ -1136,6 +1252,75 @@ fn registry_endless_error_body_is_capped() {
     );
 }
 
+/// `mbx cache`'s REST client against a hostile STAND-IN FOR GITHUB on
+/// loopback (github.com cannot be reached here; the same server as above):
+/// the cache list, read as `client` does it.
+fn gha_list_against(addr: &str) -> mbx::error::Result<Vec<Entry>> {
+    tls();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let gh = gha_cache::github::GitHub::new(&format!("http://{addr}"), "o/r", "t".into())?;
+            gh.list().await
+        })
+}
+
+/// A cache list whose body never ends is refused at the cap, holding no more than it.
+#[test]
+fn github_endless_cache_list_is_capped() {
+    let refused = hostile_registry("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", false);
+    assert!(gha_list_against(&refused).is_err());
+    let base = alloc_meter::peak_during(|| assert!(gha_list_against(&refused).is_err()));
+    let addr = hostile_registry(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"actions_caches\": [",
+        true,
+    );
+    let started = std::time::Instant::now();
+    let mut result = None;
+    let peak = alloc_meter::peak_during(|| result = Some(gha_list_against(&addr)));
+    let e = result.unwrap().expect_err("an endless list is an error");
+    let cap = gha_cache::github::MAX_BODY_BYTES;
+    assert!(
+        e.to_string().contains(&format!("larger than {cap} bytes")),
+        "{e}"
+    );
+    assert_eq!(e.exit_code(), 1);
+    assert!(
+        peak < base + cap + (2 << 20),
+        "held {peak} bytes ({base} at rest) for a cap of {cap}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// A `Content-Length` over the cap is refused before the body is read; an
+/// endless error page is read only as far as its message needs.
+#[test]
+fn github_huge_content_length_and_endless_error_are_bounded() {
+    let addr = hostile_registry(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1099511627776\r\n\r\n",
+        false,
+    );
+    let started = std::time::Instant::now();
+    let e = gha_list_against(&addr).expect_err("refused");
+    assert!(e.to_string().contains("larger than"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    let addr = hostile_registry(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>",
+        true,
+    );
+    let mut result = None;
+    let peak = alloc_meter::peak_during(|| result = Some(gha_list_against(&addr)));
+    let e = result.unwrap().expect_err("500");
+    assert!(e.to_string().contains("500"), "{e}");
+    assert!(peak < 8 << 20, "held {peak} bytes of an error page");
+}
+
 /// A part (or `--record`) file of gigabytes is refused, not read whole.
 #[test]
 fn record_file_over_the_cap_is_refused() {
@@ -1150,6 +1335,26 @@ fn record_file_over_the_cap_is_refused() {
         assert!(e.to_string().contains("larger than"), "{e}");
     });
     assert!(peak < 1 << 20, "read {peak} bytes of a file it refuses");
+}
+
+/// A Docker config file of gigabytes (`config.json`: logins) is refused, not read whole.
+#[test]
+fn docker_config_over_the_cap_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("config.json")).unwrap();
+    file.set_len(mbx::error::MAX_CONFIG_BYTES + 1).unwrap(); // sparse: no disk used
+    let d = dir.path().to_str().unwrap().to_string();
+    let env = move |k: &str| (k == "DOCKER_CONFIG").then(|| d.clone());
+    let peak = alloc_meter::peak_during(|| {
+        let e = mbx::oci::registry::docker_config("127.0.0.1:5000", &env)
+            .err()
+            .expect("refused");
+        assert!(e.contains("larger than"), "{e}");
+    });
+    assert!(
+        peak < (mbx::error::MAX_CONFIG_BYTES as usize) + (1 << 20),
+        "{peak}"
+    );
 }
 
 /// A layout whose index names `/dev/zero` through `..` is not read from.

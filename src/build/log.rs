@@ -6,6 +6,14 @@ use std::collections::HashMap;
 
 /// Bytes of log kept per platform; the rest is cut with a note.
 const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Vertices followed at once; past this the finished ones are forgotten
+/// (a later update of one starts a new `#n`), and if all are unfinished the
+/// log is cut.
+const MAX_VERTICES: usize = 2000;
+/// A line without its end is written out at this length, or sooner when the
+/// unfinished lines of all vertices together hold [`MAX_PENDING`].
+const LINE_MAX: usize = 64 * 1024;
+const MAX_PENDING: usize = 1024 * 1024;
 
 #[derive(Debug, Default)]
 struct VertexState {
@@ -23,6 +31,8 @@ pub struct PlainLog {
     vertices: HashMap<String, VertexState>,
     last: Option<String>,
     shown: usize,
+    /// Bytes held in the vertices' unfinished lines.
+    pending: usize,
 }
 
 /// What one rawjson update says of a vertex.
@@ -41,15 +51,36 @@ impl PlainLog {
             return;
         }
         if self.text.len() + line.len() > MAX_BYTES {
-            self.truncated = true;
-            self.text.push_str("… (log cut at 4 MiB)\n");
+            self.cut("… (log cut at 4 MiB)");
             return;
         }
         self.text.push_str(line);
         self.text.push('\n');
     }
 
+    /// No more text: the note says why; nothing more is followed.
+    fn cut(&mut self, note: &str) {
+        self.truncated = true;
+        self.text.push_str(note);
+        self.text.push('\n');
+        self.vertices = HashMap::new();
+        self.pending = 0;
+    }
+
     fn state(&mut self, digest: &str) -> &mut VertexState {
+        if self.vertices.len() >= MAX_VERTICES && !self.vertices.contains_key(digest) {
+            let mut freed = 0;
+            self.vertices.retain(|_, v| {
+                freed += if v.finished { v.partial.len() } else { 0 };
+                !v.finished
+            });
+            self.pending = self.pending.saturating_sub(freed);
+            if self.vertices.len() >= MAX_VERTICES {
+                self.cut(&format!(
+                    "… (log cut: more than {MAX_VERTICES} steps running at once)"
+                ));
+            }
+        }
         self.vertices.entry(digest.to_string()).or_default()
     }
 
@@ -76,8 +107,7 @@ impl PlainLog {
     }
 
     pub fn vertex(&mut self, v: &VertexUpdate) {
-        if v.started.is_none() && !v.cached {
-            self.state(v.digest);
+        if self.truncated || (v.started.is_none() && !v.cached) {
             return;
         }
         let n = self.header(v.digest, v.name);
@@ -98,6 +128,7 @@ impl PlainLog {
         };
         st.finished = true;
         let partial = std::mem::take(&mut st.partial);
+        self.pending = self.pending.saturating_sub(partial.len());
         if !partial.is_empty() {
             self.push(&format!("#{n} {partial}"));
         }
@@ -106,8 +137,17 @@ impl PlainLog {
 
     /// Output of a step (log data), split into lines.
     pub fn output(&mut self, digest: &str, name: &str, bytes: &[u8]) {
+        if self.truncated {
+            return;
+        }
         let n = self.header(digest, name);
-        let st = self.state(digest);
+        self.state(digest);
+        if self.truncated {
+            return;
+        }
+        let pending = self.pending;
+        let st = self.vertices.get_mut(digest).expect("just made");
+        let before = st.partial.len();
         st.partial.push_str(&String::from_utf8_lossy(bytes));
         let mut lines = Vec::new();
         // A carriage return (a progress meter redrawing its line) ends a line too.
@@ -124,9 +164,10 @@ impl PlainLog {
                 s = &s[i + if crlf { 2 } else { 1 }..];
             }
         }
-        if st.partial.len() > 64 * 1024 {
+        if st.partial.len() > LINE_MAX || pending - before + st.partial.len() > MAX_PENDING {
             lines.push(std::mem::take(&mut st.partial));
         }
+        self.pending = pending - before + st.partial.len();
         for l in lines {
             self.push(&format!("#{n} {l}"));
         }
@@ -134,6 +175,9 @@ impl PlainLog {
 
     /// A line buildx printed outside the JSON (its final `ERROR: …`).
     pub fn text(&mut self, line: &str) {
+        if self.truncated {
+            return;
+        }
         self.push(line);
     }
 

@@ -67,7 +67,8 @@ pub fn layouts(
             }
         }
         let index: Value = serde_json::from_slice(
-            &std::fs::read(dir.join("index.json")).map_err(|e| io("read part index.json", e))?,
+            &crate::error::read_capped(&dir.join("index.json"), crate::oci::MAX_DOCUMENT_BYTES)
+                .map_err(|e| io("read part index.json", e))?,
         )
         .map_err(|e| {
             Error::build(
@@ -80,7 +81,8 @@ pub fn layouts(
             if is_index_type(mt) {
                 // A per-platform index (image + attestation): take its children.
                 let digest = d["digest"].as_str().unwrap_or_default();
-                let bytes = std::fs::read(blobs.join(digest.trim_start_matches("sha256:")))
+                let blob = blobs.join(digest.trim_start_matches("sha256:"));
+                let bytes = crate::error::read_capped(&blob, crate::oci::MAX_DOCUMENT_BYTES)
                     .map_err(|e| io("read part index blob", e))?;
                 let inner: Value = serde_json::from_slice(&bytes)
                     .map_err(|e| Error::build(format!("index {digest} is not JSON: {e}"), ""))?;

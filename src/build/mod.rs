@@ -711,13 +711,17 @@ pub fn fill_from_outcome(rec: &mut PlatformRecord, outcome: &BuildOutcome, progr
         .iter()
         .filter(|s| s.instruction && !s.instruction_text().starts_with("FROM "))
         .collect();
-    rec.steps_total = counted.len();
-    rec.steps_cached = counted.iter().filter(|s| s.cached).count();
+    // Vertices past the parser's cap are not kept, but they are counted.
+    let folded = progress.folded();
+    rec.steps_total = counted.len() + folded.instructions - folded.from;
+    rec.steps_cached =
+        counted.iter().filter(|s| s.cached).count() + folded.cached - folded.from_cached;
     rec.executed_seconds = steps
         .iter()
         .filter(|s| s.instruction && !s.cached)
         .map(|s| s.busy_seconds)
-        .sum();
+        .sum::<f64>()
+        + folded.executed_seconds;
     let field = |k: &str| {
         outcome
             .metadata

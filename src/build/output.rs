@@ -229,8 +229,9 @@ fn io_err(what: impl std::fmt::Display, e: std::io::Error) -> Error {
 
 /// The descriptor `index.json` of an mbx layout names: the merged index.
 fn top_descriptor(layout: &Path) -> Result<Value> {
-    let bytes = std::fs::read(layout.join("index.json"))
-        .map_err(|e| io_err(format!("cannot read {}/index.json", layout.display()), e))?;
+    let bytes =
+        crate::error::read_capped(&layout.join("index.json"), crate::oci::MAX_DOCUMENT_BYTES)
+            .map_err(|e| io_err(format!("cannot read {}/index.json", layout.display()), e))?;
     let v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::build(format!("the merged index.json is not JSON: {e}"), ""))?;
     v["manifests"]
@@ -427,8 +428,8 @@ fn classic_image(
             .join("blobs")
             .join("sha256")
             .join(d.trim_start_matches("sha256:"));
-        let bytes =
-            std::fs::read(&p).map_err(|e| io_err(format!("cannot read {}", p.display()), e))?;
+        let bytes = crate::error::read_capped(&p, crate::oci::MAX_DOCUMENT_BYTES)
+            .map_err(|e| io_err(format!("cannot read {}", p.display()), e))?;
         serde_json::from_slice(&bytes)
             .map_err(|e| Error::build(format!("blob {d} is not JSON: {e}"), ""))
     };

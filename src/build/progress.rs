@@ -4,59 +4,76 @@
 //! concatenated (not one per line), keys `vertexes`, `statuses`, `logs`
 //! (log data base64), `warnings`. Plain text may appear between objects (an
 //! `ERROR: …` line at the end of a failed build). The same vertex is sent
-//! several times as it progresses. The parser reads the stream incrementally:
-//! memory is bounded by the number of distinct vertices plus a fixed log tail
-//! per vertex, not by the length of the stream.
+//! several times as it progresses. The parser reads the stream incrementally
+//! and holds a bounded amount whatever the stream: one object at most
+//! [`MAX_OBJECT_BYTES`] (read vertex by vertex, never as a whole tree), at
+//! most [`MAX_STEPS`] vertices in full (past that the fastest finished ones
+//! are folded into [`Folded`] counts: the totals stay right), names and
+//! errors cut at a few KiB, a fixed log tail per vertex.
 
-use std::collections::{HashMap, VecDeque};
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::io::{self, Read};
 
 use base64::Engine;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// Largest single JSON object accepted; BuildKit chunks logs far below this.
-const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_OBJECT_BYTES: usize = 16 * 1024 * 1024;
+/// Vertices kept in full; past this (and a quarter more, so the sort that
+/// chooses runs seldom) the fastest finished ones are folded into counts.
+/// Vertices that failed, then running ones, then the slowest are kept.
+pub const MAX_STEPS: usize = 1000;
+/// A step name is cut here (with `…`); a RUN with a long script reads
+/// the same in its first KiBs.
+pub const NAME_MAX: usize = 4096;
+/// A step's error is cut here (with `…`).
+pub const ERROR_MAX: usize = 8192;
+/// A vertex digest longer than any real one is cut to this (it is only a key).
+const DIGEST_MAX: usize = 128;
+/// Busy intervals kept apart per vertex (to ignore repeats); older ones are summed.
+const MAX_INTERVALS: usize = 64;
+/// Folded vertices remembered (by hash) so a late repeat is not counted twice.
+const FORGET_MAX: usize = 1 << 18;
 /// Log lines kept per vertex (for the failure report).
 const LOG_TAIL_LINES: usize = 40;
 const LOG_LINE_MAX: usize = 1024;
+/// Warnings kept, each cut at this length.
+const WARNINGS_MAX: usize = 20;
+const WARNING_MAX: usize = 1024;
 /// Plain-text lines kept from outside the JSON objects, each at most this long
 /// (the rest of a longer line is dropped: the stream is not trusted to end lines).
 const TEXT_TAIL_LINES: usize = 40;
 const TEXT_LINE_MAX: usize = 4096;
 
-#[derive(Debug, Deserialize, Default)]
-struct SolveStatus {
-    #[serde(default)]
-    vertexes: Vec<Vertex>,
-    #[serde(default)]
-    logs: Vec<VertexLog>,
-    #[serde(default)]
-    warnings: Vec<VertexWarning>,
-}
-
 #[derive(Debug, Deserialize)]
-struct Vertex {
-    digest: String,
-    #[serde(default)]
-    name: String,
-    started: Option<String>,
-    completed: Option<String>,
+struct Vertex<'a> {
+    #[serde(borrow)]
+    digest: Cow<'a, str>,
+    #[serde(default, borrow)]
+    name: Cow<'a, str>,
+    started: Option<Cow<'a, str>>,
+    completed: Option<Cow<'a, str>>,
     #[serde(default)]
     cached: bool,
-    error: Option<String>,
+    error: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct VertexLog {
-    vertex: String,
-    #[serde(default)]
-    data: Option<String>,
+struct VertexLog<'a> {
+    #[serde(borrow)]
+    vertex: Cow<'a, str>,
+    #[serde(default, borrow)]
+    data: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Deserialize)]
-struct VertexWarning {
-    #[serde(default)]
-    short: Option<String>,
+struct VertexWarning<'a> {
+    #[serde(default, borrow)]
+    short: Option<Cow<'a, str>>,
 }
 
 pub use crate::printer::Snapshot;
@@ -66,9 +83,26 @@ pub use crate::run::Step;
 struct StepState {
     step: Option<Step>,
     intervals: Vec<(f64, f64)>,
+    /// Busy time of intervals no longer kept apart.
+    settled: f64,
     open_start: Option<f64>,
     log_partial: String,
     log_tail: VecDeque<String>,
+}
+
+/// What the vertices folded away (past [`MAX_STEPS`]) add to the totals.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct Folded {
+    /// Vertices folded.
+    pub steps: usize,
+    /// Of them, Dockerfile instructions (`[n/m] …`), and those cached.
+    pub instructions: usize,
+    pub cached: usize,
+    /// Of the instructions, `FROM`s, and those cached.
+    pub from: usize,
+    pub from_cached: usize,
+    /// Busy time of the instructions that ran (not cached), `FROM` included.
+    pub executed_seconds: f64,
 }
 
 /// Accumulates updates into steps. Feed it bytes with [`Progress::feed`] or a
@@ -84,6 +118,12 @@ pub struct Progress {
     pub malformed: usize,
     /// The build log as buildx's plain progress shows it.
     pub log: super::log::PlainLog,
+    folded: Folded,
+    /// Hashes of the folded vertices (at most [`FORGET_MAX`]).
+    forgotten: HashSet<u64>,
+    hasher: RandomState,
+    /// The largest `m` of the `[n/m]` prefixes seen.
+    announced_total: usize,
 }
 
 impl Progress {
@@ -122,6 +162,11 @@ impl Progress {
         }
     }
 
+    /// What the vertices no longer kept in full add to the totals.
+    pub fn folded(&self) -> Folded {
+        self.folded
+    }
+
     fn apply(&mut self, item: Item) {
         match item {
             Item::Text(line) => {
@@ -131,111 +176,212 @@ impl Progress {
                 }
                 self.text_tail.push_back(line);
             }
-            Item::Object(bytes) => match serde_json::from_slice::<SolveStatus>(&bytes) {
-                Ok(s) => self.apply_status(s),
-                Err(e) => {
+            Item::Object(bytes) => {
+                // Vertex by vertex: a frame of many small vertices is never
+                // held as a tree of them.
+                let mut de = serde_json::Deserializer::from_slice(&bytes);
+                let read = StatusSeed(self)
+                    .deserialize(&mut de)
+                    .and_then(|()| de.end());
+                if let Err(e) = read {
                     tracing::debug!("rawjson object not understood: {e}");
                     self.malformed += 1;
                 }
-            },
+            }
             Item::Oversized => self.malformed += 1,
+        }
+        self.fold_excess();
+    }
+
+    fn key(&self, digest: &str) -> String {
+        cut(digest, DIGEST_MAX, "")
+    }
+
+    fn is_forgotten(&self, key: &str) -> bool {
+        !self.forgotten.is_empty() && !self.states.contains_key(key) && self.was_folded(key)
+    }
+
+    /// The vertex was folded (its hash is remembered); `key` is not kept.
+    fn was_folded(&self, key: &str) -> bool {
+        !self.forgotten.is_empty() && self.forgotten.contains(&self.hasher.hash_one(key))
+    }
+
+    fn state(&mut self, key: &str) -> &mut StepState {
+        if !self.states.contains_key(key) {
+            self.order.push(key.to_string());
+        }
+        self.states.entry(key.to_string()).or_default()
+    }
+
+    fn apply_vertex(&mut self, v: Vertex) {
+        let key = self.key(&v.digest);
+        let name = cut(&v.name, NAME_MAX, "…");
+        let started = v.started.as_deref().and_then(parse_rfc3339);
+        let completed = v.completed.as_deref().and_then(parse_rfc3339);
+        let error = v
+            .error
+            .as_deref()
+            .filter(|e| !e.is_empty())
+            .map(|e| cut(e, ERROR_MAX, "…"));
+        if !self.states.contains_key(&key) {
+            if self.was_folded(&key) {
+                return;
+            }
+            self.order.push(key.clone());
+            self.states.insert(key.clone(), StepState::default());
+        }
+        let state = self.states.get_mut(&key).expect("just made");
+        let known = state.step.as_ref().map_or("", |s| s.name.as_str());
+        self.log.vertex(&super::log::VertexUpdate {
+            digest: &key,
+            name: if name.is_empty() { known } else { &name },
+            started,
+            completed,
+            cached: v.cached,
+            error: error.as_deref(),
+        });
+        state.record_interval(started, completed);
+        let step = state.step.get_or_insert_with(|| Step {
+            digest: key.clone(),
+            name: name.clone(),
+            started: None,
+            completed: None,
+            busy_seconds: 0.0,
+            cached: false,
+            error: None,
+            instruction: is_instruction(&name),
+            log_tail: Vec::new(),
+        });
+        if !name.is_empty() {
+            step.name = name;
+            step.instruction = is_instruction(&step.name);
+        }
+        step.cached |= v.cached;
+        if let Some(s) = started {
+            step.started = Some(step.started.map_or(s, |x: f64| x.min(s)));
+        }
+        if let Some(c) = completed {
+            step.completed = Some(step.completed.map_or(c, |x: f64| x.max(c)));
+        }
+        if error.is_some() {
+            step.error = error;
+        }
+        step.busy_seconds = state.settled + state.intervals.iter().map(|(a, b)| b - a).sum::<f64>();
+        if step.instruction {
+            if let Some(m) = announced_total(&step.name) {
+                self.announced_total = self.announced_total.max(m);
+            }
         }
     }
 
-    fn apply_status(&mut self, s: SolveStatus) {
-        for v in s.vertexes {
-            let state = match self.states.get_mut(&v.digest) {
-                Some(st) => st,
-                None => {
-                    self.order.push(v.digest.clone());
-                    self.states.entry(v.digest.clone()).or_default()
-                }
-            };
-            let started = v.started.as_deref().and_then(parse_rfc3339);
-            let completed = v.completed.as_deref().and_then(parse_rfc3339);
-            let known = state.step.as_ref().map(|s| s.name.as_str()).unwrap_or("");
-            self.log.vertex(&super::log::VertexUpdate {
-                digest: &v.digest,
-                name: if v.name.is_empty() { known } else { &v.name },
-                started,
-                completed,
-                cached: v.cached,
-                error: v.error.as_deref(),
-            });
-            if let (Some(s), Some(c)) = (started, completed) {
-                if !state.intervals.iter().any(|(a, _)| *a == s) {
-                    state.intervals.push((s, c.max(s)));
-                }
-                state.open_start = None;
-            } else if let Some(s) = started {
-                state.open_start = Some(s);
-            }
-            let step = state.step.get_or_insert_with(|| Step {
-                digest: v.digest.clone(),
-                name: v.name.clone(),
-                started: None,
-                completed: None,
-                busy_seconds: 0.0,
-                cached: false,
-                error: None,
-                instruction: is_instruction(&v.name),
-                log_tail: Vec::new(),
-            });
-            if !v.name.is_empty() {
-                step.name = v.name;
-                step.instruction = is_instruction(&step.name);
-            }
-            step.cached |= v.cached;
-            if let Some(s) = started {
-                step.started = Some(step.started.map_or(s, |x: f64| x.min(s)));
-            }
-            if let Some(c) = completed {
-                step.completed = Some(step.completed.map_or(c, |x: f64| x.max(c)));
-            }
-            if let Some(e) = v.error.filter(|e| !e.is_empty()) {
-                step.error = Some(e);
-            }
-            step.busy_seconds = state.intervals.iter().map(|(a, b)| b - a).sum();
+    fn apply_log(&mut self, l: VertexLog) {
+        let Some(data) = l.data else { return };
+        let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data.as_bytes()) else {
+            return;
+        };
+        drop(data);
+        let key = self.key(&l.vertex);
+        let forgotten = self.is_forgotten(&key);
+        let name = self
+            .states
+            .get(&key)
+            .and_then(|s| s.step.as_ref())
+            .map(|s| s.name.as_str())
+            .unwrap_or("");
+        self.log.output(&key, name, &bytes);
+        if forgotten {
+            return;
         }
-        for l in s.logs {
-            let Some(data) = l.data else { continue };
-            let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data.as_bytes())
-            else {
-                continue;
-            };
-            let state = match self.states.get_mut(&l.vertex) {
-                Some(st) => st,
-                None => {
-                    self.order.push(l.vertex.clone());
-                    self.states.entry(l.vertex.clone()).or_default()
-                }
-            };
-            let name = state.step.as_ref().map(|s| s.name.as_str()).unwrap_or("");
-            self.log.output(&l.vertex, name, &bytes);
-            state.log_partial.push_str(&String::from_utf8_lossy(&bytes));
-            // Split once per entry (linear in its size, however many lines).
-            if let Some(last) = state.log_partial.rfind('\n') {
-                let rest = state.log_partial.split_off(last + 1);
-                let done = std::mem::replace(&mut state.log_partial, rest);
-                let lines: Vec<&str> = done[..last].split('\n').collect();
-                let keep = lines.len().saturating_sub(LOG_TAIL_LINES);
-                for line in &lines[keep..] {
-                    push_bounded(&mut state.log_tail, line.trim_end_matches('\r').to_string());
-                }
-            }
-            if state.log_partial.len() > LOG_LINE_MAX {
-                let line = std::mem::take(&mut state.log_partial);
-                push_bounded(&mut state.log_tail, line);
+        let state = self.state(&key);
+        state.log_partial.push_str(&String::from_utf8_lossy(&bytes));
+        // Split once per entry (linear in its size, however many lines).
+        if let Some(last) = state.log_partial.rfind('\n') {
+            let rest = state.log_partial.split_off(last + 1);
+            let done = std::mem::replace(&mut state.log_partial, rest);
+            let lines: Vec<&str> = done[..last].split('\n').collect();
+            let keep = lines.len().saturating_sub(LOG_TAIL_LINES);
+            for line in &lines[keep..] {
+                push_bounded(&mut state.log_tail, line.trim_end_matches('\r').to_string());
             }
         }
-        for w in s.warnings {
-            if let Some(short) = w.short {
-                if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(short.as_bytes()) {
-                    if self.warnings.len() < 20 {
-                        self.warnings.push(String::from_utf8_lossy(&b).into_owned());
+        if state.log_partial.len() > LOG_LINE_MAX {
+            let line = std::mem::take(&mut state.log_partial);
+            push_bounded(&mut state.log_tail, line);
+        }
+    }
+
+    fn apply_warning(&mut self, w: VertexWarning) {
+        if self.warnings.len() >= WARNINGS_MAX {
+            return;
+        }
+        if let Some(short) = w.short {
+            if let Ok(b) = base64::engine::general_purpose::STANDARD.decode(short.as_bytes()) {
+                let text = String::from_utf8_lossy(&b);
+                self.warnings.push(cut(&text, WARNING_MAX, "…"));
+            }
+        }
+    }
+
+    /// Past [`MAX_STEPS`] vertices (and a quarter more), keep the ones that
+    /// failed, then the running ones, then the slowest finished; fold the
+    /// finished others into the counts, drop the ones merely announced
+    /// (they come back when they start).
+    fn fold_excess(&mut self) {
+        if self.states.len() <= MAX_STEPS + MAX_STEPS / 4 {
+            return;
+        }
+        let mut ranked: Vec<(u8, f64, usize)> = self
+            .order
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let st = &self.states[d];
+                let (class, busy) = match &st.step {
+                    Some(s) if s.error.is_some() => (0, s.busy_seconds),
+                    Some(s) if s.completed.is_some() && st.open_start.is_none() => {
+                        (2, s.busy_seconds)
                     }
-                }
+                    Some(s) if s.started.is_some() || st.open_start.is_some() => (1, 0.0),
+                    _ => (3, 0.0),
+                };
+                (class, busy, i)
+            })
+            .collect();
+        ranked.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.total_cmp(&a.1)).then(a.2.cmp(&b.2)));
+        let mut gone = vec![false; self.order.len()];
+        for &(class, _, i) in &ranked[MAX_STEPS..] {
+            gone[i] = true;
+            let st = self
+                .states
+                .remove(&self.order[i])
+                .expect("ranked from states");
+            if class == 0 || class == 2 {
+                self.fold(&self.order[i].clone(), st);
             }
+        }
+        let mut i = 0;
+        self.order.retain(|_| {
+            i += 1;
+            !gone[i - 1]
+        });
+    }
+
+    fn fold(&mut self, key: &str, st: StepState) {
+        let Some(s) = st.step else { return };
+        let f = &mut self.folded;
+        f.steps += 1;
+        if s.instruction {
+            let from = s.instruction_text().starts_with("FROM ");
+            f.instructions += 1;
+            f.cached += usize::from(s.cached);
+            f.from += usize::from(from);
+            f.from_cached += usize::from(from && s.cached);
+            if !s.cached {
+                f.executed_seconds += s.busy_seconds;
+            }
+        }
+        if self.forgotten.len() < FORGET_MAX {
+            self.forgotten.insert(self.hasher.hash_one(key));
         }
     }
 
@@ -259,21 +405,18 @@ impl Progress {
     /// Where the build stands: Dockerfile steps finished of the total the
     /// `[n/m]` prefixes announce, and the step running last.
     pub fn snapshot(&self) -> Snapshot {
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot {
+            seen: self.folded.instructions,
+            done: self.folded.instructions,
+            cached: self.folded.cached,
+            ..Snapshot::default()
+        };
         for st in self.states.values() {
             let Some(step) = &st.step else { continue };
             if !step.instruction {
                 continue;
             }
             snap.seen += 1;
-            if let Some(m) = step
-                .name
-                .split_once(']')
-                .and_then(|(head, _)| head.rsplit(' ').next()?.split_once('/'))
-                .and_then(|(_, m)| m.parse::<usize>().ok())
-            {
-                snap.total = snap.total.max(m);
-            }
             if step.completed.is_some() && st.open_start.is_none() {
                 snap.done += 1;
                 snap.cached += usize::from(step.cached);
@@ -281,13 +424,131 @@ impl Progress {
                 snap.running = Some(step.instruction_text().to_string());
             }
         }
-        snap.total = snap.total.max(snap.seen);
+        snap.total = self.announced_total.max(snap.seen);
         snap
     }
 
     /// Plain-text lines seen between the JSON objects (e.g. buildx's final `ERROR:`).
     pub fn text_tail(&self) -> Vec<String> {
         self.text_tail.iter().cloned().collect()
+    }
+}
+
+impl StepState {
+    fn record_interval(&mut self, started: Option<f64>, completed: Option<f64>) {
+        if let (Some(s), Some(c)) = (started, completed) {
+            if !self.intervals.iter().any(|(a, _)| *a == s) {
+                if self.intervals.len() == MAX_INTERVALS {
+                    self.settled += self.intervals.iter().map(|(a, b)| b - a).sum::<f64>();
+                    self.intervals.clear();
+                }
+                self.intervals.push((s, c.max(s)));
+            }
+            self.open_start = None;
+        } else if let Some(s) = started {
+            self.open_start = Some(s);
+        }
+    }
+}
+
+/// The `m` of a name's `[… n/m]` prefix.
+fn announced_total(name: &str) -> Option<usize> {
+    name.split_once(']')
+        .and_then(|(head, _)| head.rsplit(' ').next()?.split_once('/'))
+        .and_then(|(_, m)| m.parse::<usize>().ok())
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, `mark` appended if cut.
+fn cut(s: &str, max: usize, mark: &str) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{mark}", &s[..end])
+}
+
+/// One `SolveStatus` object, applied as it is read.
+struct StatusSeed<'p>(&'p mut Progress);
+
+/// One of its arrays, applied element by element.
+struct Each<'p>(&'p mut Progress, Field);
+
+#[derive(Clone, Copy)]
+enum Field {
+    Vertexes,
+    Logs,
+    Warnings,
+}
+
+impl<'de> DeserializeSeed<'de> for StatusSeed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for StatusSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a SolveStatus object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<(), A::Error> {
+        while let Some(key) = m.next_key::<Cow<'de, str>>()? {
+            let field = match key.as_ref() {
+                "vertexes" => Field::Vertexes,
+                "logs" => Field::Logs,
+                "warnings" => Field::Warnings,
+                _ => {
+                    m.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            m.next_value_seed(Each(&mut *self.0, field))?;
+        }
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Each<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Each<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array or null")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let p = self.0;
+        match self.1 {
+            Field::Vertexes => {
+                while let Some(v) = seq.next_element::<Vertex>()? {
+                    p.apply_vertex(v);
+                    p.fold_excess();
+                }
+            }
+            Field::Logs => {
+                while let Some(l) = seq.next_element::<VertexLog>()? {
+                    p.apply_log(l);
+                    p.fold_excess();
+                }
+            }
+            Field::Warnings => {
+                while let Some(w) = seq.next_element::<VertexWarning>()? {
+                    p.apply_warning(w);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -362,6 +623,13 @@ impl Framer {
                 continue;
             }
             if !self.oversized {
+                if self.buf.len() == self.buf.capacity() {
+                    // Grow by doubling, but never past the cap: an object
+                    // of the cap's size holds the cap, not twice it.
+                    let len = self.buf.len();
+                    let want = (len * 2).clamp(4096, MAX_OBJECT_BYTES + 1);
+                    self.buf.reserve_exact(want.saturating_sub(len).max(1));
+                }
                 self.buf.push(b);
                 if self.buf.len() > MAX_OBJECT_BYTES {
                     self.oversized = true;
@@ -564,6 +832,98 @@ mod tests {
         assert!((s.busy_seconds - 3.0).abs() < 1e-9);
         assert_eq!(s.started, parse_rfc3339("2026-01-01T00:00:00Z"));
         assert_eq!(s.completed, parse_rfc3339("2026-01-01T00:00:04Z"));
+    }
+
+    /// `n` finished vertices `[i/n] RUN i` (every third cached), each in its
+    /// own frame, busy `i` milliseconds; the vertex `fail` errors.
+    fn many(n: usize, fail: usize) -> Progress {
+        let mut p = Progress::new();
+        for i in 1..=n {
+            let error = if i == fail {
+                ",\"error\":\"exit code: 1\""
+            } else {
+                ""
+            };
+            let frame = format!(
+                "{{\"vertexes\":[{{\"digest\":\"sha256:{i}\",\"name\":\"[{i}/{n}] RUN {i}\",\"started\":\"2026-01-01T00:00:00Z\",\"completed\":\"2026-01-01T00:00:{:02}.{:03}Z\",\"cached\":{}{error}}}]}}",
+                i / 1000 % 60,
+                i % 1000,
+                i % 3 == 0
+            );
+            p.feed(frame.as_bytes());
+        }
+        p.finish();
+        p
+    }
+
+    #[test]
+    fn past_the_cap_the_fastest_are_folded_and_still_counted() {
+        let n = 5 * MAX_STEPS;
+        let p = many(n, 7);
+        let steps = p.steps();
+        assert!(steps.len() <= MAX_STEPS + MAX_STEPS / 4, "{}", steps.len());
+        let f = p.folded();
+        assert_eq!(steps.len() + f.steps, n);
+        assert_eq!(f.steps, f.instructions);
+        let cached = steps.iter().filter(|s| s.cached).count() + f.cached;
+        assert_eq!(cached, n / 3);
+        // The failing step is kept, and the slowest of those that ran.
+        assert!(steps
+            .iter()
+            .any(|s| s.error.is_some() && s.name == format!("[7/{n}] RUN 7")));
+        let slowest = format!("[{}/{n}] RUN {}", n - 1, n - 1);
+        assert!(steps.iter().any(|s| s.name == slowest));
+        // Busy time is whole: kept + folded = the sum of every uncached step.
+        let want: f64 = (1..=n)
+            .filter(|i| i % 3 != 0)
+            .map(|i| i as f64 / 1000.0)
+            .sum();
+        let kept: f64 = steps
+            .iter()
+            .filter(|s| !s.cached)
+            .map(|s| s.busy_seconds)
+            .sum();
+        assert!(
+            (kept + f.executed_seconds - want).abs() < 1e-6,
+            "{} vs {want}",
+            kept + f.executed_seconds
+        );
+        let snap = p.snapshot();
+        assert_eq!((snap.seen, snap.done, snap.total), (n, n, n));
+    }
+
+    #[test]
+    fn a_folded_vertex_sent_again_is_not_counted_twice() {
+        let n = 3 * MAX_STEPS;
+        let mut p = many(n, 0);
+        let before = (p.steps().len(), p.folded());
+        // Vertex 1 (the fastest) was folded; BuildKit repeats finished vertices.
+        p.feed(br#"{"vertexes":[{"digest":"sha256:1","name":"[1/3000] RUN 1","started":"2026-01-01T00:00:00Z","completed":"2026-01-01T00:00:00.001Z"}]}"#);
+        p.finish();
+        assert_eq!((p.steps().len(), p.folded()), before);
+    }
+
+    #[test]
+    fn long_names_and_errors_are_cut() {
+        let name = format!("[1/1] RUN {}", "é".repeat(NAME_MAX));
+        let error = "x".repeat(ERROR_MAX * 2);
+        let frame = format!(
+            "{{\"vertexes\":[{{\"digest\":\"{}\",\"name\":\"{name}\",\"error\":\"{error}\"}}]}}",
+            "d".repeat(10_000)
+        );
+        let mut p = Progress::new();
+        p.feed(frame.as_bytes());
+        p.finish();
+        let s = &p.steps()[0];
+        assert!(
+            s.name.len() <= NAME_MAX + 3 && s.name.ends_with('…'),
+            "{}",
+            s.name.len()
+        );
+        assert!(s.name.starts_with("[1/1] RUN é"));
+        assert!(s.instruction);
+        assert!(s.error.as_ref().unwrap().len() <= ERROR_MAX + 3);
+        assert!(s.digest.len() <= DIGEST_MAX);
     }
 
     #[test]

@@ -389,6 +389,19 @@ fn attest(kind: &str, value: &str) -> String {
     }
 }
 
+/// Vertices whose targets the demux remembers (to route their logs); a
+/// bake has hundreds. Past this, a new vertex's logs go nowhere (its steps
+/// still count, by name); digests are cut to a real one's length.
+const MAX_OWNED: usize = 20_000;
+
+fn owned_key(digest: &str) -> String {
+    let mut end = digest.len().min(128);
+    while !digest.is_char_boundary(end) {
+        end -= 1;
+    }
+    digest[..end].to_string()
+}
+
 /// One target's share of the bake's progress.
 #[derive(Default)]
 struct TargetState {
@@ -535,11 +548,14 @@ impl Demux {
             let Some((i, plain)) = self.split_name(&name) else {
                 continue;
             };
-            let owners = self.owners.entry(digest.clone()).or_default();
-            if !owners.contains(&i) {
-                owners.push(i);
+            let digest = owned_key(&digest);
+            if self.owners.len() < MAX_OWNED || self.owners.contains_key(&digest) {
+                let owners = self.owners.entry(digest.clone()).or_default();
+                if !owners.contains(&i) {
+                    owners.push(i);
+                }
             }
-            if plain.starts_with("exporting to ") {
+            if plain.starts_with("exporting to ") && self.exports.len() < MAX_OWNED {
                 self.exports.insert(digest.clone(), i);
                 if vx["completed"].is_string() && vx["error"].is_null() {
                     self.targets[i].exported = true;
@@ -555,7 +571,8 @@ impl Demux {
         }
         for key in ["statuses", "logs", "warnings"] {
             for item in array(&v, key) {
-                let vertex = item["vertex"].as_str().unwrap_or_default();
+                let vertex = owned_key(item["vertex"].as_str().unwrap_or_default());
+                let vertex = vertex.as_str();
                 if key == "statuses" {
                     self.export_digest(vertex, item["id"].as_str().unwrap_or_default());
                 }

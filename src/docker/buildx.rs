@@ -209,8 +209,17 @@ impl Buildx {
         }
         let mut stdout = child.stdout.take().expect("piped");
         let out_thread = std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = stdout.read_to_end(&mut s);
+            // buildx prints next to nothing here: only the last 64 KiB are kept.
+            let (mut s, mut buf) = (Vec::new(), [0u8; 8192]);
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                s.extend_from_slice(&buf[..n]);
+                if s.len() > 128 << 10 {
+                    s.drain(..s.len() - (64 << 10));
+                }
+            }
             s
         });
         let mut stderr = child.stderr.take().expect("piped");
@@ -234,7 +243,8 @@ impl Buildx {
         let status =
             status.map_err(|e| Error::env(format!("waiting for buildx failed: {e}"), ""))?;
         let stdout = out_thread.join().unwrap_or_default();
-        let metadata = std::fs::read(metadata_file)
+        // buildx's metadata file: digests, refs and (with provenance) a few MiB at most.
+        let metadata = crate::error::read_capped(metadata_file, 64 << 20)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let so = String::from_utf8_lossy(&stdout);
@@ -294,7 +304,10 @@ mod version_cache {
             .filter(|s| !s.is_empty())
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))?;
-        let conf = std::fs::read_to_string(config.join("config.json")).unwrap_or_default();
+        let conf =
+            crate::error::read_capped(&config.join("config.json"), crate::error::MAX_CONFIG_BYTES)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
         if conf.contains("cliPluginsExtraDirs")
             || std::env::var_os("DOCKER_CLI_PLUGIN_EXTRA_DIRS").is_some()
         {
@@ -323,7 +336,8 @@ mod version_cache {
     }
 
     pub fn get(key: &str) -> Option<String> {
-        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(file()?).ok()?).ok()?;
+        let bytes = crate::error::read_capped(&file()?, 64 << 10).ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
         (v["key"] == key).then(|| v["version"].as_str().map(str::to_string))?
     }
 

@@ -132,11 +132,14 @@ impl PushLogin {
             "ServerURL": key, "Username": username, "Secret": password,
         });
         write_private(&dir.join(LOGIN_FILE), &secret.to_string())?;
-        let config = std::fs::read(user_dir.join("config.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .filter(serde_json::Value::is_object)
-            .unwrap_or_else(|| serde_json::json!({}));
+        let config = crate::error::read_capped(
+            &user_dir.join("config.json"),
+            crate::error::MAX_CONFIG_BYTES,
+        )
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
         let text = with_helper(config, host, &helper).to_string();
         write_private(&dir.join("config.json"), &text)?;
         *RUN_LOGIN.write().expect("run login") = Some((dir.to_path_buf(), dir.join(LOGIN_FILE)));
@@ -248,9 +251,15 @@ pub fn helper_main() -> (i32, String) {
     let action = std::env::args().nth(1);
     let mut stdin = String::new();
     if matches!(action.as_deref(), Some("get")) {
-        let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut stdin);
+        // A server address: a few hundred bytes.
+        let _ = std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::io::stdin(), 64 << 10),
+            &mut stdin,
+        );
     }
-    let login = std::env::var_os(LOGIN_FILE_ENV).and_then(|p| std::fs::read_to_string(p).ok());
+    let login = std::env::var_os(LOGIN_FILE_ENV)
+        .and_then(|p| crate::error::read_capped(Path::new(&p), 1 << 20).ok())
+        .and_then(|b| String::from_utf8(b).ok());
     helper(action.as_deref(), &stdin, login.as_deref())
 }
 

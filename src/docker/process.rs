@@ -167,7 +167,7 @@ pub fn run_captured(program: &str, args: &[OsString]) -> Result<Output, CommandE
         })?;
     let pid = child.id();
     crate::interrupt::register(pid);
-    let out = child.wait_with_output();
+    let out = wait_capped(child);
     crate::interrupt::unregister(pid);
     let out = out.map_err(|e| CommandError {
         command: display_command(program, args, &[]),
@@ -181,6 +181,60 @@ pub fn run_captured(program: &str, args: &[OsString]) -> Result<Output, CommandE
     } else {
         Err(failure(program, args, &out, &[]))
     }
+}
+
+/// The most kept of a captured command's stdout (every command mbx captures
+/// prints kilobytes: versions, inspections); past it the command is killed.
+pub const MAX_CAPTURE_BYTES: usize = 16 << 20;
+/// Of its stderr, the last this many bytes are kept (for the error's tail).
+const STDERR_KEEP: usize = 1 << 20;
+
+/// `wait_with_output`, holding at most [`MAX_CAPTURE_BYTES`] of stdout (a
+/// command that writes more is killed: an error saying so) and the last
+/// [`STDERR_KEEP`] bytes of stderr.
+fn wait_capped(mut child: std::process::Child) -> std::io::Result<Output> {
+    use std::io::Read;
+    let pid = child.id();
+    let mut out = child.stdout.take().expect("piped");
+    let err = child.stderr.take().expect("piped");
+    let errs = std::thread::spawn(move || {
+        let mut err = err;
+        let (mut kept, mut buf) = (Vec::new(), [0u8; 8192]);
+        while let Ok(n) = err.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            kept.extend_from_slice(&buf[..n]);
+            if kept.len() > 2 * STDERR_KEEP {
+                kept.drain(..kept.len() - STDERR_KEEP);
+            }
+        }
+        kept
+    });
+    let mut stdout = Vec::new();
+    (&mut out)
+        .take(MAX_CAPTURE_BYTES as u64 + 1)
+        .read_to_end(&mut stdout)?;
+    let over = stdout.len() > MAX_CAPTURE_BYTES;
+    if over {
+        // SAFETY: kill(2) on our own child, not yet reaped; no memory is touched.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGKILL);
+        }
+    }
+    drop(out);
+    let status = child.wait()?;
+    let stderr = errs.join().unwrap_or_default();
+    if over {
+        return Err(std::io::Error::other(format!(
+            "it wrote more than {MAX_CAPTURE_BYTES} bytes on stdout, more than any answer mbx reads; it was stopped"
+        )));
+    }
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 pub fn failure(program: &str, args: &[OsString], out: &Output, secrets: &[String]) -> CommandError {
@@ -212,6 +266,35 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A captured command that never stops writing (`yes`) is stopped at the
+    /// cap; one that floods stderr keeps only its tail.
+    #[test]
+    fn captured_output_is_capped() {
+        let args = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let started = std::time::Instant::now();
+        let e = run_captured("sh", &args(&["-c", "yes"])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("more than {MAX_CAPTURE_BYTES} bytes")),
+            "{e}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+        let e = run_captured(
+            "sh",
+            &args(&[
+                "-c",
+                "head -c 30000000 /dev/zero | tr '\\0' x >&2; echo last >&2; exit 3",
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.status, Some(3));
+        assert!(
+            e.stderr_tail.ends_with("last") || e.stderr_tail.contains("last"),
+            "{}",
+            e.stderr_tail.len()
+        );
+    }
 
     #[test]
     fn display_quotes_and_redacts() {

@@ -145,7 +145,9 @@ impl CacheService {
         if resp.status() != reqwest::StatusCode::OK {
             return Ok(None);
         }
-        let hit: Hit = resp.json().await?;
+        let Some(hit) = small_json::<Hit>(resp).await? else {
+            return Ok(None);
+        };
         // The lookup matches by prefix: only the exact key is this entry.
         if hit.cache_key.as_deref().is_some_and(|k| k != key) {
             return Ok(None);
@@ -177,7 +179,9 @@ impl CacheService {
         if resp.status() != reqwest::StatusCode::OK {
             return Ok(None);
         }
-        let hit: Hit = resp.json().await?;
+        let Some(hit) = small_json::<Hit>(resp).await? else {
+            return Ok(None);
+        };
         if !hit.ok
             || hit.signed_download_url.is_empty()
             || (!hit.matched_key.is_empty() && hit.matched_key != key)
@@ -186,4 +190,25 @@ impl CacheService {
         }
         Ok(Some(hit.signed_download_url))
     }
+}
+
+/// The most read of a lookup's answer (a URL and a key: under 1 KiB).
+const MAX_LOOKUP_BYTES: usize = 64 << 10;
+
+/// A lookup's JSON answer, read to at most [`MAX_LOOKUP_BYTES`]; a longer or
+/// unreadable one is no hit (the entry stays unread).
+async fn small_json<T: serde::de::DeserializeOwned>(
+    mut resp: reqwest::Response,
+) -> Result<Option<T>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_LOOKUP_BYTES {
+            tracing::debug!(
+                "the cache service's answer is over {MAX_LOOKUP_BYTES} bytes; not read"
+            );
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(serde_json::from_slice(&body).ok())
 }

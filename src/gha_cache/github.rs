@@ -12,6 +12,18 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_API_URL: &str = "https://api.github.com";
 
+/// The most read of one answer: a page of 100 entries is ~40 KB, the
+/// usage a few hundred bytes. A longer body is refused, never held whole.
+pub const MAX_BODY_BYTES: usize = 4 << 20;
+/// Of an error answer, only the start is read (its `message`).
+const MAX_ERROR_BYTES: usize = 64 << 10;
+/// One answer's whole body arrives within this (the read timeout bounds
+/// each read, not a body that trickles).
+pub const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+/// Cache entries listed at most (10 GB of cache is thousands); past this
+/// the list is refused rather than grown.
+pub const MAX_ENTRIES: usize = 200_000;
+
 /// One repository's cache through the REST API.
 pub struct GitHub {
     crab: Octocrab,
@@ -104,6 +116,15 @@ or `actions: write` to prune); elsewhere export a token and pass --token-env NAM
                 )
             })?;
             out.extend(page.actions_caches);
+            if out.len() > MAX_ENTRIES {
+                return Err(Error::env(
+                    format!(
+                        "GitHub's cache list of {} has more than {MAX_ENTRIES} entries, the most mbx reads",
+                        self.repository
+                    ),
+                    "check GITHUB_API_URL points at the GitHub REST API; prune the cache by key prefix with `gh cache delete`",
+                ));
+            }
             match next {
                 Some(n) => url = n,
                 None => return Ok(out),
@@ -193,11 +214,7 @@ or `actions: write` to prune); elsewhere export a token and pass --token-env NAM
         need: Need,
     ) -> Result<String> {
         let status = resp.status();
-        let body = self
-            .crab
-            .body_to_string(resp)
-            .await
-            .map_err(|e| self.transport(what, e))?;
+        let body = self.bounded_body(resp, what).await?;
         if status.is_success() {
             return Ok(body);
         }
@@ -244,6 +261,83 @@ or `actions: write` to prune); elsewhere export a token and pass --token-env NAM
                 "retry later; if it persists, check GITHUB_API_URL",
             ),
         })
+    }
+}
+
+impl GitHub {
+    /// The body as text: at most [`MAX_BODY_BYTES`] of a success (more is an
+    /// error naming the cap, refused from `Content-Length` when it says so
+    /// up front), the first [`MAX_ERROR_BYTES`] of an error; all of it
+    /// within [`BODY_DEADLINE`].
+    async fn bounded_body(
+        &self,
+        resp: http::Response<http_body_util::combinators::BoxBody<bytes::Bytes, octocrab::Error>>,
+        what: &str,
+    ) -> Result<String> {
+        use http_body_util::BodyExt;
+        let success = resp.status().is_success();
+        let cap = if success {
+            MAX_BODY_BYTES
+        } else {
+            MAX_ERROR_BYTES
+        };
+        let too_large = || {
+            Error::env(
+                format!(
+                    "GitHub's answer when asked to {what} of {} is larger than {MAX_BODY_BYTES} bytes, the most mbx reads of one answer",
+                    self.repository
+                ),
+                "check GITHUB_API_URL points at the GitHub REST API (https://api.github.com or https://HOST/api/v3)",
+            )
+        };
+        let declared = resp
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if success && declared.is_some_and(|n| n > cap as u64) {
+            return Err(too_large());
+        }
+        let mut body = resp.into_body();
+        let mut bytes = Vec::new();
+        let read = async {
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| self.transport(what, e))?;
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if bytes.len() + data.len() > cap {
+                    if !success {
+                        bytes.extend_from_slice(&data[..cap - bytes.len()]);
+                        return Ok(());
+                    }
+                    return Err(too_large());
+                }
+                if bytes.capacity() < bytes.len() + data.len() {
+                    // Doubling, but never past the cap.
+                    let want = (bytes.len() + data.len())
+                        .max(bytes.capacity() * 2)
+                        .min(cap);
+                    bytes.reserve_exact(want - bytes.len());
+                }
+                bytes.extend_from_slice(&data);
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(BODY_DEADLINE, read).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::env(
+                    format!(
+                        "GitHub's answer when asked to {what} of {} did not end within {}s ({} bytes came)",
+                        self.repository,
+                        BODY_DEADLINE.as_secs(),
+                        bytes.len()
+                    ),
+                    "retry later; if it persists, check the network and GITHUB_API_URL",
+                ))
+            }
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 }
 

@@ -223,8 +223,10 @@ pub fn docker_config(
         return Ok(None);
     };
     let path = dir.join("config.json");
-    let Ok(text) = std::fs::read(&path) else {
-        return Ok(None);
+    let text = match crate::error::read_capped(&path, crate::error::MAX_CONFIG_BYTES) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => return Err(e.to_string()),
+        Err(_) => return Ok(None),
     };
     // Docker keeps Docker Hub's credentials under its v1 address.
     let server = match host {

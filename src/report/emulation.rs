@@ -197,14 +197,26 @@ pub fn model(record: &RunRecord, native_override: Option<&Platform>) -> Emulatio
         if let Some(Comparison::Measured { cost_seconds, .. }) = &comparison {
             cost_total = Some(cost_total.unwrap_or(0.0) + cost_seconds);
         }
+        let (mut ran, mut cached) = (
+            counted.iter().filter(|s| !s.cached).count(),
+            counted.iter().filter(|s| s.cached).count(),
+        );
+        let mut executed_seconds = executed.iter().map(|s| s.busy_seconds).sum();
+        // Steps left out of the record (too many to keep, or cut to fit a
+        // part) still count: the record's totals are whole.
+        if p.steps_total > counted.len() {
+            cached = p.steps_cached;
+            ran = p.steps_total.saturating_sub(cached);
+            executed_seconds = p.executed_seconds;
+        }
         platforms.push(PlatformCost {
             platform: p.platform.clone(),
             emulated: is_emulated,
             failed: p.error.is_some(),
             wall_seconds: p.wall_seconds,
-            executed_seconds: executed.iter().map(|s| s.busy_seconds).sum(),
-            steps_executed: counted.iter().filter(|s| !s.cached).count(),
-            steps_cached: counted.iter().filter(|s| s.cached).count(),
+            executed_seconds,
+            steps_executed: ran,
+            steps_cached: cached,
             comparison,
         });
     }

@@ -163,8 +163,8 @@ pub fn inputs(plan: &crate::plan::Plan, build: &crate::plan::BuildPlan) -> crate
         },
         no_cache: build.no_cache,
         builder: plan.builder.name.clone(),
-        build_platform_stages: std::fs::read_to_string(&build.dockerfile)
-            .map(|t| crate::report::emulation::build_platform_stages(&t))
+        build_platform_stages: crate::error::read_capped(&build.dockerfile, 16 << 20)
+            .map(|t| crate::report::emulation::build_platform_stages(&String::from_utf8_lossy(&t)))
             .unwrap_or_default(),
     }
 }

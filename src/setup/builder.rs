@@ -66,7 +66,7 @@ impl Settings {
             }
         }
         let config = match &plan.buildkitd_config {
-            Some(p) => ConfigState::Contents(std::fs::read_to_string(p).map_err(|e| {
+            Some(p) => ConfigState::Contents(read_text(p, 1 << 20).map_err(|e| {
                 Error::input(
                     format!("cannot read buildkitd config `{}`: {e}", p.display()),
                     "pass --buildkitd-config FILE naming a readable buildkitd.toml",
@@ -316,10 +316,17 @@ pub fn nodes_from_instance(json: &str) -> Option<(String, Vec<NodeInfo>)> {
     Some((inst.driver, nodes))
 }
 
+/// A text file of at most `max` bytes (a larger one is an error saying so).
+fn read_text(p: &std::path::Path, max: u64) -> std::io::Result<String> {
+    String::from_utf8(crate::error::read_capped(p, max)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
 fn instance_text(name: &str) -> Option<String> {
     docker_config_dir()
         .map(|d| d.join("buildx").join("instances").join(name))
-        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|p| crate::error::read_capped(&p, 1 << 20).ok())
+        .and_then(|b| String::from_utf8(b).ok())
 }
 
 /// buildx's record of builder `name`, when it keeps one (not for the
@@ -417,7 +424,7 @@ fn owned_path(name: &str) -> Option<PathBuf> {
 
 pub fn owned(name: &str) -> Option<Owned> {
     let p = owned_path(name)?;
-    serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+    serde_json::from_slice(&crate::error::read_capped(&p, 1 << 20).ok()?).ok()
 }
 
 fn record_owned(name: &str, settings: &Settings) {

@@ -287,13 +287,24 @@ fn qemu_version(interpreter: &str) -> Option<String> {
     // Debian's `<arch>-binfmt-P` is a symlink that refuses to run unless
     // started by the kernel; the binary it names answers --version.
     let real = std::fs::canonicalize(interpreter).ok()?;
-    let out = std::process::Command::new(real)
+    let mut child = std::process::Command::new(real)
         .arg("--version")
         .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
-        .output()
+        .spawn()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    // Its first line is all that is read (an interpreter that prints on is stopped).
+    let mut out = Vec::new();
+    let read = std::io::Read::read_to_end(
+        &mut std::io::Read::take(child.stdout.take()?, 4096),
+        &mut out,
+    );
+    if read.is_ok() && out.len() == 4096 {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&out);
     let line = text.lines().next()?.trim();
     line.contains("version").then(|| line.to_string())
 }
