@@ -1475,3 +1475,25 @@ fn regression_record_float_round_trip() {
     let back = mbx::report::read_json(&f).unwrap();
     assert_eq!(back.wall_seconds.to_bits(), r.wall_seconds.to_bits());
 }
+
+/// Found by scripts/fuzz (run_records_mutated, run_records_arbitrary_bytes):
+/// a step that starts at the far end of time put its gantt bar's start at
+/// u64::MAX and its end at one past it (an overflow; a wrapped bar in a
+/// release build). Bars now stop at the end of time.
+#[test]
+fn regression_record_step_at_the_end_of_time() {
+    let mut v: serde_json::Value = serde_json::from_slice(&data(RECORDS[1])).unwrap();
+    // A step that ran (an instruction, not cached): it gets a bar.
+    let i = v["platforms"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|s| s["instruction"] == true && s["cached"] != true)
+        .expect("a step that ran in the seed");
+    for (started, completed) in [(1e30, 1e30), (1e300, 2e300), (-1e30, 1e30)] {
+        v["platforms"][0]["steps"][i]["started"] = serde_json::json!(started);
+        v["platforms"][0]["steps"][i]["completed"] = serde_json::json!(completed);
+        let r = RunRecord::from_json(v.to_string().as_bytes()).unwrap();
+        render_all(&r);
+    }
+}

@@ -451,7 +451,7 @@ fn gantt(out: &mut String, r: &RunRecord, bars: &[Bar], t0: f64) {
             section = *p;
         }
         let start = ((a - t0) * 1000.0).round().max(0.0) as u64;
-        let end = (((b - t0) * 1000.0).round() as u64).max(start + 1);
+        let end = (((b - t0) * 1000.0).round() as u64).max(start.saturating_add(1));
         let _ = writeln!(
             out,
             "  {} :s{i}, {start}, {end}",
