@@ -114,9 +114,18 @@ pub async fn ci(
     let mut clock = PhaseClock::start();
     preflight_registry(build).await?;
     clock.mark("registry preflight");
-    // Held to the end of the run: the push and the merge use these credentials.
-    let _login = push_credentials(build, verify.options).await?;
-    let setup = setup(plan, qemu, tools).await?;
+    // The push credentials checked while setup runs (neither waits for the
+    // other; a refusal still comes before anything is built). Held to the
+    // end of the run: the push and the merge use them.
+    let login = async {
+        let t = std::time::Instant::now();
+        let login = push_credentials(build, verify.options).await;
+        timing("push credentials", t.elapsed().as_secs_f64());
+        login
+    };
+    let (login, setup) = tokio::join!(login, setup(plan, qemu, tools));
+    let _login = login?;
+    let setup = setup?;
     for p in &setup.phases {
         timing(&format!("setup: {}", p.name), p.seconds);
     }
