@@ -53,6 +53,19 @@ fn run_with_stdin(mut c: Command, stdin: &str) -> (Output, std::time::Duration) 
 /// The htpasswd registry under another name: to docker a registry of its
 /// own, whose login is kept apart from 127.0.0.1:5001's (BuildKit talks
 /// plain http to `localhost` as to the configured loopback registries).
+/// The reference is there, read with the registry's login (skopeo fails the test otherwise).
+fn pushed(reference: &str) {
+    let creds = format!("{}:{}", user(), password());
+    skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        reference,
+    ]);
+}
+
 const OTHER_AUTH_REGISTRY: &str = "localhost:5001";
 
 /// A docker config whose `credsStore` is a credential store holding the
@@ -158,14 +171,7 @@ fn a_login_for_the_push_keeps_the_users_store_for_other_registries() {
         !asked.contains(&format!("get {AUTH_REGISTRY}")),
         "the store was asked for the pushed registry: {asked:?}"
     );
-    skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--creds",
-        &format!("{}:{}", user(), password()),
-        &format!("docker://{repo}:latest"),
-    ]);
+    pushed(&format!("docker://{repo}:latest"));
     let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().flatten().collect();
     assert!(left.is_empty(), "left behind: {left:?}");
     let user_config = std::fs::read_to_string(config.join("config.json")).unwrap();
@@ -253,14 +259,7 @@ fn build_push_checks_and_uses_the_flags_credentials() {
         .as_str()
         .unwrap_or_else(|| panic!("no digest in the part: {record}"))
         .to_string();
-    skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--creds",
-        &format!("{}:{}", user(), password()),
-        &format!("docker://{repo}@{digest}"),
-    ]);
+    pushed(&format!("docker://{repo}@{digest}"));
     // `mbx merge` pushes the index with the flags' login too.
     let mut merge = mbx();
     merge
@@ -275,14 +274,7 @@ fn build_push_checks_and_uses_the_flags_credentials() {
     let all = format!("{}{}", stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{all}");
     assert!(!all.contains(&password()), "the secret is printed");
-    skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        "--creds",
-        &format!("{}:{}", user(), password()),
-        &format!("docker://{repo}:v1"),
-    ]);
+    pushed(&format!("docker://{repo}:v1"));
     let left: Vec<_> = std::fs::read_dir(root.path())
         .unwrap()
         .flatten()

@@ -414,7 +414,6 @@ impl Registry {
             .within(&what, self.login(RegistryOperation::Push))
             .await??;
         let url = format!("{}://{}/v2/", self.scheme, self.host());
-        let deadline = self.started + self.timeout;
         let attempt = || async {
             let mut req = self.http.get(&url);
             if let Some(h) = &header {
@@ -429,20 +428,8 @@ impl Registry {
                 }),
             }
         };
-        attempt
-            .retry(backoff())
-            .when(|f: &Fault| matches!(f, Fault::Transient { .. }))
-            .adjust(|f, delay| match f {
-                Fault::Transient { retry_after, .. } => retry_after
-                    .or(delay)
-                    .filter(|d| Instant::now() + *d <= deadline),
-                _ => None,
-            })
+        self.until_deadline(attempt, |fault| self.unreachable(&fault))
             .await
-            .map_err(|f| match f {
-                Fault::Fatal(e) | Fault::NotYet(e) => e,
-                Fault::Transient { fault, .. } => self.unreachable(&fault),
-            })
     }
 
     /// PUT `body` (a manifest or an index of `media_type`) under
@@ -459,7 +446,6 @@ impl Registry {
     ) -> Result<Option<String>> {
         let what = self.reference_for(reference);
         let url = self.url("manifests", reference);
-        let deadline = self.started + self.timeout;
         let renewed = AtomicBool::new(false);
         let attempt = || async {
             loop {
@@ -504,6 +490,31 @@ impl Registry {
                 return Err(self.write_fault(resp, &what).await);
             }
         };
+        self.until_deadline(attempt, |fault| {
+            Error::verify(
+                format!(
+                    "gave up pushing to {} after {:.0}s: {fault}",
+                    self.host(),
+                    self.started.elapsed().as_secs_f64()
+                ),
+                "the registry kept failing; check it and run again, or raise --timeout",
+            )
+        })
+        .await
+    }
+
+    /// `attempt` again while it fails on a transient fault (a connection
+    /// fault, 429, 5xx), with backoff or the server's `Retry-After`, as long
+    /// as the deadline allows; `gave_up` words the last fault after that.
+    async fn until_deadline<T, Fut>(
+        &self,
+        attempt: impl FnMut() -> Fut,
+        gave_up: impl FnOnce(String) -> Error,
+    ) -> Result<T>
+    where
+        Fut: std::future::Future<Output = std::result::Result<T, Fault>>,
+    {
+        let deadline = self.started + self.timeout;
         attempt
             .retry(backoff())
             .when(|f: &Fault| matches!(f, Fault::Transient { .. }))
@@ -515,20 +526,13 @@ impl Registry {
             })
             .notify(|f, delay| {
                 if let Fault::Transient { fault, .. } = f {
-                    tracing::warn!(%fault, ?delay, "registry fault while pushing, trying again");
+                    tracing::warn!(%fault, ?delay, "registry fault, trying again");
                 }
             })
             .await
             .map_err(|f| match f {
                 Fault::Fatal(e) | Fault::NotYet(e) => e,
-                Fault::Transient { fault, .. } => Error::verify(
-                    format!(
-                        "gave up pushing to {} after {:.0}s: {fault}",
-                        self.host(),
-                        self.started.elapsed().as_secs_f64()
-                    ),
-                    "the registry kept failing; check it and run again, or raise --timeout",
-                ),
+                Fault::Transient { fault, .. } => gave_up(fault),
             })
     }
 
