@@ -112,6 +112,7 @@ pub async fn ci(
 ) -> Result<Run> {
     let started = now();
     let mut clock = PhaseClock::start();
+    unused_login(build, verify.options)?;
     preflight_registry(build).await?;
     clock.mark("registry preflight");
     // The push credentials checked while setup runs (neither waits for the
@@ -520,7 +521,19 @@ pub async fn push_credentials(
         Output::Registry { repository, .. } => {
             setup::preflight::push_credentials(repository, options).await
         }
-        Output::Layout { .. } => Ok(None),
+        Output::Layout { .. } => unused_login(build, options).map(|()| None),
+    }
+}
+
+/// A login that nothing would use (the output is an OCI layout) is a
+/// mistake worth a second look: input, said before setup.
+fn unused_login(build: &BuildPlan, options: &crate::oci::Options) -> Result<()> {
+    match (&build.output, &options.username) {
+        (Output::Layout { .. }, Some(_)) => Err(Error::input(
+            "--username/--password-stdin log in for a push, but this run pushes nothing (its output is an OCI layout)",
+            "add --push (with --image or --registry) to push, or drop --username and --password-stdin",
+        )),
+        _ => Ok(()),
     }
 }
 

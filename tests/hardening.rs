@@ -923,6 +923,14 @@ fn hostile_table() {
             code: 2,
             fragment: "refuses the push credentials from --username/--password-stdin",
         },
+        // A login with nothing to push: input (2), said before building.
+        Row {
+            args: ci(&["--username", "mbx", "--password-stdin"]),
+            stdin: secret,
+            env: vec![],
+            code: 2,
+            fragment: "this run pushes nothing",
+        },
         // No login at all: the environment (1), naming `docker login`.
         Row {
             args: [ci(&["--push", "--image"]), vec![&auth_image]].concat(),
