@@ -676,9 +676,39 @@ fn builder_platforms(args: &BuilderArgs) -> Result<Vec<String>> {
     }
 }
 
+/// A Git context (build-push-action's `{{defaultContext}}`, a Git URL) in
+/// place of a directory: mbx builds a local directory, and says how to get one.
+fn git_context(context: &Path) -> Option<Error> {
+    let c = context.to_string_lossy();
+    let git = c.contains("{{defaultContext}}")
+        || ["https://", "http://", "git://", "ssh://", "git@"]
+            .iter()
+            .any(|p| c.starts_with(p))
+        || c.contains(".git#")
+        || (c.ends_with(".git") && !context.exists());
+    git.then(|| {
+        Error::input(
+            format!("`{c}` is a Git context: mbx builds a local directory"),
+            "check the repository out first (an `actions/checkout` step) and pass its directory, e.g. `context: .` or `context: ./subdir`",
+        )
+    })
+}
+
+/// In GitHub Actions, the default context `.` is the workspace with no
+/// checkout in it (build-push-action would have built the Git context).
+fn no_checkout(context: &Path, env: &dyn Fn(&str) -> Option<String>) -> bool {
+    env("GITHUB_ACTIONS").as_deref() == Some("true")
+        && (context == Path::new(".")
+            || env("GITHUB_WORKSPACE").is_some_and(|w| Path::new(&w) == context))
+        && !context.join(".git").exists()
+}
+
 pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
     let buildx_flags = buildx_flags(args)?;
     let context = &args.context;
+    if let Some(e) = git_context(context) {
+        return Err(e);
+    }
     if !context.is_dir() {
         return Err(Error::input(
             format!("build context `{}` is not a directory", context.display()),
@@ -690,9 +720,13 @@ pub fn build(args: &BuildArgs, local: bool) -> Result<BuildPlan> {
         .clone()
         .unwrap_or_else(|| context.join("Dockerfile"));
     if !dockerfile.is_file() {
+        let env = |k: &str| std::env::var(k).ok();
         return Err(Error::input(
             format!("Dockerfile `{}` not found", dockerfile.display()),
-            "add a Dockerfile to the context or pass --file PATH",
+            match no_checkout(context, &env) {
+                true => "the workspace holds no checkout: build-push-action builds the repository's Git context by default, mbx builds the workspace; add an `actions/checkout` step before this one (or pass --file PATH)",
+                false => "add a Dockerfile to the context or pass --file PATH",
+            },
         ));
     }
     let context_name = std::fs::canonicalize(context)
@@ -1615,5 +1649,35 @@ mod tests {
     fn sanitize() {
         assert_eq!(sanitize_name("Hello World!"), "hello-world");
         assert_eq!(sanitize_name("..."), "image");
+    }
+
+    #[test]
+    fn git_contexts_are_named_and_the_missing_checkout_is_said() {
+        for c in [
+            "{{defaultContext}}",
+            "{{defaultContext}}:app",
+            "https://github.com/acme/app.git#main",
+            "git@github.com:acme/app.git",
+            "http://127.0.0.1:9/acme/app.git",
+        ] {
+            let e = git_context(Path::new(c)).expect(c);
+            assert_eq!(e.exit_code(), 2);
+            assert!(e.help().unwrap().contains("actions/checkout"), "{c}");
+        }
+        assert!(git_context(Path::new(".")).is_none());
+        assert!(git_context(Path::new("./app")).is_none());
+        let d = tempfile::tempdir().unwrap();
+        let ws = d.path().to_str().unwrap().to_string();
+        let env = move |k: &str| match k {
+            "GITHUB_ACTIONS" => Some("true".to_string()),
+            "GITHUB_WORKSPACE" => Some(ws.clone()),
+            _ => None,
+        };
+        assert!(no_checkout(d.path(), &env));
+        std::fs::create_dir(d.path().join(".git")).unwrap();
+        assert!(!no_checkout(d.path(), &env));
+        // Outside Actions: no checkout to speak of.
+        std::fs::remove_dir(d.path().join(".git")).unwrap();
+        assert!(!no_checkout(d.path(), &|_: &str| None));
     }
 }

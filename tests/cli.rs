@@ -75,6 +75,30 @@ fn missing_dockerfile_is_bad_input() {
     assert!(helps[0].contains("--file PATH"), "{helps:?}");
 }
 
+/// build-push-action's default is the repository's Git context (BuildKit
+/// clones it; no checkout step): mbx builds a directory, and says so.
+#[test]
+fn git_contexts_and_a_workspace_without_checkout_name_the_checkout_step() {
+    let o = ci(&["--context", "{{defaultContext}}:app"]);
+    assert_eq!(o.status.code(), Some(2));
+    let (errors, helps) = error_lines(&o);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("is a Git context"), "{errors:?}");
+    assert!(helps[0].contains("actions/checkout"), "{helps:?}");
+    // In Actions, an empty workspace: the checkout step is what is missing.
+    let ws = tempfile::tempdir().unwrap();
+    let mut c = mbx();
+    c.args(["ci", "--local", "--context"])
+        .arg(ws.path())
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_WORKSPACE", ws.path());
+    let o = run(c);
+    assert_eq!(o.status.code(), Some(2));
+    let (errors, helps) = error_lines(&o);
+    assert!(errors[0].contains("not found"), "{errors:?}");
+    assert!(helps[0].contains("no checkout"), "{helps:?}");
+}
+
 #[test]
 fn bad_tag_and_image_are_bad_input() {
     let ctx = repo_root().join("examples/hello");

@@ -97,6 +97,21 @@ impl Nodes {
         std::fs::create_dir_all(&root).unwrap();
         let log = std::fs::File::create(self.path(&format!("buildkitd{i}.log"))).unwrap();
         let addr = format!("tcp://127.0.0.1:{}", self.ports[i]);
+        // The chain's config, with a trace socket of this daemon's own: every
+        // buildkitd binds /run/buildkit/otel-grpc.sock by default, and daemons
+        // of tests running side by side raced for it ("address already in
+        // use"), as BuildKit's own integration tests avoid the same way.
+        let config = self.path(&format!("buildkitd{i}.toml"));
+        let chain = std::fs::read_to_string(chain_dir().join("buildkitd.toml")).unwrap_or_default();
+        let otel = self.path(&format!("otel{i}.sock"));
+        std::fs::write(
+            &config,
+            format!(
+                "{chain}\n[otel]\n  socketPath = {:?}\n",
+                otel.display().to_string()
+            ),
+        )
+        .unwrap();
         Command::new(bin.join("buildkitd"))
             .arg("--root")
             .arg(&root)
@@ -110,7 +125,7 @@ impl Nodes {
             .args(["--oci-worker-platform", platform])
             .arg("--containerd-worker=false")
             .arg("--config")
-            .arg(chain_dir().join("buildkitd.toml"))
+            .arg(&config)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
