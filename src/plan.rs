@@ -1348,6 +1348,7 @@ pub fn verify(
             insecure: flags.insecure_registries.clone(),
             username: flags.username.clone(),
             password,
+            login_host: None,
             timeout: flags.timeout,
         },
     ))

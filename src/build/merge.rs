@@ -315,23 +315,6 @@ fn index(children: &mut [Value], annotations: &[String]) -> (Vec<u8>, &'static s
     (serde_json::to_vec_pretty(&index).expect("json"), media_type)
 }
 
-/// The registry options for `repository` when the run pushes to `first`:
-/// `--username/--password-stdin` are for the output's registry only (as the
-/// push's login is); another registry's come from the docker config.
-fn options_for(opts: &Options, first: &str, repository: &str) -> Options {
-    let host = |r: &str| {
-        crate::plan::ImageRef::parse(r)
-            .map(|r| r.registry().to_string())
-            .unwrap_or_default()
-    };
-    let mut o = opts.clone();
-    if host(first) != host(repository) {
-        o.username = None;
-        o.password = None;
-    }
-    o
-}
-
 /// The `name=` field of a per-platform push: the output's repository and
 /// every other one, quoted when several (buildx reads the field as CSV).
 pub fn names(repository: &str, more: &[(String, Vec<String>)]) -> String {
@@ -370,8 +353,7 @@ pub async fn registries(
 ) -> Result<Merged> {
     let merged = registry(opts, repository, tags, sources, annotations).await?;
     for (repo, tags) in more {
-        let o = options_for(opts, repository, repo);
-        let other = registry(&o, repo, tags, sources, annotations)
+        let other = registry(opts, repo, tags, sources, annotations)
             .await
             .map_err(|e| {
                 Error::build(
@@ -476,18 +458,5 @@ mod tests {
             platform_digests(v["manifests"].as_array().unwrap()).len(),
             1
         );
-    }
-
-    #[test]
-    fn the_login_flags_go_to_the_output_registry_only() {
-        let opts = Options {
-            username: Some("u".into()),
-            password: Some("p".into()),
-            ..Options::default()
-        };
-        let same = options_for(&opts, "127.0.0.1:5000/a", "127.0.0.1:5000/b");
-        assert_eq!(same.username.as_deref(), Some("u"));
-        let other = options_for(&opts, "127.0.0.1:5000/a", "127.0.0.1:5001/a");
-        assert!(other.username.is_none() && other.password.is_none());
     }
 }

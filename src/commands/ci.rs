@@ -26,7 +26,14 @@ pub async fn ci(args: CiArgs) -> Result<ExitStatus> {
         build: Some(build.clone()),
         local: args.local,
     };
-    let (mut checks, options) = plan::verify(&args.verify, false)?;
+    let (mut checks, mut options) = plan::verify(&args.verify, false)?;
+    if let crate::plan::Output::Registry { repository, .. } = &build.output {
+        // The login flags are the push's: the other repositories' registries
+        // (and their read-back) use the docker config.
+        options.login_host = crate::oci::parse_reference(repository)
+            .ok()
+            .map(|r| r.resolve_registry().to_string());
+    }
     checks.skip = args.no_verify;
     let report = ReportOptions::from_flags(&args.report)?;
     let qemu = QemuPlan::from_args(&args.qemu, &config);

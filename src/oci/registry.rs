@@ -65,6 +65,10 @@ pub struct Options {
     pub insecure: Vec<String>,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// The one registry `username`/`password` are for (a push's): another
+    /// registry of the same run takes its own login from the docker
+    /// config, and never sees them. None: whichever registry is asked.
+    pub login_host: Option<String>,
     /// The whole read, retries included, must finish within this.
     pub timeout: Duration,
 }
@@ -75,6 +79,7 @@ impl Default for Options {
             insecure: Vec::new(),
             username: None,
             password: None,
+            login_host: None,
             timeout: Duration::from_secs(60),
         }
     }
@@ -170,8 +175,9 @@ fn credentials(
     opts: &Options,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Credentials> {
+    let flags_here = opts.login_host.as_deref().is_none_or(|h| h == host);
     match (&opts.username, &opts.password) {
-        (Some(u), Some(p)) => {
+        (Some(u), Some(p)) if flags_here => {
             return Ok(Credentials {
                 auth: RegistryAuth::Basic(u.clone(), p.clone()),
                 source: "--username/--password-stdin".into(),
@@ -181,7 +187,7 @@ fn credentials(
             "--username and --password-stdin go together",
             "pass both, e.g. `echo \"$TOKEN\" | mbx verify REF --username USER --password-stdin`",
         )),
-        (None, None) => {}
+        _ => {}
     }
     let why_not = match docker_config(host, env) {
         Ok(Some(c)) => return Ok(c),
@@ -1026,6 +1032,17 @@ mod tests {
             user(&credentials("127.0.0.1:5001", &flags, &env).unwrap()).as_deref(),
             Some("me")
         );
+        // The flags are for the push's registry only: another one never sees them.
+        let pushing = Options {
+            login_host: Some("127.0.0.1:5001".into()),
+            ..flags.clone()
+        };
+        assert_eq!(
+            user(&credentials("127.0.0.1:5001", &pushing, &env).unwrap()).as_deref(),
+            Some("me")
+        );
+        let other = credentials("127.0.0.1:5000", &pushing, &env).unwrap();
+        assert!(user(&other).is_none(), "{}", other.source);
         let half = Options {
             username: Some("me".into()),
             ..Options::default()
