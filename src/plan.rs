@@ -1657,8 +1657,8 @@ mod tests {
         for c in [
             "{{defaultContext}}",
             "{{defaultContext}}:app",
-            "https://github.com/acme/app.git#main",
-            "git@github.com:acme/app.git",
+            "https://127.0.0.1:9/acme/app.git#main",
+            "git@127.0.0.1:acme/app.git",
             "http://127.0.0.1:9/acme/app.git",
         ] {
             let e = git_context(Path::new(c)).expect(c);
