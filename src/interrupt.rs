@@ -91,3 +91,39 @@ pub fn install() {
         }
     });
 }
+
+/// A run's scratch directories in TMPDIR: `mbx-build-<pid>-<kind>…`.
+const SCRATCH_PREFIX: &str = "mbx-build-";
+
+/// A scratch directory of this run, named so that a later run can remove
+/// it should this one be killed outright ([`remove_stale_scratch`]).
+pub fn scratch_dir(kind: &str) -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{SCRATCH_PREFIX}{}-{kind}", std::process::id()))
+        .tempdir()
+}
+
+/// Scratch directories of earlier runs that were killed outright (SIGKILL,
+/// OOM) and could not clean up: their pid is gone.
+pub fn remove_stale_scratch() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(SCRATCH_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill(2) with signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone && e.path().is_dir() {
+            tracing::debug!(dir = %e.path().display(), "removing a killed run's scratch directory");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}

@@ -1015,15 +1015,12 @@ fn output(
         (Some(d), _) => Some(d.clone()),
         // Only exports asked for: the layout they are made from is scratch.
         (None, false) if !outputs.exports.is_empty() || !outputs.exports.notes.is_empty() => {
-            let t = tempfile::Builder::new()
-                .prefix(&format!("mbx-build-{}-out-", std::process::id()))
-                .tempdir()
-                .map_err(|e| {
-                    Error::env(
-                        format!("cannot create a temporary directory: {e}"),
-                        "check TMPDIR",
-                    )
-                })?;
+            let t = crate::interrupt::scratch_dir("out-").map_err(|e| {
+                Error::env(
+                    format!("cannot create a temporary directory: {e}"),
+                    "check TMPDIR",
+                )
+            })?;
             let d = t.path().join("layout");
             scratch = Some(std::sync::Arc::new(t));
             Some(d)

@@ -73,16 +73,13 @@ fn run_into(
     merge: Option<&crate::oci::Options>,
     record: &mut BuildRecord,
 ) -> Result<()> {
-    remove_stale_work_dirs();
-    let work = tempfile::Builder::new()
-        .prefix(&format!("{WORK_PREFIX}{}-", std::process::id()))
-        .tempdir()
-        .map_err(|e| {
-            Error::env(
-                format!("cannot create a temporary directory: {e}"),
-                "check TMPDIR",
-            )
-        })?;
+    crate::interrupt::remove_stale_scratch();
+    let work = crate::interrupt::scratch_dir("").map_err(|e| {
+        Error::env(
+            format!("cannot create a temporary directory: {e}"),
+            "check TMPDIR",
+        )
+    })?;
     let made_output = match &build.output {
         Output::Layout { dir, .. } if !dir.exists() => Some(dir.clone()),
         _ => None,
@@ -155,34 +152,6 @@ fn run_into(
     let notes = output::finish(plan, build, buildx, printer, work.path(), &merged.index)?;
     record.notes.extend(notes);
     Ok(())
-}
-
-/// A run's scratch directory in TMPDIR: `mbx-build-<pid>-…`.
-const WORK_PREFIX: &str = "mbx-build-";
-
-/// Scratch directories of earlier runs that were killed outright (SIGKILL,
-/// OOM) and could not clean up: their pid is gone.
-fn remove_stale_work_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(WORK_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        // SAFETY: kill(2) with signal 0 only asks whether the process exists.
-        let gone = unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
-        if gone && e.path().is_dir() {
-            tracing::debug!(dir = %e.path().display(), "removing a killed run's scratch directory");
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
 }
 
 /// Where the result goes, as the record names it: (output, tags).

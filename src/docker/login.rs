@@ -99,9 +99,7 @@ impl PushLogin {
     ) -> Result<PushLogin, String> {
         // buildx keeps its builders there: it must exist before it is linked.
         let _ = std::fs::create_dir_all(user_dir.join("buildx"));
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("mbx-build-{}-login-", std::process::id()))
-            .tempdir()
+        let dir = crate::interrupt::scratch_dir("login-")
             .map_err(|e| format!("cannot create a temporary docker config: {e}"))?;
         crate::interrupt::remove_on_exit(dir.path());
         let login = PushLogin { dir };
